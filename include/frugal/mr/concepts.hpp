@@ -1,0 +1,162 @@
+// frugal/mr/concepts.hpp: the one resource concept every frugal allocator and adaptor models,
+// aligned with CCCL's cuda::mr, plus frugal::ref (a non-owning handle) and resource_stats.
+//   static_assert(frugal::resource_with<my_resource, frugal::host_accessible>);
+//   frugal::pool_resource pool{frugal::ref(shared_upstream)};
+// This header is the single place that knows which concept names the CCCL in use spells.
+#pragma once
+
+#include <frugal/error.hpp>
+
+#ifndef LIBCUDACXX_ENABLE_EXPERIMENTAL_MEMORY_RESOURCE
+#  define LIBCUDACXX_ENABLE_EXPERIMENTAL_MEMORY_RESOURCE
+#endif
+#include <cuda/memory_resource>
+#include <cuda/std/version>
+
+#include <concepts>
+#include <cstddef>
+#include <new>
+#include <string>
+#include <type_traits>
+
+namespace frugal {
+
+/// Default alignment of every frugal resource: what cudaMalloc guarantees.
+inline constexpr std::size_t default_alignment = 256;
+
+/// Property tags, the same types as CCCL's so cuda::mr code sees frugal resources as its own.
+using host_accessible = ::cuda::mr::host_accessible;
+using device_accessible = ::cuda::mr::device_accessible;
+
+#if (CCCL_MAJOR_VERSION > 3) || (CCCL_MAJOR_VERSION == 3 && CCCL_MINOR_VERSION >= 3)
+// CCCL 3.3+: the synchronous concept is `synchronous_resource`; `resource` is stream-ordered.
+template <class R>
+concept resource = ::cuda::mr::synchronous_resource<R>;
+template <class R, class... Properties>
+concept resource_with = ::cuda::mr::synchronous_resource_with<R, Properties...>;
+template <class R>
+concept stream_ordered_resource = ::cuda::mr::resource<R>;
+#else
+/// @brief A synchronous memory resource: allocate(bytes, alignment), deallocate(p, bytes,
+/// alignment), and equality. See docs/concepts.md#resource.
+template <class R>
+concept resource = ::cuda::mr::resource<R>;
+/// @brief A resource that also declares each of `Properties` through get_property.
+template <class R, class... Properties>
+concept resource_with = ::cuda::mr::resource_with<R, Properties...>;
+/// @brief A resource that also allocates and frees in stream order.
+template <class R>
+concept stream_ordered_resource = ::cuda::mr::async_resource<R>;
+#endif
+
+/// @brief True when resource R declares the stateless property P (host_accessible, ...).
+template <class R, class P>
+inline constexpr bool has_property_v = ::cuda::has_property<R, P>;
+
+/// @brief A resource with a non-throwing allocate: try_allocate returns nullptr on failure.
+template <class R>
+concept try_allocatable = resource<R> && requires(R& r, std::size_t n) {
+  { r.try_allocate(n, n) } noexcept -> std::same_as<void*>;
+};
+
+/// @brief Counters every frugal allocator reports through stats().
+/// Identity: bytes_in_use <= bytes_reserved (pool: block bytes in use + free bytes == reserved).
+struct resource_stats {
+  std::size_t bytes_in_use = 0;          ///< bytes handed out and not yet returned, as requested
+  std::size_t bytes_reserved = 0;        ///< bytes obtained from the upstream and not returned
+  std::size_t peak_bytes_in_use = 0;
+  std::size_t peak_bytes_reserved = 0;
+  std::size_t largest_free_block = 0;    ///< the largest request that fits without growing
+  std::size_t allocations = 0;           ///< live allocations
+
+  friend bool operator==(const resource_stats&, const resource_stats&) = default;
+};
+
+/// @brief "in use X, reserved Y, largest free block Z" for out-of-memory messages and reports.
+inline std::string describe(const resource_stats& s) {
+  return "in use " + format_bytes(s.bytes_in_use) + ", reserved " + format_bytes(s.bytes_reserved) +
+         ", largest free block " + format_bytes(s.largest_free_block) + ", live allocations " +
+         std::to_string(s.allocations);
+}
+
+namespace detail {
+
+constexpr bool is_pow2(std::size_t x) noexcept { return x != 0 && (x & (x - 1)) == 0; }
+
+constexpr std::size_t align_up(std::size_t x, std::size_t alignment) noexcept {
+  return (x + alignment - 1) & ~(alignment - 1);
+}
+
+/// Throws invalid_argument unless alignment is a power of two.
+inline void check_alignment(std::size_t alignment, const char* who) {
+  FRUGAL_EXPECTS(is_pow2(alignment),
+                 std::string(who) + ": alignment " + std::to_string(alignment) +
+                     " is not a power of two",
+                 invalid_argument);
+}
+
+/// True when bytes rounded up to `alignment` plus `alignment` does not overflow size_t.
+constexpr bool fits_with_alignment(std::size_t bytes, std::size_t alignment) noexcept {
+  return bytes <= static_cast<std::size_t>(-1) - 2 * alignment;
+}
+
+/// try_allocate on any resource: the resource's own when it has one, else allocate in a try block.
+template <class R>
+void* try_allocate(R& r, std::size_t bytes, std::size_t alignment) noexcept {
+  if constexpr (try_allocatable<R>) {
+    return r.try_allocate(bytes, alignment);
+  } else {
+    try {
+      return r.allocate(bytes, alignment);
+    } catch (...) {
+      return nullptr;
+    }
+  }
+}
+
+/// Forwards every stateless property of Upstream to Derived (hidden friend found by ADL).
+/// Use: struct my_adaptor : frugal::detail::forward_properties<my_adaptor, Upstream> { ... };
+template <class Derived, class Upstream>
+struct forward_properties {
+  template <class Property>
+    requires(::cuda::has_property<Upstream, Property> && std::is_empty_v<Property>)
+  friend constexpr void get_property(const Derived&, Property) noexcept {}
+};
+
+}  // namespace detail
+
+/// @brief A non-owning handle to a resource that models the resource concept itself, so one
+/// upstream can be shared by several allocators: `pool_resource<ref_t<R>> pool{frugal::ref(r)}`.
+/// Two refs compare equal when their targets do. The target must outlive the handle.
+template <resource R>
+class ref_t : public detail::forward_properties<ref_t<R>, R> {
+ public:
+  explicit ref_t(R& target) noexcept : target_(&target) {}
+
+  void* allocate(std::size_t bytes, std::size_t alignment = default_alignment) {
+    return target_->allocate(bytes, alignment);
+  }
+  void deallocate(void* p, std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
+    target_->deallocate(p, bytes, alignment);
+  }
+  void* try_allocate(std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
+    return detail::try_allocate(*target_, bytes, alignment);
+  }
+
+  R& get() const noexcept { return *target_; }
+
+  friend bool operator==(const ref_t& a, const ref_t& b) noexcept {
+    return a.target_ == b.target_ || *a.target_ == *b.target_;
+  }
+
+ private:
+  R* target_;
+};
+
+/// @brief Makes a non-owning handle to `r`. See ref_t.
+template <resource R>
+ref_t<R> ref(R& r) noexcept {
+  return ref_t<R>(r);
+}
+
+}  // namespace frugal

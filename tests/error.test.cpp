@@ -1,0 +1,65 @@
+#include <frugal/error.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+TEST_CASE("FRUGAL_EXPECTS throws the named type with file:line and the message") {
+  auto fails = [] { FRUGAL_EXPECTS(1 + 1 == 3, "arithmetic is broken", frugal::invalid_argument); };
+  try {
+    fails();
+    FAIL("no exception");
+  } catch (const frugal::invalid_argument& e) {
+    const std::string what = e.what();
+    CHECK(what.find("error.test.cpp:") != std::string::npos);
+    CHECK(what.find("arithmetic is broken") != std::string::npos);
+  }
+  CHECK_NOTHROW([] { FRUGAL_EXPECTS(true, "never", frugal::error); }());
+}
+
+TEST_CASE("error types derive from the standard ones") {
+  CHECK_THROWS_AS(throw frugal::invalid_argument("x"), frugal::error);
+  CHECK_THROWS_AS(throw frugal::cuda_error("x"), std::runtime_error);
+  CHECK_THROWS_AS(throw frugal::out_of_memory(1, "s"), std::bad_alloc);
+}
+
+TEST_CASE("out_of_memory names the request and the state") {
+  const frugal::out_of_memory oom(3u << 20, "in use 1.00 MiB, reserved 2.00 MiB", "pool_resource");
+  const std::string what = oom.what();
+  CHECK(oom.requested_bytes() == (3u << 20));
+  CHECK(oom.state() == "in use 1.00 MiB, reserved 2.00 MiB");
+  CHECK(what == "out of memory: pool_resource could not allocate 3145728 bytes (3.00 MiB); "
+                "in use 1.00 MiB, reserved 2.00 MiB");
+}
+
+TEST_CASE("format_bytes picks a binary unit") {
+  CHECK(frugal::format_bytes(0) == "0 B");
+  CHECK(frugal::format_bytes(1023) == "1023 B");
+  CHECK(frugal::format_bytes(1024) == "1.00 KiB");
+  CHECK(frugal::format_bytes(1536) == "1.50 KiB");
+  CHECK(frugal::format_bytes(std::size_t{80} << 30) == "80.00 GiB");
+}
+
+namespace {
+std::vector<frugal::misuse_report> g_reports;
+void record(const frugal::misuse_report& r) noexcept { g_reports.push_back(r); }
+}  // namespace
+
+TEST_CASE("misuse reports reach the installed handler, which can be restored") {
+  g_reports.clear();
+  auto previous = frugal::set_misuse_handler(&record);
+  int object = 0;
+  frugal::detail::report_misuse(frugal::misuse_kind::double_free, "pool_resource", &object, 64,
+                                "double free of a 64-byte block");
+  REQUIRE(g_reports.size() == 1);
+  CHECK(g_reports[0].kind == frugal::misuse_kind::double_free);
+  CHECK(g_reports[0].pointer == &object);
+  CHECK(g_reports[0].bytes == 64);
+  CHECK(g_reports[0].message == "pool_resource: double free of a 64-byte block");
+  CHECK(frugal::set_misuse_handler(previous) == &record);
+}
+
+TEST_CASE("the library reports its version") {
+  CHECK(std::string(frugal::version()) == "0.1.0");
+}
