@@ -7,7 +7,21 @@
 #include <frugal/error.hpp>
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/host_resource.hpp>
+#include <frugal/mr/virtual_resource.hpp>
+#include <frugal/mr/arena.hpp>
+#include <frugal/mr/block.hpp>
+#include <frugal/mr/pool.hpp>
+#include <frugal/mr/failure_callback_adaptor.hpp>
+#include <frugal/mr/limit_adaptor.hpp>
+#include <frugal/mr/logging_adaptor.hpp>
+#include <frugal/mr/stats_adaptor.hpp>
+#include <frugal/mr/synchronized.hpp>
+#include <frugal/mr/tracking_adaptor.hpp>
 
 #if FRUGAL_HAS_CUDA
 #  include <frugal/device.hpp>
+#  include <frugal/mr/cuda_async_resource.hpp>
+#  include <frugal/mr/cuda_resource.hpp>
+#  include <frugal/mr/cuda_virtual_resource.hpp>
+#  include <frugal/mr/pinned_resource.hpp>
 #endif

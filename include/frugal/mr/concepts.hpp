@@ -87,12 +87,17 @@ constexpr std::size_t align_up(std::size_t x, std::size_t alignment) noexcept {
   return (x + alignment - 1) & ~(alignment - 1);
 }
 
-/// Throws invalid_argument unless alignment is a power of two.
+[[noreturn, gnu::cold, gnu::noinline]] inline void throw_bad_alignment(std::size_t alignment,
+                                                                      const char* who) {
+  throw_error<invalid_argument>(__FILE__, __LINE__,
+                                std::string(who) + ": alignment " + std::to_string(alignment) +
+                                    " is not a power of two");
+}
+
+/// Throws invalid_argument unless alignment is a power of two. Inlines to one test.
 inline void check_alignment(std::size_t alignment, const char* who) {
-  FRUGAL_EXPECTS(is_pow2(alignment),
-                 std::string(who) + ": alignment " + std::to_string(alignment) +
-                     " is not a power of two",
-                 invalid_argument);
+  if (!is_pow2(alignment)) [[unlikely]]
+    throw_bad_alignment(alignment, who);
 }
 
 /// True when bytes rounded up to `alignment` plus `alignment` does not overflow size_t.

@@ -30,7 +30,7 @@ class host_resource {
 
   void deallocate(void* p, std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
     if (p == nullptr) return;
-    ::operator delete(p, bytes, std::align_val_t{alignment});
+    ::operator delete(p, std::align_val_t{alignment});  // unsized: no -fsized-deallocation needed
   }
 
   friend bool operator==(const host_resource&, const host_resource&) noexcept { return true; }

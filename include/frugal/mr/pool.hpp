@@ -88,9 +88,8 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
 
   /// @brief As allocate, but returns nullptr instead of throwing (also for a bad alignment).
   void* try_allocate(std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
-    if (bytes == 0 || !detail::is_pow2(alignment) ||
-        !detail::fits_with_alignment(bytes, std::max(alignment, granularity)) ||
-        bytes > options_.max_size) [[unlikely]]
+    if (bytes == 0 || !detail::is_pow2(alignment) || bytes > options_.max_size ||
+        bytes > max_block_bytes || alignment > max_block_bytes / 2) [[unlikely]]
       return nullptr;
     if (!reserve_bookkeeping()) [[unlikely]]
       return nullptr;
@@ -109,9 +108,9 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
 
     block& b = blocks_[i];
     b.is_free = false;
-    b.requested = bytes;
+    b.slack = static_cast<std::uint8_t>(b.size() - bytes);
     pointers_.insert(b.address, i);
-    block_bytes_in_use_ += b.size;
+    block_bytes_in_use_ += b.size();
     bytes_in_use_ += bytes;
     ++allocations_;
     peak_bytes_in_use_ = std::max(peak_bytes_in_use_, bytes_in_use_);
@@ -125,20 +124,17 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
                   [[maybe_unused]] std::size_t alignment = default_alignment) noexcept {
     if (p == nullptr) return;
     const auto address = reinterpret_cast<std::uintptr_t>(p);
-    index i = pointers_.find(address);
+    index i = pointers_.take(address);
     if (i == npos) [[unlikely]] {
       report_unknown(p, bytes);
       return;
     }
-    if (blocks_[i].requested != bytes) [[unlikely]] {
-      detail::report_misuse(misuse_kind::size_mismatch, "pool_resource", p, bytes,
-                            "size mismatch: block was allocated with " +
-                                std::to_string(blocks_[i].requested) + " bytes, freed with " +
-                                std::to_string(bytes));
+    if (blocks_[i].requested() != bytes) [[unlikely]] {
+      pointers_.insert(address, i);  // cannot allocate: the entry's slot was just freed
+      report_size_mismatch(p, bytes, blocks_[i].requested());
       return;
     }
-    pointers_.erase(address);
-    block_bytes_in_use_ -= blocks_[i].size;
+    block_bytes_in_use_ -= blocks_[i].size();
     bytes_in_use_ -= bytes;
     --allocations_;
     blocks_[i].is_free = true;
@@ -155,7 +151,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
       chunk& ch = chunks_[c];
       if (ch.base == 0) continue;
       const block& b = blocks_[ch.first];
-      if (!b.is_free || b.size != ch.size) continue;
+      if (!b.is_free || b.size() != ch.size) continue;
       if (reserved_ - ch.size < options_.release_threshold) continue;
       unlink_free(ch.first);
       release_node(ch.first);
@@ -196,21 +192,30 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   static constexpr index npos = detail::pointer_map::npos;
   static constexpr unsigned sl_bits = 5;                 // 32 classes per power of two
   static constexpr unsigned sl_count = 1u << sl_bits;
-  static constexpr unsigned fl_count = 64 - 8 - sl_bits + 1;
+  static constexpr unsigned fl_count = 33 - sl_bits;    // granule counts are 32-bit
   static constexpr unsigned granule_shift = 8;
   static_assert((std::size_t{1} << granule_shift) == granularity);
 
   /// One contiguous range of a chunk. Physical neighbours link the blocks of a chunk in address
   /// order; free blocks are also on the free list of their size class.
-  struct block {
+  struct block {  // 32 bytes: two records per cache line
     std::uintptr_t address = 0;
-    std::size_t size = 0;        // multiple of granularity
-    std::size_t requested = 0;   // bytes asked for, while allocated
+    std::uint32_t granules = 0;
     index prev_phys = npos, next_phys = npos;
     index prev_free = npos, next_free = npos;
-    std::uint32_t chunk = 0;
+    std::uint16_t size_class = 0;  // fl * sl_count + sl, while on a free list
+    std::uint8_t slack = 0;        // size() - bytes requested, while allocated
     bool is_free = true;
+
+    std::size_t size() const noexcept { return std::size_t{granules} << granule_shift; }
+    std::size_t requested() const noexcept { return size() - slack; }
+    void set_size(std::size_t bytes) noexcept {
+      granules = static_cast<std::uint32_t>(bytes >> granule_shift);
+    }
   };
+  static_assert(sizeof(block) == 32);
+  /// Blocks count granules in 32 bits: the largest block (and chunk) is just under 1 TiB.
+  static constexpr std::size_t max_block_bytes = std::size_t{0xFFFFFFFFu} << granule_shift;
   struct chunk {
     std::uintptr_t base = 0;     // 0: slot unused
     std::size_t size = 0;
@@ -232,7 +237,8 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   /// The first block of a class whose every member holds at least `bytes` (good fit), or, when
   /// none, a bounded walk of the request's own class.
   index find_free(std::size_t bytes) const noexcept {
-    std::size_t units = bytes >> granule_shift;
+    if (bytes > max_block_bytes) return npos;
+    const std::size_t units = bytes >> granule_shift;
     unsigned fl, sl;
     if (units >= sl_count) {
       const unsigned msb = static_cast<unsigned>(std::bit_width(units)) - 1;
@@ -254,31 +260,32 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     mapping(units, fl, sl);  // a block of the request's own class may still be large enough
     int budget = 64;
     for (index i = heads_[fl * sl_count + sl]; i != npos && budget-- > 0; i = blocks_[i].next_free)
-      if (blocks_[i].size >= bytes) return i;
+      if (blocks_[i].size() >= bytes) return i;
     return npos;
   }
 
-  void link_free(index i) noexcept {
+  [[gnu::always_inline]] void link_free(index i) noexcept {
     unsigned fl, sl;
-    mapping(blocks_[i].size >> granule_shift, fl, sl);
-    index& head = heads_[fl * sl_count + sl];
+    mapping(blocks_[i].granules, fl, sl);
+    const unsigned size_class = fl * sl_count + sl;
+    index& head = heads_[size_class];
+    blocks_[i].size_class = static_cast<std::uint16_t>(size_class);
     blocks_[i].prev_free = npos;
     blocks_[i].next_free = head;
     if (head != npos) blocks_[head].prev_free = i;
     head = i;
     fl_bitmap_ |= std::uint64_t{1} << fl;
     sl_bitmap_[fl] |= 1u << sl;
-    free_bytes_ += blocks_[i].size;
+    free_bytes_ += blocks_[i].size();
   }
 
-  void unlink_free(index i) noexcept {
+  [[gnu::always_inline]] void unlink_free(index i) noexcept {
     block& b = blocks_[i];
     if (b.prev_free != npos) {
       blocks_[b.prev_free].next_free = b.next_free;
     } else {
-      unsigned fl, sl;
-      mapping(b.size >> granule_shift, fl, sl);
-      heads_[fl * sl_count + sl] = b.next_free;
+      const unsigned fl = b.size_class / sl_count, sl = b.size_class % sl_count;
+      heads_[b.size_class] = b.next_free;
       if (b.next_free == npos) {
         sl_bitmap_[fl] &= ~(1u << sl);
         if (sl_bitmap_[fl] == 0) fl_bitmap_ &= ~(std::uint64_t{1} << fl);
@@ -286,7 +293,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     }
     if (b.next_free != npos) blocks_[b.next_free].prev_free = b.prev_free;
     b.prev_free = b.next_free = npos;
-    free_bytes_ -= b.size;
+    free_bytes_ -= b.size();
   }
 
   /// Ensures the host bookkeeping can take one more allocation (two new block records and a
@@ -304,7 +311,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     }
   }
 
-  index new_node() noexcept {  // capacity was reserved by reserve_bookkeeping
+  [[gnu::always_inline]] index new_node() noexcept {  // capacity was reserved by reserve_bookkeeping
     if (!free_nodes_.empty()) {
       const index i = free_nodes_.back();
       free_nodes_.pop_back();
@@ -336,32 +343,30 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     block& b = blocks_[i];
     block& a = blocks_[j];  // the aligned remainder
     a.address = aligned;
-    a.size = b.size - front;
-    a.chunk = b.chunk;
+    a.set_size(b.size() - front);
     a.prev_phys = i;
     a.next_phys = b.next_phys;
     if (b.next_phys != npos) blocks_[b.next_phys].prev_phys = j;
     b.next_phys = j;
-    b.size = front;
+    b.set_size(front);
     link_free(i);
     return j;
   }
 
   /// Splits the tail of block i beyond `size` off as a free block when it is at least a granule.
   void split_back(index i, std::size_t size) noexcept {
-    const std::size_t rest = blocks_[i].size - size;
+    const std::size_t rest = blocks_[i].size() - size;
     if (rest == 0) return;
     const index j = new_node();
     block& b = blocks_[i];
     block& t = blocks_[j];
     t.address = b.address + size;
-    t.size = rest;
-    t.chunk = b.chunk;
+    t.set_size(rest);
     t.prev_phys = i;
     t.next_phys = b.next_phys;
     if (b.next_phys != npos) blocks_[b.next_phys].prev_phys = j;
     b.next_phys = j;
-    b.size = size;
+    b.set_size(size);
     link_free(j);
   }
 
@@ -370,7 +375,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     const index next = blocks_[i].next_phys;
     if (next != npos && blocks_[next].is_free) {
       unlink_free(next);
-      blocks_[i].size += blocks_[next].size;
+      blocks_[i].granules += blocks_[next].granules;
       blocks_[i].next_phys = blocks_[next].next_phys;
       if (blocks_[i].next_phys != npos) blocks_[blocks_[i].next_phys].prev_phys = i;
       release_node(next);
@@ -378,7 +383,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     const index prev = blocks_[i].prev_phys;
     if (prev != npos && blocks_[prev].is_free) {
       unlink_free(prev);
-      blocks_[prev].size += blocks_[i].size;
+      blocks_[prev].granules += blocks_[i].granules;
       blocks_[prev].next_phys = blocks_[i].next_phys;
       if (blocks_[prev].next_phys != npos) blocks_[blocks_[prev].next_phys].prev_phys = prev;
       release_node(i);
@@ -396,13 +401,13 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
       bytes = std::clamp(reserved_ / 16, min_chunk, max_chunk);
     }
     bytes = detail::align_up(std::max(bytes, need), granularity);
-    return std::min(bytes, options_.max_size - reserved_);
+    return std::min({bytes, options_.max_size - reserved_, max_block_bytes});
   }
 
   /// Adds a chunk holding at least `need` bytes aligned to `align`; returns its free block.
   /// `size` is the request rounded to the granularity (enough when the chunk is aligned).
   index grow(std::size_t need, std::size_t align, std::size_t size) noexcept {
-    if (size > options_.max_size - reserved_) return npos;
+    if (size > options_.max_size - reserved_ || need > max_block_bytes) return npos;
     std::size_t bytes = chunk_bytes_for(need);
     if (bytes < size) return npos;
     void* p = detail::try_allocate(upstream_, bytes, align);
@@ -423,8 +428,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     const index i = new_node();
     block& b = blocks_[i];
     b.address = reinterpret_cast<std::uintptr_t>(p);
-    b.size = bytes;
-    b.chunk = c;
+    b.set_size(bytes);
     chunks_[c] = chunk{b.address, bytes, align, i};
     reserved_ += bytes;
     peak_reserved_ = std::max(peak_reserved_, reserved_);
@@ -438,18 +442,25 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     const unsigned sl = 31u - static_cast<unsigned>(std::countl_zero(sl_bitmap_[fl]));
     std::size_t largest = 0;
     for (index i = heads_[fl * sl_count + sl]; i != npos; i = blocks_[i].next_free)
-      largest = std::max(largest, blocks_[i].size);
+      largest = std::max(largest, blocks_[i].size());
     return largest;
   }
 
+  [[gnu::cold]] static void report_size_mismatch(void* p, std::size_t bytes,
+                                                 std::size_t requested) noexcept {
+    detail::report_misuse(misuse_kind::size_mismatch, "pool_resource", p, bytes,
+                          "size mismatch: block was allocated with " + std::to_string(requested) +
+                              " bytes, freed with " + std::to_string(bytes));
+  }
+
   /// Slow path of deallocate: says what an unknown pointer is before reporting it.
-  void report_unknown(void* p, std::size_t bytes) const noexcept {
+  [[gnu::cold]] void report_unknown(void* p, std::size_t bytes) const noexcept {
     const auto address = reinterpret_cast<std::uintptr_t>(p);
     for (const chunk& c : chunks_) {
       if (c.base == 0 || address < c.base || address >= c.base + c.size) continue;
       for (index i = c.first; i != npos; i = blocks_[i].next_phys) {
         const block& b = blocks_[i];
-        if (address < b.address || address >= b.address + b.size) continue;
+        if (address < b.address || address >= b.address + b.size()) continue;
         if (b.is_free) {
           detail::report_misuse(misuse_kind::double_free, "pool_resource", p, bytes,
                                 "double free: " + std::to_string(bytes) +
@@ -498,20 +509,19 @@ bool pool_resource<Upstream>::is_valid() const {
     bool prev_free = false;
     for (index i = ch.first; i != npos; i = blocks_[i].next_phys) {
       const block& b = blocks_[i];
-      if (b.address != expect || b.prev_phys != prev || b.chunk != c) return false;
-      if (b.size == 0 || b.size % granularity != 0) return false;
+      if (b.address != expect || b.prev_phys != prev || b.granules == 0) return false;
       if (b.is_free && prev_free) return false;  // free neighbours must have been merged
       if (b.is_free) {
-        free_bytes += b.size;
+        free_bytes += b.size();
         ++free_blocks;
         if (pointers_.find(b.address) != npos) return false;
       } else {
-        used_bytes += b.size;
+        used_bytes += b.size();
         ++used_blocks;
-        if (pointers_.find(b.address) != i || b.requested > b.size) return false;
+        if (pointers_.find(b.address) != i || b.slack >= granularity) return false;
       }
       prev_free = b.is_free;
-      expect = b.address + b.size;
+      expect = b.address + b.size();
       prev = i;
     }
     if (expect != ch.base + ch.size) return false;
@@ -524,8 +534,10 @@ bool pool_resource<Upstream>::is_valid() const {
       index prev = npos;
       for (index i = head; i != npos; i = blocks_[i].next_free) {
         unsigned f, s;
-        mapping(blocks_[i].size >> granule_shift, f, s);
-        if (!blocks_[i].is_free || f != fl || s != sl || blocks_[i].prev_free != prev) return false;
+        mapping(blocks_[i].granules, f, s);
+        if (!blocks_[i].is_free || f != fl || s != sl || blocks_[i].prev_free != prev ||
+            blocks_[i].size_class != fl * sl_count + sl)
+          return false;
         if (++listed > blocks_.size()) return false;  // a cycle
         prev = i;
       }

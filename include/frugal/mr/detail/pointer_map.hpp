@@ -48,19 +48,21 @@ class pointer_map {
       if (slots_[i].key == 0) return false;
       i = (i + 1) & mask_;
     }
-    // Backward shift: move later entries of the probe run into the hole when that keeps them
-    // reachable from their home slot.
-    std::size_t hole = i;
-    for (std::size_t j = (hole + 1) & mask_; slots_[j].key != 0; j = (j + 1) & mask_) {
-      const std::size_t home = slot_of(slots_[j].key);
-      if (((j - home) & mask_) >= ((j - hole) & mask_)) {
-        slots_[hole] = slots_[j];
-        hole = j;
-      }
-    }
-    slots_[hole] = entry{};
-    --size_;
+    erase_slot(i);
     return true;
+  }
+
+  /// Removes `key` and returns its value, or npos (changing nothing) when absent: one probe
+  /// sequence instead of find() then erase().
+  std::uint32_t take(std::uintptr_t key) noexcept {
+    std::size_t i = slot_of(key);
+    while (slots_[i].key != key) {
+      if (slots_[i].key == 0) return npos;
+      i = (i + 1) & mask_;
+    }
+    const std::uint32_t value = slots_[i].value;
+    erase_slot(i);
+    return value;
   }
 
   template <class F>
@@ -74,6 +76,21 @@ class pointer_map {
     std::uintptr_t key = 0;
     std::uint32_t value = 0;
   };
+
+  void erase_slot(std::size_t i) noexcept {
+    // Backward shift: move later entries of the probe run into the hole when that keeps them
+    // reachable from their home slot.
+    std::size_t hole = i;
+    for (std::size_t j = (hole + 1) & mask_; slots_[j].key != 0; j = (j + 1) & mask_) {
+      const std::size_t home = slot_of(slots_[j].key);
+      if (((j - home) & mask_) >= ((j - hole) & mask_)) {
+        slots_[hole] = slots_[j];
+        hole = j;
+      }
+    }
+    slots_[hole] = entry{};
+    --size_;
+  }
 
   std::size_t slot_of(std::uintptr_t key) const noexcept {
     // Fibonacci hashing; addresses are aligned, so the low bits carry no information.
