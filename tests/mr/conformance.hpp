@@ -1,5 +1,5 @@
 // The shared conformance suite: every resource and adaptor joins it by adding one fixture to the
-// type list in conformance.test.cpp. A fixture owns its resource as member `r` and says what to
+// list in fixtures.hpp. A fixture owns its resource as member `r` and says what to
 // expect of it.
 #pragma once
 
@@ -19,6 +19,7 @@ struct fixture_defaults {
   static constexpr bool host = true;        ///< declares host_accessible
   static constexpr bool device = false;     ///< declares device_accessible
   static constexpr bool writable = true;    ///< the test may write into the memory
+  static constexpr bool reclaims_every_free = true;  ///< bytes_in_use drops on every deallocate
 };
 
 /// stats() of resources that have it, nothing otherwise: failure atomicity compares these.
