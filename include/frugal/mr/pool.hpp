@@ -138,6 +138,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     bytes_in_use_ -= bytes;
     --allocations_;
     blocks_[i].is_free = true;
+    prefetch_neighbours(i);
     i = merge_with_neighbours(i);
     link_free(i);
     FRUGAL_ASSERT_EXPENSIVE(is_valid(), "pool_resource corrupted by deallocate");
@@ -368,6 +369,20 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     b.next_phys = j;
     b.set_size(size);
     link_free(j);
+  }
+
+  /// Starts loading the records a merge may touch (both physical neighbours, then their free-list
+  /// neighbours) so the cache misses overlap instead of following one another.
+  [[gnu::always_inline]] void prefetch_neighbours(index i) const noexcept {
+    const block& b = blocks_[i];
+    const index next = b.next_phys, prev = b.prev_phys;
+    if (next != npos) __builtin_prefetch(&blocks_[next]);
+    if (prev != npos) __builtin_prefetch(&blocks_[prev]);
+    for (const index n : {next, prev}) {
+      if (n == npos || !blocks_[n].is_free) continue;
+      if (blocks_[n].prev_free != npos) __builtin_prefetch(&blocks_[blocks_[n].prev_free]);
+      if (blocks_[n].next_free != npos) __builtin_prefetch(&blocks_[blocks_[n].next_free]);
+    }
   }
 
   /// Merges free block i with free physical neighbours; returns the surviving record.
