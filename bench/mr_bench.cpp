@@ -132,45 +132,53 @@ void report_ratio(benchmark::State& state, std::size_t peak_reserved) {
 
 // ---- upstreams that count what peers hold ---------------------------------------------------------
 
-/// A std::pmr upstream over aligned new that records peak bytes held.
-class counting_pmr_upstream : public std::pmr::memory_resource {
- public:
+/// Aligned new and delete that record the peak bytes held: the upstream of the peers' pools.
+struct peak_counting_heap {
+  std::size_t current = 0;
   std::size_t peak = 0;
 
- private:
-  std::size_t current_ = 0;
-  void* do_allocate(std::size_t bytes, std::size_t align) override {
-    current_ += bytes;
-    peak = std::max(peak, current_);
+  void* allocate(std::size_t bytes, std::size_t align) {
+    current += bytes;
+    peak = std::max(peak, current);
     return ::operator new(bytes, std::align_val_t{std::max(align, alignof(std::max_align_t))});
   }
+  void deallocate(void* p, std::size_t bytes, std::size_t align) noexcept {
+    current -= bytes;
+    ::operator delete(p, std::align_val_t{std::max(align, alignof(std::max_align_t))});
+  }
+};
+
+/// std::pmr's view of a peak_counting_heap.
+class counting_pmr_upstream : public std::pmr::memory_resource {
+ public:
+  std::size_t peak() const { return heap_.peak; }
+
+ private:
+  peak_counting_heap heap_;
+  void* do_allocate(std::size_t bytes, std::size_t align) override {
+    return heap_.allocate(bytes, align);
+  }
   void do_deallocate(void* p, std::size_t bytes, std::size_t align) override {
-    current_ -= bytes;
-    ::operator delete(p, bytes, std::align_val_t{std::max(align, alignof(std::max_align_t))});
+    heap_.deallocate(p, bytes, align);
   }
   bool do_is_equal(const std::pmr::memory_resource& other) const noexcept override {
     return this == &other;
   }
 };
 
-/// The same for thrust::mr pools.
+/// thrust::mr's view of a peak_counting_heap (thrust's pools call do_allocate directly).
 class counting_thrust_upstream : public thrust::mr::memory_resource<void*> {
  public:
-  std::size_t peak = 0;
-
-  // thrust's pools call do_allocate/do_deallocate on their upstream directly.
+  std::size_t peak() const { return heap_.peak; }
   void* do_allocate(std::size_t bytes, std::size_t align) override {
-    current_ += bytes;
-    peak = std::max(peak, current_);
-    return ::operator new(bytes, std::align_val_t{std::max(align, alignof(std::max_align_t))});
+    return heap_.allocate(bytes, align);
   }
   void do_deallocate(void* p, std::size_t bytes, std::size_t align) override {
-    current_ -= bytes;
-    ::operator delete(p, bytes, std::align_val_t{std::max(align, alignof(std::max_align_t))});
+    heap_.deallocate(p, bytes, align);
   }
 
  private:
-  std::size_t current_ = 0;
+  peak_counting_heap heap_;
 };
 
 // ---- BM_random_allocations -------------------------------------------------------------------------
@@ -189,7 +197,7 @@ void BM_random_allocations(benchmark::State& state, const char* peer) {
     run_trace(
         state, [&](std::size_t n) { return pool.allocate(n, alignment); },
         [&](void* p, std::size_t n) { pool.deallocate(p, n, alignment); });
-    report_ratio(state, upstream.peak);
+    report_ratio(state, upstream.peak());
   } else if (name == "thrust_disjoint_pool") {
     counting_thrust_upstream upstream;
     thrust::mr::new_delete_resource bookkeeper;
@@ -201,7 +209,7 @@ void BM_random_allocations(benchmark::State& state, const char* peer) {
     run_trace(
         state, [&](std::size_t n) { return pool.allocate(n, alignment); },
         [&](void* p, std::size_t n) { pool.deallocate(p, n, alignment); });
-    report_ratio(state, upstream.peak);
+    report_ratio(state, upstream.peak());
   } else if (name == "harness_floor") {
     // No allocator at all: a counter for allocate, nothing for free. What is left is the cost of
     // replaying the trace (reading operations, the random allocate-or-free branch).

@@ -3,11 +3,11 @@
 //   capped.allocate(std::size_t{9} << 30);   // throws frugal::out_of_memory, nothing changed
 #pragma once
 
-#include <frugal/mr/concepts.hpp>
-#include <frugal/mr/host_resource.hpp>
-
 #include <algorithm>
 #include <cstddef>
+#include <frugal/mr/concepts.hpp>
+#include <frugal/mr/detail/byte_counter.hpp>
+#include <frugal/mr/host_resource.hpp>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -37,14 +37,14 @@ class limit_adaptor : public detail::forward_properties<limit_adaptor<R>, R> {
   /// @returns memory of at least `bytes` bytes aligned to `alignment`
   /// @throws invalid_argument if `alignment` is not a power of two; out_of_memory if
   /// bytes in use + `bytes` would exceed the limit (what() reads "... could not allocate N bytes
-  /// (...); in use X, reserved X, largest free block L, live allocations K, limit Y"); whatever the upstream throws. After a throw
-  /// the adaptor is unchanged.
+  /// (...); in use X, reserved X, largest free block L, live allocations K, limit Y"); whatever the
+  /// upstream throws. After a throw the adaptor is unchanged.
   void* allocate(std::size_t bytes, std::size_t alignment = default_alignment) {
     detail::check_alignment(alignment, "limit_adaptor");
     if (bytes == 0) return nullptr;
     if (!fits(bytes)) throw out_of_memory(bytes, describe_state(), "limit_adaptor");
     void* p = upstream_.allocate(bytes, alignment);
-    if (p != nullptr) count_allocation(bytes);
+    if (p != nullptr) counter_.count(bytes);
     return p;
   }
 
@@ -52,7 +52,7 @@ class limit_adaptor : public detail::forward_properties<limit_adaptor<R>, R> {
   void* try_allocate(std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
     if (bytes == 0 || !detail::is_pow2(alignment) || !fits(bytes)) return nullptr;
     void* p = detail::try_allocate(upstream_, bytes, alignment);
-    if (p != nullptr) count_allocation(bytes);
+    if (p != nullptr) counter_.count(bytes);
     return p;
   }
 
@@ -61,38 +61,19 @@ class limit_adaptor : public detail::forward_properties<limit_adaptor<R>, R> {
   /// Freeing more bytes or allocations than are live is misuse: it is reported through the misuse
   /// handler and nothing is passed upstream.
   void deallocate(void* p, std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
-    if (p == nullptr) return;
-    if (bytes > bytes_in_use_ || allocations_ == 0) [[unlikely]] {
-      detail::report_misuse(
-          misuse_kind::other, "limit_adaptor", p, bytes,
-          "deallocate of " + std::to_string(bytes) + " bytes, but only " +
-              std::to_string(bytes_in_use_) + " bytes in " + std::to_string(allocations_) +
-              " allocations are live: wrong size or a pointer not allocated here");
-      return;
-    }
+    if (p == nullptr || !counter_.uncount(p, bytes, "limit_adaptor")) return;
     upstream_.deallocate(p, bytes, alignment);
-    bytes_in_use_ -= bytes;
-    --allocations_;
   }
 
   /// @returns the bytes in use through this adaptor, as requested
-  std::size_t bytes_in_use() const noexcept { return bytes_in_use_; }
+  std::size_t bytes_in_use() const noexcept { return counter_.bytes_in_use; }
   /// @returns the cap given at construction
   std::size_t limit() const noexcept { return limit_; }
 
   /// @brief The counters as resource_stats: bytes_reserved == bytes_in_use (an adaptor reserves
   /// nothing of its own) and largest_free_block == limit - bytes_in_use (the largest request the
   /// cap still allows).
-  resource_stats stats() const noexcept {
-    resource_stats s;
-    s.bytes_in_use = bytes_in_use_;
-    s.bytes_reserved = bytes_in_use_;
-    s.peak_bytes_in_use = peak_bytes_in_use_;
-    s.peak_bytes_reserved = peak_bytes_in_use_;
-    s.largest_free_block = limit_ - bytes_in_use_;
-    s.allocations = allocations_;
-    return s;
-  }
+  resource_stats stats() const noexcept { return counter_.stats(limit_ - counter_.bytes_in_use); }
 
   /// @returns the wrapped resource
   R& upstream() noexcept { return upstream_; }
@@ -105,24 +86,16 @@ class limit_adaptor : public detail::forward_properties<limit_adaptor<R>, R> {
   }
 
  private:
-  // bytes_in_use_ <= limit_, so the subtraction cannot wrap.
-  bool fits(std::size_t bytes) const noexcept { return bytes <= limit_ - bytes_in_use_; }
+  // bytes in use <= limit_, so the subtraction cannot wrap.
+  bool fits(std::size_t bytes) const noexcept { return bytes <= limit_ - counter_.bytes_in_use; }
 
   std::string describe_state() const {
     return describe(stats()) + ", limit " + format_bytes(limit_);
   }
 
-  void count_allocation(std::size_t bytes) noexcept {
-    bytes_in_use_ += bytes;
-    peak_bytes_in_use_ = std::max(peak_bytes_in_use_, bytes_in_use_);
-    ++allocations_;
-  }
-
   R upstream_;
   std::size_t limit_;
-  std::size_t bytes_in_use_ = 0;       // bytes_in_use_ <= limit_
-  std::size_t peak_bytes_in_use_ = 0;  // bytes_in_use_ <= peak_bytes_in_use_ <= limit_
-  std::size_t allocations_ = 0;
+  detail::byte_counter counter_;  // counter_.bytes_in_use <= limit_
 };
 
 }  // namespace frugal

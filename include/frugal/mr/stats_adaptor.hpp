@@ -3,11 +3,11 @@
 //   void* p = counted.allocate(1 << 20);   // counted.stats().bytes_in_use == 1 << 20
 #pragma once
 
-#include <frugal/mr/concepts.hpp>
-#include <frugal/mr/host_resource.hpp>
-
 #include <algorithm>
 #include <cstddef>
+#include <frugal/mr/concepts.hpp>
+#include <frugal/mr/detail/byte_counter.hpp>
+#include <frugal/mr/host_resource.hpp>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -40,7 +40,7 @@ class stats_adaptor : public detail::forward_properties<stats_adaptor<R>, R> {
     detail::check_alignment(alignment, "stats_adaptor");
     if (bytes == 0) return nullptr;
     void* p = upstream_.allocate(bytes, alignment);
-    if (p != nullptr) count_allocation(bytes);
+    if (p != nullptr) counter_.count(bytes);
     return p;
   }
 
@@ -48,7 +48,7 @@ class stats_adaptor : public detail::forward_properties<stats_adaptor<R>, R> {
   void* try_allocate(std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
     if (bytes == 0 || !detail::is_pow2(alignment)) return nullptr;
     void* p = detail::try_allocate(upstream_, bytes, alignment);
-    if (p != nullptr) count_allocation(bytes);
+    if (p != nullptr) counter_.count(bytes);
     return p;
   }
 
@@ -57,39 +57,20 @@ class stats_adaptor : public detail::forward_properties<stats_adaptor<R>, R> {
   /// Freeing more bytes or allocations than are live is misuse: it is reported through the misuse
   /// handler and nothing is passed upstream.
   void deallocate(void* p, std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
-    if (p == nullptr) return;
-    if (bytes > bytes_in_use_ || allocations_ == 0) [[unlikely]] {
-      detail::report_misuse(
-          misuse_kind::other, "stats_adaptor", p, bytes,
-          "deallocate of " + std::to_string(bytes) + " bytes, but only " +
-              std::to_string(bytes_in_use_) + " bytes in " + std::to_string(allocations_) +
-              " allocations are live: wrong size or a pointer not allocated here");
-      return;
-    }
+    if (p == nullptr || !counter_.uncount(p, bytes, "stats_adaptor")) return;
     upstream_.deallocate(p, bytes, alignment);
-    bytes_in_use_ -= bytes;
-    --allocations_;
   }
 
   /// @brief The counters as resource_stats. An adaptor reserves nothing of its own, so
   /// bytes_reserved == bytes_in_use, peak_bytes_reserved == peak_bytes_in_use, and
   /// largest_free_block == 0.
-  resource_stats stats() const noexcept {
-    resource_stats s;
-    s.bytes_in_use = bytes_in_use_;
-    s.bytes_reserved = bytes_in_use_;
-    s.peak_bytes_in_use = peak_bytes_in_use_;
-    s.peak_bytes_reserved = peak_bytes_in_use_;
-    s.largest_free_block = 0;
-    s.allocations = allocations_;
-    return s;
-  }
+  resource_stats stats() const noexcept { return counter_.stats(0); }
 
   /// @returns every successful allocation since construction, freed or not
-  std::size_t total_allocations() const noexcept { return total_allocations_; }
+  std::size_t total_allocations() const noexcept { return counter_.total_allocations; }
 
   /// @brief Starts a new peak from the current bytes in use, e.g. at the start of a step.
-  void reset_peak() noexcept { peak_bytes_in_use_ = bytes_in_use_; }
+  void reset_peak() noexcept { counter_.peak_bytes_in_use = counter_.bytes_in_use; }
 
   /// @returns the wrapped resource
   R& upstream() noexcept { return upstream_; }
@@ -102,18 +83,8 @@ class stats_adaptor : public detail::forward_properties<stats_adaptor<R>, R> {
   }
 
  private:
-  void count_allocation(std::size_t bytes) noexcept {
-    bytes_in_use_ += bytes;
-    peak_bytes_in_use_ = std::max(peak_bytes_in_use_, bytes_in_use_);
-    ++allocations_;
-    ++total_allocations_;
-  }
-
   R upstream_;
-  std::size_t bytes_in_use_ = 0;       // sum of the sizes of live allocations
-  std::size_t peak_bytes_in_use_ = 0;  // bytes_in_use_ <= peak_bytes_in_use_
-  std::size_t allocations_ = 0;        // live allocations; allocations_ <= total_allocations_
-  std::size_t total_allocations_ = 0;
+  detail::byte_counter counter_;
 };
 
 }  // namespace frugal
