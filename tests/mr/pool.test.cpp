@@ -283,3 +283,28 @@ TEST_CASE("pool: differential fuzz against a map of live ranges") {
 TEST_CASE("pool: long differential fuzz", "[long]") {
   for (std::uint64_t seed = 10; seed < 20; ++seed) differential_fuzz(seed, 200000, 4 << 20, 97);
 }
+
+TEST_CASE("pool: segments() reports every chunk and block in address order") {
+  budget_resource upstream;
+  budget_pool pool{frugal::ref(upstream), {.chunk_size = 1 << 20}};
+  void* a = pool.allocate(1000);
+  void* b = pool.allocate(3000);
+  pool.deallocate(a, 1000);
+  void* big = pool.allocate(2 << 20);  // a second chunk of its own
+  const auto segments = pool.segments();
+  REQUIRE(segments.size() == 2);
+  CHECK(segments[0].size == (1u << 20));
+  REQUIRE(segments[0].blocks.size() == 3);
+  CHECK(segments[0].blocks[0].free);
+  CHECK(segments[0].blocks[0].size == 1024);
+  CHECK(segments[0].blocks[1].address == b);
+  CHECK(segments[0].blocks[1].offset == 1024);
+  CHECK(segments[0].blocks[1].requested == 3000);
+  CHECK_FALSE(segments[0].blocks[1].free);
+  CHECK(segments[0].blocks[2].free);
+  CHECK(segments[0].blocks[2].offset + segments[0].blocks[2].size == (1u << 20));
+  REQUIRE(segments[1].blocks.size() == 1);
+  CHECK(segments[1].blocks[0].address == big);
+  pool.deallocate(b, 3000);
+  pool.deallocate(big, 2 << 20);
+}

@@ -29,6 +29,23 @@ struct pool_options {
   std::size_t release_threshold = 0;  ///< trim() keeps at least this many bytes reserved
 };
 
+/// @brief One block of a pool segment, as pool_resource::segments() reports it.
+struct pool_block_info {
+  const void* address = nullptr;
+  std::size_t offset = 0;     ///< from the segment's base
+  std::size_t size = 0;       ///< bytes the block spans (a multiple of the granularity)
+  std::size_t requested = 0;  ///< bytes asked for; 0 when free
+  bool free = true;
+};
+
+/// @brief One chunk obtained from the upstream and the blocks it is divided into, in address
+/// order: what a memory snapshot draws.
+struct pool_segment_info {
+  const void* base = nullptr;
+  std::size_t size = 0;
+  std::vector<pool_block_info> blocks;
+};
+
 /// @brief General-purpose pool (see docs/concepts.md#resource). Memory comes from `Upstream` in
 /// chunks; blocks are 256-byte granules found by a two-level segregated fit (TLSF) search, split
 /// on allocation and coalesced with free neighbours immediately on free. Bookkeeping (block
@@ -175,6 +192,25 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     s.largest_free_block = largest_free_block();
     s.allocations = allocations_;
     return s;
+  }
+
+  /// @brief Every segment (chunk) with its blocks, in the order the chunks were obtained.
+  /// O(blocks); allocates the returned vectors.
+  std::vector<pool_segment_info> segments() const {
+    std::vector<pool_segment_info> out;
+    for (const chunk& c : chunks_) {
+      if (c.base == 0) continue;
+      pool_segment_info& segment = out.emplace_back();
+      segment.base = reinterpret_cast<const void*>(c.base);
+      segment.size = c.size;
+      for (index i = c.first; i != npos; i = blocks_[i].next_phys) {
+        const block& b = blocks_[i];
+        segment.blocks.push_back(pool_block_info{reinterpret_cast<const void*>(b.address),
+                                                 b.address - c.base, b.size(),
+                                                 b.is_free ? 0 : b.requested(), b.is_free});
+      }
+    }
+    return out;
   }
 
   /// @brief Walks every chunk and free list and checks every invariant (tests, debug builds).
