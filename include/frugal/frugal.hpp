@@ -11,6 +11,10 @@
 #include <frugal/mr/arena.hpp>
 #include <frugal/mr/block.hpp>
 #include <frugal/mr/pool.hpp>
+#include <frugal/mr/resource_ref.hpp>
+#include <frugal/tensor/float16.hpp>
+#include <frugal/tensor/step_scope.hpp>
+#include <frugal/tensor/tensor.hpp>
 #include <frugal/mr/failure_callback_adaptor.hpp>
 #include <frugal/mr/limit_adaptor.hpp>
 #include <frugal/mr/logging_adaptor.hpp>
