@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Turns mr_bench's Google Benchmark JSON into the Markdown tables of docs/benchmarks.md.
+"""Turns mr_bench's and kv_bench's Google Benchmark JSON into the Markdown tables of
+docs/benchmarks.md.
 
-Usage: bench/report.py RESULTS.json  (prints Markdown on stdout)
+Usage: bench/report.py RESULTS.json  (prints Markdown on stdout; the tables follow the
+benchmarks the file holds, so it takes either program's output)
 Each table compares frugal with its peers from the same run; ratios are peer time / frugal time,
 so a ratio above 1 means frugal is faster.
 """
@@ -60,16 +62,132 @@ def simple(rows, bench, counter, frugal):
     return "\n".join(out)
 
 
-def main():
-    context, rows = load(sys.argv[1])
-    print(f"Machine: {context.get('num_cpus')} CPUs at {context.get('mhz_per_cpu')} MHz, "
-          f"run {context.get('date')}.\n")
+def us(value):
+    return f"{value * 1e6:.2f}"
+
+
+def by_peer(rows, bench):
+    return {r["peer"]: r for r in rows if r["bench"] == bench}
+
+
+def kv_page_allocate_free(rows):
+    peers = by_peer(rows, "BM_page_allocate_free")
+    base = peers["frugal_page_pool"]["time_per_pair"]
+    out = ["| peer | ns / pair | peer ns / frugal_page_pool ns |", "|---|---:|---:|"]
+    for peer, r in peers.items():
+        out.append(f"| {peer} | {ns(r['time_per_pair'])} | {r['time_per_pair'] / base:.2f} |")
+    return "\n".join(out)
+
+
+def kv_new_sequence(rows):
+    out = ["| case | us / sequence | prompt tokens served from the prefix cache |",
+           "|---|---:|---:|"]
+    for peer, r in by_peer(rows, "BM_new_sequence").items():
+        out.append(f"| {peer} | {us(r['time_per_sequence'])} | {r['cached_tokens']:.0f} |")
+    return "\n".join(out)
+
+
+def kv_export(rows):
+    peers = by_peer(rows, "BM_export")
+    naive = peers["naive_vector_of_vectors"]["time_per_export"]
+    out = ["| export | us / export (65,536 pages) | naive us / this us |", "|---|---:|---:|"]
+    for peer, r in peers.items():
+        out.append(f"| {peer} | {us(r['time_per_export'])} | {naive / r['time_per_export']:.2f} |")
+    return "\n".join(out)
+
+
+def kv_metadata(rows):
+    out = ["| prefix caching | pages | host bytes / page |", "|---|---:|---:|"]
+    for r in rows:
+        if r["bench"] == "BM_metadata":
+            pages = int(r["arg"].split(":")[1])
+            out.append(f"| {r['peer'].replace('prefix_caching_', '')} | {pages:,} | "
+                       f"{r['metadata_bytes_per_page']:.3f} |")
+    return "\n".join(out)
+
+
+def kv_efficiency(rows):
+    peers = by_peer(rows, "BM_memory_efficiency")
+    base = peers["static_reservation"]
+    out = ["| policy | waste (time-averaged) | budget holding tokens | max concurrent | "
+           "mean concurrent (saturated) | mean / baseline's | decode steps | preemptions |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for peer, r in peers.items():
+        out.append(f"| {peer} | {100 * r['waste']:.2f}% | {100 * r['utilization']:.1f}% | "
+                   f"{r['max_concurrent']:.0f} | "
+                   f"{r['mean_concurrent']:.1f} | "
+                   f"{r['mean_concurrent'] / base['mean_concurrent']:.2f}x | "
+                   f"{r['decode_steps']:.0f} | {r['preemptions']:.0f} |")
+    r = base
+    out.append(f"\n{r['requests']:.0f} requests, mean prompt {r['mean_prompt']:.1f} tokens, "
+               f"mean output {r['mean_output']:.1f} tokens, budget {r['budget_pages']:.0f} pages "
+               f"of 16 tokens.")
+    return "\n".join(out)
+
+
+def kv_targets(rows):
+    def met(ok):
+        return "yes" if ok else "**no**"
+    pool = by_peer(rows, "BM_page_allocate_free")["frugal_page_pool"]["time_per_pair"]
+    seqs = by_peer(rows, "BM_new_sequence")
+    exports = by_peer(rows, "BM_export")
+    meta = max(r["metadata_bytes_per_page"] for r in rows if r["bench"] == "BM_metadata")
+    sim = by_peer(rows, "BM_memory_efficiency")
+    frugal, static = sim["frugal_cache"], sim["static_reservation"]
+    worst_seq = max(seqs[c]["time_per_sequence"] for c in ("cold_miss", "full_hit_cached"))
+    worst_export = max(r["time_per_export"] for p, r in exports.items() if not p.startswith("naive"))
+    ratio_mean = frugal["mean_concurrent"] / static["mean_concurrent"]
+    ratio_max = frugal["max_concurrent"] / static["max_concurrent"]
+    out = ["| target | measured | met |", "|---|---|---|",
+           f"| page allocate + free under 20 ns | {ns(pool)} ns | {met(pool < 20e-9)} |",
+           f"| new 2,048-token sequence with prefix lookup under 20 us | "
+           f"{us(seqs['cold_miss']['time_per_sequence'])} us cold miss, "
+           f"{us(seqs['full_hit_cached']['time_per_sequence'])} us full hit | "
+           f"{met(worst_seq < 20e-6)} |",
+           f"| export 256 x 256 pages under 50 us | at most {us(worst_export)} us "
+           f"(all four exports) | {met(worst_export < 50e-6)} |",
+           f"| host metadata at or under 64 bytes per page | {meta:.3f} bytes | "
+           f"{met(meta <= 64)} |",
+           f"| waste under 4% | {100 * frugal['waste']:.2f}% "
+           f"(static reservation: {100 * static['waste']:.1f}%) | {met(frugal['waste'] < 0.04)} |",
+           f"| concurrency at least 3x the static baseline's | {ratio_mean:.1f}x mean, "
+           f"{ratio_max:.1f}x max | {met(min(ratio_mean, ratio_max) >= 3)} |"]
+    return "\n".join(out)
+
+
+def mr_report(rows):
     print("### Random allocations (time per allocate or free)\n")
     print(random_allocations(rows))
     print("\n### Arena (time per allocation)\n")
     print(simple(rows, "BM_arena_allocate", "time_per_allocation", "frugal_arena"))
     print("\n### Fixed-size blocks (time per allocate + free pair)\n")
     print(simple(rows, "BM_block_allocate_free", "time_per_pair", "frugal_block"))
+
+
+def kv_report(rows):
+    print("### Page allocate + free (time per free + allocate pair)\n")
+    print(kv_page_allocate_free(rows))
+    print("\n### New sequence of 2,048 prompt tokens, added and released\n")
+    print(kv_new_sequence(rows))
+    print("\n### Exports for 256 sequences of 256 pages\n")
+    print(kv_export(rows))
+    print("\n### Host metadata per page\n")
+    print(kv_metadata(rows))
+    print("\n### Memory efficiency on ShareGPT-like lengths\n")
+    print(kv_efficiency(rows))
+    print("\n### Against the targets\n")
+    print(kv_targets(rows))
+
+
+def main():
+    context, rows = load(sys.argv[1])
+    print(f"Machine: {context.get('num_cpus')} CPUs at {context.get('mhz_per_cpu')} MHz, "
+          f"run {context.get('date')}.\n")
+    benches = {r["bench"] for r in rows}
+    if "BM_random_allocations" in benches:
+        mr_report(rows)
+    if "BM_page_allocate_free" in benches:
+        kv_report(rows)
 
 
 if __name__ == "__main__":

@@ -9,3 +9,5 @@ if(CUDAToolkit_LIBRARY_DIR)
 endif()
 find_package(CCCL CONFIG REQUIRED COMPONENTS libcudacxx CUB Thrust HINTS ${_frugal_cccl_hints})
 find_package(Threads REQUIRED)
+# nlohmann/json (nlohmann-json3-dev): snapshot JSON in libfrugal, linked privately.
+find_package(nlohmann_json 3 REQUIRED)

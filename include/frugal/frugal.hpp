@@ -15,12 +15,17 @@
 #include <frugal/tensor/float16.hpp>
 #include <frugal/tensor/step_scope.hpp>
 #include <frugal/tensor/tensor.hpp>
+#include <frugal/kv/cache.hpp>
+#include <frugal/kv/layout.hpp>
+#include <frugal/kv/page_pool.hpp>
 #include <frugal/mr/failure_callback_adaptor.hpp>
 #include <frugal/mr/limit_adaptor.hpp>
 #include <frugal/mr/logging_adaptor.hpp>
 #include <frugal/mr/stats_adaptor.hpp>
 #include <frugal/mr/synchronized.hpp>
 #include <frugal/mr/tracking_adaptor.hpp>
+#include <frugal/mr/memory_report.hpp>
+#include <frugal/mr/snapshot.hpp>
 
 #if FRUGAL_HAS_CUDA
 #  include <frugal/device.hpp>

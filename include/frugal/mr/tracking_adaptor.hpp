@@ -1,4 +1,5 @@
-// frugal/mr/tracking_adaptor.hpp: records outstanding allocations of any resource; leak reports.
+// frugal/mr/tracking_adaptor.hpp: records outstanding allocations of any resource; leak reports,
+// out-of-memory messages that name the top tags, and an optional timeline of every event.
 //   frugal::tracking_adaptor tracker{frugal::ref(pool)};  frugal::scoped_tag tag{tracker, "kv"};
 //   frugal::expect_no_outstanding(tracker, "after shutdown");   // throws, naming leaks by tag
 #pragma once
@@ -7,13 +8,16 @@
 #include <frugal/mr/host_resource.hpp>
 
 #include <algorithm>
+#include <chrono>
 #include <cinttypes>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -32,7 +36,88 @@ struct tracking_options {
   /// Record the call stack (up to 32 return addresses, via execinfo's backtrace()) of every
   /// allocation, and print it symbolized in report(). Costs a stack walk per allocation.
   bool capture_backtraces = false;
+  /// Record every allocate and free in timeline(), for snapshots (frugal/mr/snapshot.hpp).
+  /// Costs a clock read, a tag copy and, when the upstream has stats(), a stats() call per event.
+  bool record_timeline = false;
+  /// Events kept at most; later events are counted in dropped_events() instead of recorded.
+  std::size_t max_events = 1'000'000;
 };
+
+/// @brief Whether a timeline_event is an allocation or a free.
+enum class event_kind : std::uint8_t { allocate, free };
+
+/// @brief One successful allocate or deallocate, as tracking_adaptor's timeline records it.
+struct timeline_event {
+  double seconds = 0;  ///< since the adaptor was made (steady_clock)
+  event_kind kind = event_kind::allocate;
+  std::size_t bytes = 0;              ///< as requested
+  std::string tag;                    ///< empty when untagged
+  std::size_t outstanding_bytes = 0;  ///< the adaptor's outstanding bytes after the event
+  /// The upstream's stats().bytes_reserved after the event (looking through frugal::ref);
+  /// 0 when the upstream has no stats().
+  std::size_t upstream_bytes_reserved = 0;
+
+  friend bool operator==(const timeline_event&, const timeline_event&) = default;
+};
+
+/// @brief The outstanding allocations of one tag, as tracking_adaptor::usage_by_tag() sums them.
+struct tag_usage {
+  std::string tag;  ///< empty for untagged allocations
+  std::size_t count = 0;
+  std::size_t bytes = 0;     ///< as requested
+  std::uint64_t oldest = 0;  ///< the lowest sequence number of the group
+};
+
+namespace detail {
+
+/// A resource whose stats() reports resource_stats (pools, arenas, stats and limit adaptors...).
+template <class R>
+concept has_stats = requires(const R& r) {
+  { r.stats() } -> std::convertible_to<resource_stats>;
+};
+
+template <class R>
+inline constexpr bool is_ref_v = false;
+template <class R>
+inline constexpr bool is_ref_v<ref_t<R>> = true;
+
+/// The stats() of `r`, looking through frugal::ref handles; nullopt when it has none.
+template <class R>
+std::optional<resource_stats> stats_of(const R& r) {
+  if constexpr (has_stats<R>) {
+    return resource_stats(r.stats());
+  } else if constexpr (is_ref_v<R>) {
+    return stats_of(r.get());
+  } else {
+    return std::nullopt;
+  }
+}
+
+/// One row of the tag table: tag, count, bytes, human-readable bytes, oldest.
+inline std::string tag_row(std::string_view tag, std::string_view count, std::string_view bytes,
+                           std::string_view human, std::string_view oldest) {
+  char line[160];
+  const int length =
+      std::snprintf(line, sizeof line, "%-24.*s %8.*s %15.*s %-12.*s %8.*s\n",
+                    static_cast<int>(std::min<std::size_t>(tag.size(), 64)), tag.data(),
+                    static_cast<int>(count.size()), count.data(), static_cast<int>(bytes.size()),
+                    bytes.data(), static_cast<int>(human.size()), human.data(),
+                    static_cast<int>(oldest.size()), oldest.data());
+  return std::string(line, static_cast<std::size_t>(std::clamp(length, 0, 159)));
+}
+
+/// The "tag count bytes oldest" table of tracking_adaptor::report() and memory_report.
+inline std::string tag_table(const std::vector<tag_usage>& groups) {
+  std::string text = tag_row("tag", "count", "bytes", "", "oldest");
+  for (const tag_usage& g : groups) {
+    text += tag_row(g.tag.empty() ? std::string_view("(untagged)") : std::string_view(g.tag),
+                    std::to_string(g.count), std::to_string(g.bytes),
+                    "(" + format_bytes(g.bytes) + ")", "#" + std::to_string(g.oldest));
+  }
+  return text;
+}
+
+}  // namespace detail
 
 /// @brief One outstanding allocation, as tracking_adaptor recorded it.
 struct allocation_record {
@@ -47,6 +132,9 @@ struct allocation_record {
 /// @brief Wraps resource `R` (held by value; use frugal::ref to share one) and records every
 /// outstanding allocation: pointer, size, alignment, tag, sequence number and, optionally, the
 /// call stack. report() groups them by tag; leaks at destruction go to a settable handler.
+/// An out_of_memory from the upstream is rethrown with the same size and the upstream's state
+/// followed by the top tags ("; top tags: kv 1.50 GiB (12), (untagged) 2.00 MiB (3)"). With
+/// tracking_options::record_timeline, every allocate and free is also kept in timeline().
 ///
 /// Deallocation is checked against the records: an unknown pointer (never allocated here, or
 /// already freed) or a size or alignment other than the allocation's is reported through the
@@ -70,16 +158,26 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
       std::is_nothrow_move_constructible_v<R>)
       : upstream_(std::move(upstream)), options_(options) {}
 
-  /// @brief Takes over the upstream and the records; the moved-from adaptor has none.
+  /// @brief Constructs the upstream in place from `args`, for upstreams that cannot move:
+  /// `tracking_adaptor<pool_resource<host_resource>> t{std::in_place, {}, host_resource{}}`.
+  template <class... Args>
+  explicit tracking_adaptor(std::in_place_t, tracking_options options, Args&&... args)
+      : upstream_(std::forward<Args>(args)...), options_(options) {}
+
+  /// @brief Takes over the upstream, records and timeline; the moved-from adaptor has none.
   tracking_adaptor(tracking_adaptor&& other)
       : upstream_(std::move(other.upstream_)),
         options_(other.options_),
+        start_(other.start_),
         records_(std::move(other.records_)),
         next_sequence_(other.next_sequence_),
         outstanding_bytes_(std::exchange(other.outstanding_bytes_, 0)),
         default_tag_(std::move(other.default_tag_)),
-        leak_handler_(std::move(other.leak_handler_)) {
+        leak_handler_(std::move(other.leak_handler_)),
+        events_(std::move(other.events_)),
+        dropped_events_(std::exchange(other.dropped_events_, 0)) {
     other.records_.clear();
+    other.events_.clear();
   }
 
   tracking_adaptor& operator=(tracking_adaptor&&) = delete;
@@ -105,7 +203,9 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
   /// @param bytes size requested; 0 returns nullptr and records nothing
   /// @param alignment a power of two
   /// @returns memory of at least `bytes` bytes aligned to `alignment`
-  /// @throws invalid_argument if `alignment` is not a power of two; whatever the upstream throws;
+  /// @throws invalid_argument if `alignment` is not a power of two; out_of_memory with the
+  /// upstream's size and state followed by "; top tags: ..." (at most 5 tags by outstanding
+  /// bytes) when the upstream throws out_of_memory; whatever else the upstream throws;
   /// std::bad_alloc if the record cannot be stored. After a throw nothing is recorded or held.
   void* allocate(std::size_t bytes, std::size_t alignment = default_alignment) {
     return allocate(bytes, alignment, std::string_view(default_tag_));
@@ -121,8 +221,18 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
     detail::check_alignment(alignment, "tracking_adaptor");
     if (bytes == 0) return nullptr;
     allocation_record record = make_record(bytes, alignment, tag);  // may throw: before upstream
-    void* p = upstream_.allocate(bytes, alignment);
-    if (p != nullptr) commit(p, std::move(record));
+    timeline_event event;
+    const event_slot slot = reserve_event(event, event_kind::allocate, bytes, tag);  // may throw
+    void* p = nullptr;
+    try {
+      p = upstream_.allocate(bytes, alignment);
+    } catch (const out_of_memory& e) {
+      rethrow_with_top_tags(e);
+    }
+    if (p != nullptr) {
+      commit(p, std::move(record));
+      add_event(slot, std::move(event));
+    }
     return p;
   }
 
@@ -136,8 +246,13 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
     if (bytes == 0 || !detail::is_pow2(alignment)) return nullptr;
     try {
       allocation_record record = make_record(bytes, alignment, tag);
+      timeline_event event;
+      const event_slot slot = reserve_event(event, event_kind::allocate, bytes, tag);
       void* p = detail::try_allocate(upstream_, bytes, alignment);
-      if (p != nullptr) commit(p, std::move(record));
+      if (p != nullptr) {
+        commit(p, std::move(record));
+        add_event(slot, std::move(event));
+      }
       return p;
     } catch (...) {
       return nullptr;  // commit() has returned the memory
@@ -160,7 +275,7 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
                                 " bytes): not allocated here, or already freed");
       return;
     }
-    const allocation_record& record = it->second;
+    allocation_record& record = it->second;
     if (record.bytes != bytes) [[unlikely]] {
       detail::report_misuse(misuse_kind::size_mismatch, "tracking_adaptor", p, bytes,
                             "deallocate of " + hex(p) + " with " + std::to_string(bytes) +
@@ -175,9 +290,18 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
                                 std::to_string(record.alignment) + tag_suffix(record));
       return;
     }
+    timeline_event event;
+    event_slot slot = event_slot::none;
+    try {
+      slot = reserve_event(event, event_kind::free, bytes, {});
+    } catch (...) {
+      slot = event_slot::dropped;  // no room for the event: the free itself goes ahead
+    }
+    if (slot == event_slot::reserved) event.tag = std::move(record.tag);
     upstream_.deallocate(p, bytes, alignment);
     outstanding_bytes_ -= bytes;
     records_.erase(it);
+    add_event(slot, std::move(event));
   }
 
   /// @returns a copy of every outstanding allocation's record, oldest (lowest sequence) first
@@ -214,39 +338,66 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
   /// @returns the table; "tracking_adaptor: no outstanding allocations\n" when there are none
   std::string report() const {
     if (records_.empty()) return "tracking_adaptor: no outstanding allocations\n";
-    struct group {
-      std::string_view tag;
-      std::size_t count = 0;
-      std::size_t bytes = 0;
-      std::uint64_t oldest = std::numeric_limits<std::uint64_t>::max();
-    };
-    std::unordered_map<std::string_view, group> by_tag;
-    for (const auto& [p, record] : records_) {
-      group& g = by_tag[record.tag];
-      g.tag = record.tag;
-      ++g.count;
-      g.bytes += record.bytes;
-      g.oldest = std::min(g.oldest, record.sequence);
-    }
-    std::vector<group> groups;
-    groups.reserve(by_tag.size());
-    for (const auto& entry : by_tag) groups.push_back(entry.second);
-    std::sort(groups.begin(), groups.end(), [](const group& a, const group& b) {
-      return a.bytes != b.bytes ? a.bytes > b.bytes : a.tag < b.tag;
-    });
-
     std::string text = "tracking_adaptor: " + std::to_string(records_.size()) +
                        " outstanding allocation" + (records_.size() == 1 ? "" : "s") + ", " +
                        std::to_string(outstanding_bytes_) + " bytes (" +
                        format_bytes(outstanding_bytes_) + ")\n";
-    text += row("tag", "count", "bytes", "", "oldest");
-    for (const group& g : groups) {
-      text += row(g.tag.empty() ? std::string_view("(untagged)") : g.tag, std::to_string(g.count),
-                  std::to_string(g.bytes), "(" + format_bytes(g.bytes) + ")",
-                  "#" + std::to_string(g.oldest));
-    }
+    text += detail::tag_table(usage_by_tag());
     append_backtraces(text);
     return text;
+  }
+
+  /// @brief Outstanding allocations summed per tag, largest total first (ties by tag).
+  /// O(outstanding allocations).
+  std::vector<tag_usage> usage_by_tag() const {
+    std::unordered_map<std::string_view, tag_usage> by_tag;
+    for (const auto& [p, record] : records_) {
+      auto [it, inserted] = by_tag.try_emplace(record.tag);
+      tag_usage& g = it->second;
+      if (inserted) {
+        g.tag = record.tag;
+        g.oldest = record.sequence;
+      }
+      ++g.count;
+      g.bytes += record.bytes;
+      g.oldest = std::min(g.oldest, record.sequence);
+    }
+    std::vector<tag_usage> groups;
+    groups.reserve(by_tag.size());
+    for (auto& entry : by_tag) groups.push_back(std::move(entry.second));
+    std::sort(groups.begin(), groups.end(), [](const tag_usage& a, const tag_usage& b) {
+      return a.bytes != b.bytes ? a.bytes > b.bytes : a.tag < b.tag;
+    });
+    return groups;
+  }
+
+  /// @brief "top tags: kv 1.50 GiB (12), weights 512.00 MiB (3)": at most `limit` tags by
+  /// outstanding bytes, untagged ones as "(untagged)", "none" when nothing is outstanding.
+  std::string top_tags(std::size_t limit = 5) const {
+    const std::vector<tag_usage> groups = usage_by_tag();
+    std::string text = "top tags: ";
+    if (groups.empty()) return text + "none";
+    for (std::size_t i = 0; i < groups.size() && i < limit; ++i) {
+      if (i > 0) text += ", ";
+      text += groups[i].tag.empty() ? "(untagged)" : groups[i].tag;
+      text += " " + format_bytes(groups[i].bytes) + " (" + std::to_string(groups[i].count) + ")";
+    }
+    if (groups.size() > limit) text += ", +" + std::to_string(groups.size() - limit) + " more";
+    return text;
+  }
+
+  /// @returns every recorded event, oldest first (empty unless options().record_timeline)
+  const std::vector<timeline_event>& timeline() const noexcept { return events_; }
+  /// @returns events not recorded because the timeline held options().max_events
+  std::size_t dropped_events() const noexcept { return dropped_events_; }
+  /// @brief Forgets the recorded events and the dropped count; later events are recorded again.
+  void clear_timeline() noexcept {
+    events_.clear();
+    dropped_events_ = 0;
+  }
+  /// @returns seconds since the adaptor was made: the clock of timeline_event::seconds
+  double elapsed_seconds() const noexcept {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   }
 
   /// @brief Sets the tag of later untagged allocate calls ("" for none). See scoped_tag.
@@ -283,6 +434,60 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
     record.tag = tag;
     if (options_.capture_backtraces) record.backtrace = capture_backtrace();
     return record;
+  }
+
+  enum class event_slot { none, reserved, dropped };
+
+  // Prepares the timeline event of an operation before it happens, so that recording it after
+  // the upstream call cannot fail: reserves room, copies the tag. May throw (then nothing ran).
+  event_slot reserve_event(timeline_event& event, event_kind kind, std::size_t bytes,
+                           std::string_view tag) {
+    if (!options_.record_timeline) return event_slot::none;
+    if (events_.size() >= options_.max_events) return event_slot::dropped;
+    if (events_.size() == events_.capacity()) {
+      events_.reserve(
+          std::min(options_.max_events, std::max<std::size_t>(1024, 2 * events_.capacity())));
+    }
+    event.kind = kind;
+    event.bytes = bytes;
+    event.tag = tag;
+    return event_slot::reserved;
+  }
+
+  // Completes and stores an event prepared by reserve_event, after the operation succeeded.
+  void add_event(event_slot slot, timeline_event&& event) noexcept {
+    if (slot == event_slot::dropped) ++dropped_events_;
+    if (slot != event_slot::reserved) return;
+    event.seconds = elapsed_seconds();
+    event.outstanding_bytes = outstanding_bytes_;
+    try {
+      if (const auto stats = detail::stats_of(upstream_)) {
+        event.upstream_bytes_reserved = stats->bytes_reserved;
+      }
+    } catch (...) {
+      // e.g. a lock that failed: the event keeps 0 reserved
+    }
+    events_.push_back(std::move(event));  // cannot allocate: reserve_event made room
+  }
+
+  // Rethrows the upstream's out_of_memory with the top tags appended to its state; if that
+  // message cannot be built, rethrows the original.
+  [[noreturn]] void rethrow_with_top_tags(const out_of_memory& e) const {
+    std::optional<out_of_memory> tagged;
+    try {
+      constexpr std::string_view prefix = "out of memory: ", infix = " could not allocate ";
+      const std::string_view what = e.what();
+      const std::size_t end = what.find(infix);
+      const std::string who = what.starts_with(prefix) && end != std::string_view::npos
+                                  ? std::string(what.substr(prefix.size(), end - prefix.size()))
+                                  : std::string("tracking_adaptor");
+      std::string state = e.state();
+      state += state.empty() ? "" : "; ";
+      tagged.emplace(e.requested_bytes(), state + top_tags(), who);
+    } catch (...) {
+    }
+    if (!tagged) throw;  // called from allocate's handler: rethrows `e` itself
+    throw std::move(*tagged);
   }
 
   // Stores the record of fresh allocation `p`; if that throws, returns `p` upstream and rethrows.
@@ -350,18 +555,6 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
     }
   }
 
-  static std::string row(std::string_view tag, std::string_view count, std::string_view bytes,
-                         std::string_view human, std::string_view oldest) {
-    char line[160];
-    const int length =
-        std::snprintf(line, sizeof line, "%-24.*s %8.*s %15.*s %-12.*s %8.*s\n",
-                      static_cast<int>(std::min<std::size_t>(tag.size(), 64)), tag.data(),
-                      static_cast<int>(count.size()), count.data(), static_cast<int>(bytes.size()),
-                      bytes.data(), static_cast<int>(human.size()), human.data(),
-                      static_cast<int>(oldest.size()), oldest.data());
-    return std::string(line, static_cast<std::size_t>(std::clamp(length, 0, 159)));
-  }
-
   static std::string hex(const void* p) {
     char text[2 + 2 * sizeof(std::uintptr_t) + 1];
     std::snprintf(text, sizeof text, "0x%" PRIxPTR, reinterpret_cast<std::uintptr_t>(p));
@@ -374,11 +567,15 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
 
   R upstream_;
   tracking_options options_;
+  // timeline_event::seconds counts from here
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::unordered_map<void*, allocation_record> records_;  // outstanding allocations by pointer
   std::uint64_t next_sequence_ = 0;
   std::size_t outstanding_bytes_ = 0;  // == sum of records_[*].bytes
   std::string default_tag_;
   leak_handler leak_handler_;  // empty: print to stderr
+  std::vector<timeline_event> events_;  // size() <= options_.max_events
+  std::size_t dropped_events_ = 0;
 };
 
 /// @brief While it lives, allocations through `tracker` made without a tag get `tag`; the

@@ -18,6 +18,8 @@ class pointer_map {
   pointer_map() { rehash(64); }
 
   std::size_t size() const noexcept { return size_; }
+  /// Host bytes the table occupies.
+  std::size_t memory_bytes() const noexcept { return slots_.capacity() * sizeof(entry); }
 
   /// O(1) expected. Returns the index stored for `key`, or npos.
   std::uint32_t find(std::uintptr_t key) const noexcept {

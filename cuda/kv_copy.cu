@@ -1,0 +1,203 @@
+// The batched page-copy kernel behind kv::copy_pages_device: one launch performs a whole copy list
+// (copy-on-write, swap_out, swap_in), each op a whole page, with 16-byte accesses when aligned.
+#include <frugal/error.hpp>
+#include <frugal/kv/copy_kernel.hpp>
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <string>
+#include <unordered_set>
+#include <vector>
+
+namespace frugal::kv {
+namespace {
+
+/// An access of N bytes: the widest integer vector the hardware loads and stores in one go.
+template <int N> struct access;
+template <> struct access<16> { using type = uint4; };
+template <> struct access<8> { using type = uint2; };
+template <> struct access<4> { using type = unsigned int; };
+template <> struct access<2> { using type = unsigned short; };
+template <> struct access<1> { using type = unsigned char; };
+
+/// Grid: x walks the ops (grid-stride), y walks a page's chunks of `chunk_bytes` (grid-stride).
+/// Every base pointer and stride is a multiple of N (checked on the host), so each page start is
+/// N-aligned; the last page_bytes % N bytes are copied byte by byte by chunk 0.
+template <int N>
+__global__ void copy_pages_kernel(const std::byte* __restrict__ src_base,
+                                  std::byte* __restrict__ dst_base, std::size_t src_stride,
+                                  std::size_t dst_stride, std::size_t page_bytes,
+                                  const copy_op* __restrict__ ops, std::size_t num_ops,
+                                  std::size_t chunk_bytes) {
+  using vec = typename access<N>::type;
+  const std::size_t vecs = page_bytes / N;
+  const std::size_t vecs_per_chunk = chunk_bytes / N;
+  const std::size_t tail_begin = vecs * N;
+  for (std::size_t i = blockIdx.x; i < num_ops; i += gridDim.x) {
+    const copy_op op = ops[i];
+    const std::byte* src = src_base + static_cast<std::size_t>(op.src) * src_stride;
+    std::byte* dst = dst_base + static_cast<std::size_t>(op.dst) * dst_stride;
+    const vec* s = reinterpret_cast<const vec*>(src);
+    vec* d = reinterpret_cast<vec*>(dst);
+    for (std::size_t chunk = blockIdx.y; chunk * vecs_per_chunk < vecs; chunk += gridDim.y) {
+      const std::size_t begin = chunk * vecs_per_chunk;
+      const std::size_t end = begin + vecs_per_chunk < vecs ? begin + vecs_per_chunk : vecs;
+      for (std::size_t v = begin + threadIdx.x; v < end; v += blockDim.x) d[v] = s[v];
+    }
+    if (N > 1 && blockIdx.y == 0)
+      for (std::size_t b = tail_begin + threadIdx.x; b < page_bytes; b += blockDim.x) dst[b] = src[b];
+  }
+}
+
+/// The widest access up to `limit` bytes that divides every address the kernel forms.
+int access_width(const std::byte* src_base, const std::byte* dst_base, std::size_t src_stride,
+                 std::size_t dst_stride, int limit) {
+  const std::uintptr_t bits = reinterpret_cast<std::uintptr_t>(src_base) |
+                              reinterpret_cast<std::uintptr_t>(dst_base) | src_stride | dst_stride;
+  int width = limit;
+  while (width > 1 && (bits % static_cast<std::uintptr_t>(width)) != 0) width /= 2;
+  return width;
+}
+
+template <int N>
+void launch(const std::byte* src_base, std::byte* dst_base, std::size_t src_stride,
+            std::size_t dst_stride, std::size_t page_bytes, const copy_op* ops, std::size_t num_ops,
+            cudaStream_t stream, const copy_kernel_tuning& tuning) {
+  std::size_t chunk_bytes = tuning.bytes_per_block / N * N;
+  if (chunk_bytes < N) chunk_bytes = N;
+  const std::size_t vecs = page_bytes / N;
+  const std::size_t chunks = (vecs * N + chunk_bytes - 1) / chunk_bytes;
+  dim3 grid;
+  grid.x = static_cast<unsigned>(num_ops < tuning.max_blocks_x ? num_ops : tuning.max_blocks_x);
+  grid.y = static_cast<unsigned>(chunks == 0 ? 1 : chunks < 65535 ? chunks : 65535);
+  copy_pages_kernel<N><<<grid, static_cast<unsigned>(tuning.threads_per_block), 0, stream>>>(
+      src_base, dst_base, src_stride, dst_stride, page_bytes, ops, num_ops, chunk_bytes);
+  FRUGAL_CUDA_TRY(cudaGetLastError());
+}
+
+/// Where a kernel reaches `pool`'s pages; throws unless the memory is device-accessible.
+std::byte* device_view(const page_pool& pool, const char* which) {
+  std::byte* base = pool.memory().data();
+  cudaPointerAttributes attributes{};
+  FRUGAL_CUDA_TRY(cudaPointerGetAttributes(&attributes, base));
+  FRUGAL_EXPECTS(attributes.type != cudaMemoryTypeUnregistered,
+                 std::string("kv::copy_pages_device: the ") + which +
+                     " pool's memory is pageable host memory, which a kernel cannot reach; use "
+                     "device, managed or pinned memory (or copy_pages_host)",
+                 invalid_argument);
+  // Registered or pinned host memory may be mapped at a different device address.
+  if (attributes.type == cudaMemoryTypeHost && attributes.devicePointer != nullptr)
+    return static_cast<std::byte*>(attributes.devicePointer);
+  return base;
+}
+
+/// @throws invalid_argument for a knob out of range
+void check_tuning(const copy_kernel_tuning& tuning) {
+  FRUGAL_EXPECTS(tuning.threads_per_block > 0 && tuning.threads_per_block <= 1024 &&
+                     tuning.threads_per_block % 32 == 0,
+                 "kv::copy_pages_device: threads_per_block must be a multiple of 32 in [32, 1024]",
+                 invalid_argument);
+  FRUGAL_EXPECTS(tuning.vec_bytes == 16 || tuning.vec_bytes == 8 || tuning.vec_bytes == 4 ||
+                     tuning.vec_bytes == 2 || tuning.vec_bytes == 1,
+                 "kv::copy_pages_device: vec_bytes must be 16, 8, 4, 2 or 1", invalid_argument);
+  FRUGAL_EXPECTS(tuning.max_blocks_x > 0 && tuning.bytes_per_block > 0,
+                 "kv::copy_pages_device: max_blocks_x and bytes_per_block must be positive",
+                 invalid_argument);
+}
+
+/// Stream-ordered device memory freed on the same stream when it goes out of scope.
+struct stream_buffer {
+  void* p = nullptr;
+  cudaStream_t stream = nullptr;
+  ~stream_buffer() {
+    if (p != nullptr) (void)cudaFreeAsync(p, stream);
+  }
+};
+
+}  // namespace
+
+void copy_pages_device(const std::byte* src_base, std::byte* dst_base, std::size_t page_stride_src,
+                       std::size_t page_stride_dst, std::size_t page_bytes,
+                       const copy_op* ops_device, std::size_t num_ops, cudaStream_t stream,
+                       const copy_kernel_tuning& tuning) {
+  check_tuning(tuning);
+  if (num_ops == 0 || page_bytes == 0) return;
+  FRUGAL_EXPECTS(ops_device != nullptr && src_base != nullptr && dst_base != nullptr,
+                 "kv::copy_pages_device: null pointer", invalid_argument);
+  switch (access_width(src_base, dst_base, page_stride_src, page_stride_dst, tuning.vec_bytes)) {
+    case 16:
+      return launch<16>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes,
+                        ops_device, num_ops, stream, tuning);
+    case 8:
+      return launch<8>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes,
+                       ops_device, num_ops, stream, tuning);
+    case 4:
+      return launch<4>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes,
+                       ops_device, num_ops, stream, tuning);
+    case 2:
+      return launch<2>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes,
+                       ops_device, num_ops, stream, tuning);
+    default:
+      return launch<1>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes,
+                       ops_device, num_ops, stream, tuning);
+  }
+}
+
+void copy_pages_device(const std::byte* src_base, std::byte* dst_base, std::size_t page_stride_src,
+                       std::size_t page_stride_dst, std::size_t page_bytes,
+                       const copy_op* ops_device, std::size_t num_ops, cudaStream_t stream) {
+  copy_pages_device(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes, ops_device,
+                    num_ops, stream, copy_kernel_tuning{});
+}
+
+void copy_pages_device(const page_pool& src, page_pool& dst, std::span<const copy_op> ops,
+                       cudaStream_t stream, const copy_kernel_tuning& tuning) {
+  check_tuning(tuning);
+  FRUGAL_EXPECTS(src.layout() == dst.layout(), "kv::copy_pages_device: layouts differ",
+                 invalid_argument);
+  for (const copy_op& op : ops)
+    FRUGAL_EXPECTS(op.src < src.num_pages() && op.dst < dst.num_pages(),
+                   "kv::copy_pages_device: copy {" + std::to_string(op.src) + ", " +
+                       std::to_string(op.dst) + "} names a page outside its pool (" +
+                       std::to_string(src.num_pages()) + " source, " +
+                       std::to_string(dst.num_pages()) + " destination pages)",
+                   invalid_argument);
+  if (ops.empty()) return;
+  // One launch runs its ops concurrently, while copy_pages_host runs them in order; a list whose
+  // later op writes a page an earlier op wrote, or (within one pool) reads a page an earlier op
+  // wrote or writes a page an earlier op read, is cut into launches at each such op, and the
+  // stream keeps the launches in order. The cuts are found before any CUDA call.
+  const bool same_pool = &src == &dst;
+  std::vector<std::size_t> cuts;  // launch k runs ops [cuts[k], cuts[k + 1])
+  {
+    std::unordered_set<page_id> read, written;
+    cuts.push_back(0);
+    for (std::size_t i = 0; i < ops.size(); ++i) {
+      const copy_op& op = ops[i];
+      if (written.contains(op.dst) ||
+          (same_pool && (written.contains(op.src) || read.contains(op.dst)))) {
+        cuts.push_back(i);
+        read.clear();
+        written.clear();
+      }
+      written.insert(op.dst);
+      if (same_pool) read.insert(op.src);
+    }
+    cuts.push_back(ops.size());
+  }
+  const std::byte* src_base = device_view(src, "source");
+  std::byte* dst_base = device_view(dst, "destination");
+
+  stream_buffer staged{nullptr, stream};
+  FRUGAL_CUDA_TRY(cudaMallocAsync(&staged.p, ops.size_bytes(), stream));
+  FRUGAL_CUDA_TRY(cudaMemcpyAsync(staged.p, ops.data(), ops.size_bytes(), cudaMemcpyHostToDevice,
+                                  stream));
+  const auto* staged_ops = static_cast<const copy_op*>(staged.p);
+  for (std::size_t k = 0; k + 1 < cuts.size(); ++k)
+    copy_pages_device(src_base, dst_base, src.page_stride(), dst.page_stride(),
+                      src.layout().page_bytes(), staged_ops + cuts[k], cuts[k + 1] - cuts[k],
+                      stream, tuning);
+}
+
+}  // namespace frugal::kv
