@@ -231,17 +231,33 @@ FRUGAL_EXPORT(naive_vector_of_vectors);
 
 // ---- BM_metadata -------------------------------------------------------------------------------
 
-void BM_metadata(benchmark::State& state, bool prefix_caching) {
+/// Host bookkeeping per page, everything counted (cache::metadata_bytes_per_page): on an empty
+/// cache, and on one filled with sequences of `tokens_per_sequence` tokens (their page tables and
+/// partial-page tokens included).
+void BM_metadata(benchmark::State& state, bool prefix_caching, std::size_t tokens_per_sequence) {
   const auto num_pages = static_cast<std::uint32_t>(state.range(0));
   frugal::kv::cache kv{model_layout(), num_pages, device_memory(),
-                       {.enable_prefix_caching = prefix_caching}};
+                       {.enable_prefix_caching = prefix_caching, .watermark = 0.0}};
+  std::vector<frugal::kv::sequence> live;
+  std::vector<frugal::kv::token_id> prompt(tokens_per_sequence);
+  for (int first = 0; tokens_per_sequence > 0; first += 1'000'000) {
+    std::iota(prompt.begin(), prompt.end(), first);  // distinct prompts: no sharing
+    auto seq = kv.try_add_sequence(prompt);
+    if (!seq) break;
+    live.push_back(std::move(*seq));
+  }
   for (auto _ : state) benchmark::DoNotOptimize(kv.metadata_bytes_per_page());
   state.counters["metadata_bytes_per_page"] = kv.metadata_bytes_per_page();
+  state.counters["sequences"] = static_cast<double>(live.size());
 }
-BENCHMARK_CAPTURE(BM_metadata, prefix_caching_on, true)
+BENCHMARK_CAPTURE(BM_metadata, empty, true, 0)
     ->ArgName("num_pages")->Arg(4096)->Arg(65536)->Arg(262144)->Iterations(1);
-BENCHMARK_CAPTURE(BM_metadata, prefix_caching_off, false)
-    ->ArgName("num_pages")->Arg(4096)->Arg(65536)->Arg(262144)->Iterations(1);
+BENCHMARK_CAPTURE(BM_metadata, full_of_256_token_sequences, true, 256)
+    ->ArgName("num_pages")->Arg(65536)->Iterations(1);
+BENCHMARK_CAPTURE(BM_metadata, full_of_2048_token_sequences, true, 2048)
+    ->ArgName("num_pages")->Arg(65536)->Iterations(1);
+BENCHMARK_CAPTURE(BM_metadata, prefix_caching_off_full_2048, false, 2048)
+    ->ArgName("num_pages")->Arg(65536)->Iterations(1);
 
 // ---- BM_memory_efficiency ----------------------------------------------------------------------
 //

@@ -106,16 +106,18 @@ void cache::drop_holder(page_id p) noexcept {
   }
 }
 
-std::uint64_t cache::page_hash(std::uint64_t parent, std::span<const token_id> tokens,
-                               std::uint64_t extra_key) const noexcept {
-  // FNV-1a over the tokens, seeded with the parent hash and the extra key, then a splitmix64
-  // finaliser. 0 is reserved for "no hash".
-  std::uint64_t h = 0xCBF29CE484222325ull ^ (parent * 0x9E3779B97F4A7C15ull) ^
-                    (extra_key * 0xC2B2AE3D27D4EB4Full);
-  for (const token_id t : tokens) {
-    h ^= static_cast<std::uint32_t>(t);
-    h *= 0x100000001B3ull;
-  }
+// A page's hash: FNV-1a over its tokens, seeded with the parent page's hash and the extra key,
+// then a splitmix64 finaliser; 0 is reserved for "no hash". The FNV state is kept per sequence
+// while a page fills, so a sequence never stores its tokens.
+namespace {
+constexpr std::uint64_t hash_seed(std::uint64_t parent, std::uint64_t extra_key) noexcept {
+  return 0xCBF29CE484222325ull ^ (parent * 0x9E3779B97F4A7C15ull) ^
+         (extra_key * 0xC2B2AE3D27D4EB4Full);
+}
+constexpr std::uint64_t hash_step(std::uint64_t state, token_id t) noexcept {
+  return (state ^ static_cast<std::uint32_t>(t)) * 0x100000001B3ull;
+}
+constexpr std::uint64_t hash_finish(std::uint64_t h) noexcept {
   h ^= h >> 30;
   h *= 0xBF58476D1CE4E5B9ull;
   h ^= h >> 27;
@@ -123,16 +125,24 @@ std::uint64_t cache::page_hash(std::uint64_t parent, std::span<const token_id> t
   h ^= h >> 31;
   return h == 0 ? 1 : h;
 }
+}  // namespace
 
-void cache::extend_tail(sequence_state& s, std::span<const token_id> tokens) {
+std::uint64_t cache::page_hash(std::uint64_t parent, std::span<const token_id> tokens,
+                               std::uint64_t extra_key) const noexcept {
+  std::uint64_t state = hash_seed(parent, extra_key);
+  for (const token_id t : tokens) state = hash_step(state, t);
+  return hash_finish(state);
+}
+
+void cache::feed_tokens(sequence_state& s, std::span<const token_id> tokens) {
   const std::size_t page_size = layout().page_size;
   for (const token_id t : tokens) {
-    s.tail.push_back(t);
+    if (s.num_tokens % page_size == 0) s.partial_hash = hash_seed(s.last_hash, s.extra_key);
+    s.partial_hash = hash_step(s.partial_hash, t);
     ++s.num_tokens;
-    if (s.tail.size() < page_size) continue;
-    const std::uint64_t h = page_hash(s.last_hash, s.tail, s.extra_key);
+    if (s.num_tokens % page_size != 0) continue;
+    const std::uint64_t h = hash_finish(s.partial_hash);
     s.last_hash = h;
-    s.tail.clear();
     if (!options_.enable_prefix_caching) continue;
     const page_id p = s.pages[s.num_tokens / page_size - 1];
     if (hash_[p] == 0 && prefix_.find(h) == detail::pointer_map::npos) {
@@ -205,8 +215,7 @@ std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens
   sequence_state& s = sequences_[slot];
   s.pages.clear();
   s.host.clear();
-  s.tail.clear();
-  s.tail.reserve(page_size);
+  s.partial_hash = 0;
   s.extra_key = extra_key;
   s.cached_tokens = hits * page_size;
   s.num_tokens = s.cached_tokens;
@@ -229,7 +238,7 @@ std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens
     set_fill(p, std::min(page_size, tokens.size() - i * page_size));
     s.pages.push_back(p);
   }
-  extend_tail(s, tokens.subspan(s.cached_tokens));
+  feed_tokens(s, tokens.subspan(s.cached_tokens));
 
   hit_window_.emplace_back(s.cached_tokens, tokens.size());
   window_cached_ += s.cached_tokens;
@@ -292,7 +301,7 @@ bool cache::try_append(sequence& seq, std::span<const token_id> new_tokens) {
     s.pages.push_back(p);
     left -= here;
   }
-  extend_tail(s, new_tokens);
+  feed_tokens(s, new_tokens);
   s.new_begin = n;
   FRUGAL_ASSERT_EXPENSIVE(is_valid(), "kv::cache corrupted by append");
   return true;
@@ -314,8 +323,7 @@ sequence cache::fork(const sequence& seq) {
   const sequence_state& from = sequences_[seq.slot_];  // new_slot may have moved the vector
   s.pages = from.pages;
   s.host.clear();
-  s.tail = from.tail;
-  s.tail.reserve(layout().page_size);
+  s.partial_hash = from.partial_hash;
   s.num_tokens = from.num_tokens;
   s.last_hash = from.last_hash;
   s.extra_key = from.extra_key;
@@ -340,7 +348,7 @@ void cache::release(std::uint32_t slot) noexcept {
   }
   s.pages.clear();
   s.host.clear();
-  s.tail.clear();
+  s.partial_hash = 0;
   s.num_tokens = 0;
   s.last_hash = 0;
   s.live = false;
@@ -529,8 +537,7 @@ double cache::metadata_bytes_per_page() const noexcept {
                       pages_.metadata_bytes();
   if (options_.enable_prefix_caching) bytes += prefix_.memory_bytes();
   for (const sequence_state& s : sequences_)
-    bytes += sizeof(sequence_state) + (s.pages.capacity() + s.host.capacity()) * sizeof(page_id) +
-             s.tail.capacity() * sizeof(token_id);
+    bytes += sizeof(sequence_state) + (s.pages.capacity() + s.host.capacity()) * sizeof(page_id);
   return static_cast<double>(bytes) / num_pages();
 }
 
@@ -546,7 +553,6 @@ bool cache::is_valid() const {
       continue;
     }
     if (s.pages.size() != (s.num_tokens + page_size - 1) / page_size) return false;
-    if (s.tail.size() != s.num_tokens % page_size) return false;
     for (std::size_t i = 0; i < s.pages.size(); ++i) {
       const page_id p = s.pages[i];
       if (p >= n) return false;

@@ -174,19 +174,19 @@ class cache {
   page_pool* host_pages() noexcept { return host_.get(); }
   const options& config() const noexcept { return options_; }
   /// @brief Host bytes of bookkeeping per page of the device pool: per-page state, the prefix
-  /// map, and every sequence's page table and partial-page tokens.
+  /// map, and every sequence's record and page table.
   double metadata_bytes_per_page() const noexcept;
 
  private:
   friend class sequence;
   static constexpr page_id no_page = 0xFFFFFFFFu;
 
-  // Per sequence, host memory is its page table plus the tokens of its partial last page:
-  // full pages need only the chained hash of the last one.
+  // Per sequence, host memory is its page table: tokens are not kept. Full pages need only the
+  // chained hash of the last one; the partial page, the running state of its hash.
   struct sequence_state {
     std::vector<page_id> pages;
     std::vector<page_id> host;            // while swapped out
-    std::vector<token_id> tail;           // tokens of the partial last page (< page_size)
+    std::uint64_t partial_hash = 0;       // hash state over the partial last page's tokens
     std::size_t num_tokens = 0;
     std::uint64_t last_hash = 0;          // of the last full page; 0 before the first
     std::uint64_t extra_key = 0;
@@ -207,7 +207,7 @@ class cache {
   void drop_holder(page_id p) noexcept;         // refcount--, then cache or free at zero
   /// Adds tokens to s's partial last page, registering each page that fills (its page must be
   /// in s.pages already).
-  void extend_tail(sequence_state& s, std::span<const token_id> tokens);
+  void feed_tokens(sequence_state& s, std::span<const token_id> tokens);
   void set_fill(page_id p, std::size_t tokens) noexcept;
   void lru_push_back(page_id p) noexcept;
   void lru_remove(page_id p) noexcept;
