@@ -18,6 +18,7 @@
 #include <frugal/kv/cache.hpp>
 #include <frugal/kv/layout.hpp>
 #include <frugal/kv/page_pool.hpp>
+#include <frugal/batch/scheduler.hpp>
 #include <frugal/mr/failure_callback_adaptor.hpp>
 #include <frugal/mr/limit_adaptor.hpp>
 #include <frugal/mr/logging_adaptor.hpp>

@@ -155,6 +155,13 @@ class cache {
 
   // ---- state -------------------------------------------------------------------------------
 
+  /// @brief Changes the fraction of pages a new sequence must leave free.
+  /// @throws invalid_argument outside [0, 1)
+  void set_watermark(double watermark) {
+    FRUGAL_EXPECTS(watermark >= 0.0 && watermark < 1.0, "kv::cache: watermark must be in [0, 1)",
+                   invalid_argument);
+    options_.watermark = watermark;
+  }
   /// @brief Pages a new allocation could take: free plus cached (evictable) pages.
   std::uint32_t num_free_pages() const noexcept;
   std::uint32_t num_pages() const noexcept { return pages_.num_pages(); }

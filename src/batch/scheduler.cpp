@@ -1,0 +1,315 @@
+// Continuous batching: admission by free pages, chunked prefill, preemption by priority.
+#include <frugal/batch/scheduler.hpp>
+
+#include <algorithm>
+#include <optional>
+#include <unordered_set>
+
+namespace frugal::batch {
+
+struct scheduler::entry {
+  request req;
+  std::vector<token_id> output;       // sampled tokens, the last one possibly not in KV yet
+  kv::sequence seq;                   // empty while waiting or after a recompute preemption
+  std::size_t prompt_len = 0;         // tokens to prefill: prompt + output at (re)admission
+  std::size_t computed = 0;           // tokens whose KV is computed or planned
+  bool pending = false;               // output.back() still has to be appended to the KV
+  std::uint64_t admitted_at = 0;      // admission order (larger: more recent)
+  std::uint64_t submitted_at = 0;
+  std::size_t preemptions = 0;
+  bool scheduled = false;             // in the step being planned
+};
+
+namespace {
+/// Queue order: higher priority, then earlier arrival, then earlier submission.
+bool before(const request& a, std::uint64_t a_order, const request& b, std::uint64_t b_order) {
+  if (a.priority != b.priority) return a.priority > b.priority;
+  if (a.arrival_time != b.arrival_time) return a.arrival_time < b.arrival_time;
+  return a_order < b_order;
+}
+}  // namespace
+
+scheduler::scheduler(kv::cache& cache, scheduler_options options)
+    : cache_(&cache), options_(options) {
+  FRUGAL_EXPECTS(options_.max_num_seqs > 0, "batch::scheduler: max_num_seqs is zero",
+                 invalid_argument);
+  FRUGAL_EXPECTS(options_.max_batched_tokens > 0, "batch::scheduler: max_batched_tokens is zero",
+                 invalid_argument);
+  FRUGAL_EXPECTS(options_.preemption != preemption_mode::swap || cache.host_pages() != nullptr,
+                 "batch::scheduler: swap preemption needs a cache with a host tier (host_pages)",
+                 invalid_argument);
+  if (options_.watermark >= 0) cache.set_watermark(options_.watermark);
+}
+
+scheduler::~scheduler() = default;
+
+bool scheduler::has_unfinished() const noexcept {
+  return !waiting_.empty() || !running_.empty() || !swapped_.empty();
+}
+
+bool scheduler::fits_ever(const entry& e) const noexcept {
+  const std::size_t page_size = cache_->layout().page_size;
+  const std::size_t prompt_pages = (e.req.prompt.size() + page_size - 1) / page_size;
+  const std::size_t total_pages =
+      (e.req.prompt.size() + e.req.max_new_tokens + page_size - 1) / page_size;
+  const auto watermark_pages =
+      static_cast<std::size_t>(cache_->config().watermark * cache_->num_pages());
+  const bool one_step = options_.chunked_prefill ||
+                        e.req.prompt.size() + e.req.max_new_tokens <= options_.max_batched_tokens;
+  return prompt_pages + watermark_pages <= cache_->num_pages() &&
+         total_pages <= cache_->num_pages() && one_step;
+}
+
+void scheduler::submit(request r) {
+  FRUGAL_EXPECTS(!requests_.contains(r.id),
+                 "batch::scheduler::submit: request id " + std::to_string(r.id) + " is in use",
+                 invalid_argument);
+  FRUGAL_EXPECTS(!r.prompt.empty(), "batch::scheduler::submit: the prompt is empty",
+                 invalid_argument);
+  FRUGAL_EXPECTS(r.max_new_tokens > 0, "batch::scheduler::submit: max_new_tokens is 0",
+                 invalid_argument);
+  FRUGAL_EXPECTS(options_.max_model_len == 0 ||
+                     r.prompt.size() + r.max_new_tokens <= options_.max_model_len,
+                 "batch::scheduler::submit: prompt (" + std::to_string(r.prompt.size()) +
+                     ") + max_new_tokens (" + std::to_string(r.max_new_tokens) +
+                     ") exceeds max_model_len " + std::to_string(options_.max_model_len),
+                 invalid_argument);
+  auto e = std::make_unique<entry>();
+  e->req = std::move(r);
+  e->submitted_at = submit_counter_++;
+  if (!fits_ever(*e)) {
+    pending_rejections_.emplace_back(
+        e->req.id, "needs more pages than the cache can ever give it (" +
+                       std::to_string(e->req.prompt.size()) + " prompt + " +
+                       std::to_string(e->req.max_new_tokens) + " new tokens, " +
+                       std::to_string(cache_->num_pages()) + " pages of " +
+                       std::to_string(cache_->layout().page_size) + " tokens)");
+    ++stats_.rejected;
+    return;
+  }
+  entry* raw = e.get();
+  requests_.emplace(raw->req.id, std::move(e));
+  auto at = waiting_.end();
+  while (at != waiting_.begin()) {
+    const entry* prev = *std::prev(at);
+    if (prev->preemptions > 0 || !before(raw->req, raw->submitted_at, prev->req, prev->submitted_at))
+      break;
+    --at;
+  }
+  waiting_.insert(at, raw);
+}
+
+scheduler::entry* scheduler::pick_victim(const entry* except) noexcept {
+  // The lowest-priority, most recently admitted running sequence not yet scheduled this step;
+  // the one asking (`except`, not scheduled yet either) is a candidate too, so it yields when it
+  // is itself the least important.
+  entry* victim = nullptr;
+  for (entry* r : running_) {
+    if (r->scheduled && r != except) continue;
+    if (victim == nullptr || r->req.priority < victim->req.priority ||
+        (r->req.priority == victim->req.priority && r->admitted_at > victim->admitted_at))
+      victim = r;
+  }
+  return victim;
+}
+
+void scheduler::preempt(entry& e, step_plan& plan) {
+  running_.erase(std::find(running_.begin(), running_.end(), &e));
+  ++e.preemptions;
+  ++stats_.preemptions;
+  plan.preempted.push_back(e.req.id);
+  if (options_.preemption == preemption_mode::swap) {
+    try {
+      auto ops = cache_->swap_out(e.seq);
+      plan.copies.insert(plan.copies.end(), ops.begin(), ops.end());
+      swapped_.push_back(&e);
+      ++stats_.swaps_out;
+      return;
+    } catch (const out_of_memory&) {
+      // The host tier is full: fall back to recomputing this one.
+    }
+  }
+  e.seq.release();
+  e.computed = 0;
+  e.pending = false;  // its last sampled token is recomputed with the rest
+  waiting_.push_front(&e);
+}
+
+bool scheduler::append_pending(entry& e, step_plan& plan) {
+  const token_id token = e.output.back();
+  while (!cache_->try_append(e.seq, std::span<const token_id>(&token, 1))) {
+    entry* victim = pick_victim(&e);
+    if (victim == nullptr) return false;
+    preempt(*victim, plan);
+    if (victim == &e) return false;
+  }
+  e.pending = false;
+  ++e.computed;
+  return true;
+}
+
+void scheduler::schedule(entry& e, std::uint32_t tokens, bool prefill, step_plan& plan) {
+  const std::size_t page_size = cache_->layout().page_size;
+  const auto pages = e.seq.pages();
+  const std::size_t first = e.computed - (prefill ? 0 : 1);
+  if (prefill) e.computed += tokens;
+  for (std::size_t t = first; t < first + tokens; ++t)
+    plan.slot_mapping.push_back(static_cast<std::int64_t>(pages[t / page_size]) *
+                                    static_cast<std::int64_t>(page_size) +
+                                static_cast<std::int64_t>(t % page_size));
+  scheduled_sequence s;
+  s.id = e.req.id;
+  s.num_tokens = tokens;
+  s.context_len = static_cast<std::uint32_t>(e.computed);
+  s.prefill = prefill;
+  s.samples = !prefill || e.computed == e.prompt_len;
+  plan.sequences.push_back(s);
+  plan.num_batched_tokens += tokens;
+  e.scheduled = true;
+  if (s.samples) sampling_.push_back(&e);
+}
+
+bool scheduler::admit(entry& e, std::uint32_t& budget, step_plan& plan) {
+  std::vector<token_id> tokens = e.req.prompt;
+  tokens.insert(tokens.end(), e.output.begin(), e.output.end());
+  auto seq = cache_->try_add_sequence(tokens, e.req.extra_key);
+  if (!seq) return false;
+  const std::size_t to_compute = tokens.size() - seq->cached_tokens();
+  if (!options_.chunked_prefill && to_compute > budget) return false;  // seq releases itself
+  e.seq = std::move(*seq);
+  e.prompt_len = tokens.size();
+  e.computed = e.seq.cached_tokens();
+  e.pending = false;
+  e.admitted_at = admission_counter_++;
+  stats_.prefix_hit_tokens += e.computed;
+  running_.push_back(&e);
+  return true;
+}
+
+step_plan scheduler::plan_step() {
+  step_plan plan;
+  plan.rejected = std::exchange(pending_rejections_, {});
+  sampling_.clear();
+  for (entry* e : running_) e->scheduled = false;
+  std::uint32_t budget = options_.max_batched_tokens;
+  const std::uint32_t page_size = cache_->layout().page_size;
+
+  // (1) Decodes, most important first, so that victims come from those not yet scheduled.
+  std::vector<entry*> decoding;
+  for (entry* e : running_)
+    if (e->pending) decoding.push_back(e);
+  std::sort(decoding.begin(), decoding.end(), [](const entry* a, const entry* b) {
+    if (a->req.priority != b->req.priority) return a->req.priority > b->req.priority;
+    return a->admitted_at < b->admitted_at;
+  });
+  for (entry* e : decoding) {
+    if (budget == 0) break;
+    if (std::find(running_.begin(), running_.end(), e) == running_.end()) continue;  // preempted
+    if (!append_pending(*e, plan)) continue;
+    schedule(*e, 1, false, plan);
+    --budget;
+  }
+
+  // (2) Swapped-out sequences come back, earliest preempted first, while pages allow.
+  while (!swapped_.empty() && running_.size() < options_.max_num_seqs && budget > 0) {
+    entry* e = swapped_.front();
+    const std::size_t pages = (e->seq.num_tokens() + page_size - 1) / page_size;
+    if (pages > cache_->num_free_pages()) break;
+    auto ops = cache_->swap_in(e->seq);
+    plan.copies.insert(plan.copies.end(), ops.begin(), ops.end());
+    swapped_.erase(swapped_.begin());
+    running_.push_back(e);
+    ++stats_.swaps_in;
+    if (e->pending && append_pending(*e, plan)) {
+      schedule(*e, 1, false, plan);
+      --budget;
+    }
+  }
+
+  // (3) Prefills under way continue, in admission order.
+  for (entry* e : running_) {
+    if (budget == 0) break;
+    if (e->scheduled || e->pending || e->computed >= e->prompt_len) continue;
+    const std::size_t remaining = e->prompt_len - e->computed;
+    std::size_t chunk = std::min<std::size_t>(remaining, budget);
+    if (chunk < remaining) {
+      if (!options_.chunked_prefill) continue;
+      chunk -= chunk % page_size;
+      if (chunk == 0) continue;
+    }
+    schedule(*e, static_cast<std::uint32_t>(chunk), true, plan);
+    budget -= static_cast<std::uint32_t>(chunk);
+  }
+
+  // (4) Admission from the front of the queue while budget, max_num_seqs and pages allow.
+  while (!waiting_.empty() && budget > 0 && running_.size() < options_.max_num_seqs) {
+    entry* e = waiting_.front();
+    if (options_.chunked_prefill && budget < page_size &&
+        e->req.prompt.size() + e->output.size() > budget)
+      break;  // not even one page of its prompt fits this step
+    if (!admit(*e, budget, plan)) break;  // head of line: later requests wait behind it
+    waiting_.pop_front();
+    const std::size_t remaining = e->prompt_len - e->computed;
+    std::size_t chunk = std::min<std::size_t>(remaining, budget);
+    if (chunk < remaining) chunk -= chunk % page_size;
+    if (chunk > 0) {
+      schedule(*e, static_cast<std::uint32_t>(chunk), true, plan);
+      budget -= static_cast<std::uint32_t>(chunk);
+    }
+  }
+
+  std::vector<const kv::sequence*> batch;
+  batch.reserve(plan.sequences.size());
+  for (const scheduled_sequence& s : plan.sequences) batch.push_back(&requests_.at(s.id)->seq);
+  plan.block_tables = cache_->export_block_tables(batch);
+  plan.page_table = cache_->export_flashinfer(batch);
+  auto cow = cache_->take_copy_ops();
+  plan.copies.insert(plan.copies.end(), cow.begin(), cow.end());
+  ++stats_.steps;
+  stats_.batched_tokens += plan.num_batched_tokens;
+  stats_.max_running = std::max(stats_.max_running, running_.size());
+  return plan;
+}
+
+void scheduler::complete_step(std::span<const std::pair<request_id, token_id>> sampled) {
+  std::unordered_set<request_id> expected;
+  for (const entry* e : sampling_) expected.insert(e->req.id);
+  std::unordered_set<request_id> seen;
+  for (const auto& [id, token] : sampled) {
+    FRUGAL_EXPECTS(expected.contains(id),
+                   "batch::scheduler::complete_step: request " + std::to_string(id) +
+                       " did not sample in this step",
+                   invalid_argument);
+    FRUGAL_EXPECTS(seen.insert(id).second,
+                   "batch::scheduler::complete_step: request " + std::to_string(id) +
+                       " given twice",
+                   invalid_argument);
+  }
+  FRUGAL_EXPECTS(seen.size() == expected.size(),
+                 "batch::scheduler::complete_step: " + std::to_string(expected.size()) +
+                     " sequences sampled but " + std::to_string(seen.size()) + " tokens given",
+                 invalid_argument);
+  for (const auto& [id, token] : sampled) {
+    entry& e = *requests_.at(id);
+    e.output.push_back(token);
+    const bool eos = options_.eos_token >= 0 && token == options_.eos_token;
+    if (eos || e.output.size() >= e.req.max_new_tokens) {
+      finish(e, eos);
+    } else {
+      e.pending = true;
+    }
+  }
+  sampling_.clear();
+}
+
+void scheduler::finish(entry& e, bool hit_eos) {
+  running_.erase(std::find(running_.begin(), running_.end(), &e));
+  const request_id id = e.req.id;
+  finished_.push_back({id, std::move(e.output), hit_eos, e.preemptions});
+  ++stats_.finished;
+  requests_.erase(id);  // releases its sequence and pages
+}
+
+std::vector<finished_request> scheduler::take_finished() { return std::exchange(finished_, {}); }
+
+}  // namespace frugal::batch
