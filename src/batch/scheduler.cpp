@@ -210,11 +210,12 @@ step_plan scheduler::plan_step() {
     --budget;
   }
 
-  // (2) Swapped-out sequences come back, earliest preempted first, while pages allow.
+  // (2) Swapped-out sequences come back, earliest preempted first, while their pages and one
+  // more (for the token they append) are free, so bringing one back never preempts another.
   while (!swapped_.empty() && running_.size() < options_.max_num_seqs && budget > 0) {
     entry* e = swapped_.front();
     const std::size_t pages = (e->seq.num_tokens() + page_size - 1) / page_size;
-    if (pages > cache_->num_free_pages()) break;
+    if (pages + (e->pending ? 1 : 0) > cache_->num_free_pages()) break;
     auto ops = cache_->swap_in(e->seq);
     plan.copies.insert(plan.copies.end(), ops.begin(), ops.end());
     swapped_.erase(swapped_.begin());
