@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Turns mr_bench's and kv_bench's Google Benchmark JSON into the Markdown tables of
-docs/benchmarks.md.
+"""Turns mr_bench's, kv_bench's and batch_bench's Google Benchmark JSON into the Markdown tables
+of docs/benchmarks.md.
 
 Usage: bench/report.py RESULTS.json  (prints Markdown on stdout; the tables follow the
 benchmarks the file holds, so it takes either program's output)
@@ -155,6 +155,71 @@ def kv_targets(rows):
     return "\n".join(out)
 
 
+def batch_plan_step(rows):
+    out = ["| running sequences (all decoding) | us / plan_step | us / complete_step | "
+           "tokens / step | mean context (tokens) |", "|---|---:|---:|---:|---:|"]
+    for r in rows:
+        if r["bench"] == "BM_plan_step":
+            out.append(f"| {r['sequences']:.0f} | {us(r['plan_step_time'])} | "
+                       f"{us(r['complete_step_time'])} | {r['tokens_per_step']:.0f} | "
+                       f"{r['mean_context']:.0f} |")
+    return "\n".join(out)
+
+
+def batch_simulation(rows):
+    peers = by_peer(rows, "BM_simulation")
+    static, dynamic = peers["static_batching"], peers["frugal_dynamic"]
+    out = ["| policy | max concurrent | mean concurrent (saturated) | tokens / step | "
+           "output tokens / step | KV held at peak | KV waste (time-averaged) | "
+           "peak workspace | mean workspace | preemptions | steps |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for peer, r in peers.items():
+        out.append(f"| {peer} | {r['max_concurrent']:.0f} | {r['mean_concurrent_saturated']:.1f} | "
+                   f"{r['tokens_per_step']:.1f} | {r['output_tokens_per_step']:.1f} | "
+                   f"{r['peak_kv_gib']:.2f} GiB | {100 * r['waste']:.2f}% | "
+                   f"{r['peak_workspace_mib']:.0f} MiB | {r['mean_workspace_mib']:.0f} MiB | "
+                   f"{r['preemptions']:.0f} | {r['steps']:.0f} |")
+    r = dynamic
+    out.append(f"\n{r['requests']:.0f} requests (mean prompt {r['mean_prompt']:.1f}, mean output "
+               f"{r['mean_output']:.1f} tokens), all finished by both policies "
+               f"({static['finished']:.0f} and {dynamic['finished']:.0f}; rejected "
+               f"{static['rejected']:.0f} and {dynamic['rejected']:.0f}). Budget: weights "
+               f"{r['weights_gib']:.2f} GiB, workspace set aside {r['workspace_budget_mib']:.0f} MiB, "
+               f"KV {r['kv_budget_gib']:.2f} GiB ({r['kv_pages']:.0f} pages of 16 tokens for "
+               f"frugal; {static['max_batch']:.0f} sequences x 4,096 tokens = "
+               f"{static['kv_budget_gib']:.2f} GiB reserved per static batch).")
+    return "\n".join(out)
+
+
+def batch_targets(rows):
+    def met(ok):
+        return "yes" if ok else "**no**"
+    plan = next(r for r in rows if r["bench"] == "BM_plan_step" and r["sequences"] == 256)
+    sim = by_peer(rows, "BM_simulation")
+    static, dynamic = sim["static_batching"], sim["frugal_dynamic"]
+    max_ratio = dynamic["max_concurrent"] / static["max_concurrent"]
+    mean_ratio = dynamic["mean_concurrent_saturated"] / static["mean_concurrent_saturated"]
+    token_ratio = dynamic["tokens_per_step"] / static["tokens_per_step"]
+    output_ratio = dynamic["output_tokens_per_step"] / static["output_tokens_per_step"]
+    out = ["| target | measured | met |", "|---|---|---|",
+           f"| plan_step with 256 running sequences under 20 us | {us(plan['plan_step_time'])} us "
+           f"| {met(plan['plan_step_time'] < 20e-6)} |",
+           f"| at least 3x the concurrent sequences of static batching | {max_ratio:.1f}x max, "
+           f"{mean_ratio:.1f}x mean (saturated) | {met(min(max_ratio, mean_ratio) >= 3)} |",
+           f"| at least 2x the tokens per step | {token_ratio:.1f}x computed, {output_ratio:.1f}x "
+           f"sampled | {met(min(token_ratio, output_ratio) >= 2)} |"]
+    return "\n".join(out)
+
+
+def batch_report(rows):
+    print("### plan_step, decode-only steps\n")
+    print(batch_plan_step(rows))
+    print("\n### Serving simulation: Llama-3-8B, 80 GiB, fp16, ShareGPT-like, max length 4,096\n")
+    print(batch_simulation(rows))
+    print("\n### Against the targets\n")
+    print(batch_targets(rows))
+
+
 def mr_report(rows):
     print("### Random allocations (time per allocate or free)\n")
     print(random_allocations(rows))
@@ -188,6 +253,8 @@ def main():
         mr_report(rows)
     if "BM_page_allocate_free" in benches:
         kv_report(rows)
+    if "BM_plan_step" in benches:
+        batch_report(rows)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,9 @@
 #include <frugal/kv/layout.hpp>
 #include <frugal/kv/page_pool.hpp>
 #include <frugal/batch/scheduler.hpp>
+#include <frugal/batch/workspace.hpp>
+#include <frugal/sim/models.hpp>
+#include <frugal/sim/simulator.hpp>
 #include <frugal/mr/failure_callback_adaptor.hpp>
 #include <frugal/mr/limit_adaptor.hpp>
 #include <frugal/mr/logging_adaptor.hpp>

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <optional>
-#include <unordered_set>
 
 namespace frugal::batch {
 
@@ -17,7 +16,10 @@ struct scheduler::entry {
   std::uint64_t admitted_at = 0;      // admission order (larger: more recent)
   std::uint64_t submitted_at = 0;
   std::size_t preemptions = 0;
+  bool running = false;               // in running_
   bool scheduled = false;             // in the step being planned
+  bool samples = false;               // samples in the step being planned
+  bool sampled = false;               // given a token by the complete_step under way
 };
 
 namespace {
@@ -115,6 +117,7 @@ scheduler::entry* scheduler::pick_victim(const entry* except) noexcept {
 
 void scheduler::preempt(entry& e, step_plan& plan) {
   running_.erase(std::find(running_.begin(), running_.end(), &e));
+  e.running = false;
   ++e.preemptions;
   ++stats_.preemptions;
   plan.preempted.push_back(e.req.id);
@@ -166,6 +169,7 @@ void scheduler::schedule(entry& e, std::uint32_t tokens, bool prefill, step_plan
   plan.sequences.push_back(s);
   plan.num_batched_tokens += tokens;
   e.scheduled = true;
+  e.samples = s.samples;
   if (s.samples) sampling_.push_back(&e);
 }
 
@@ -183,12 +187,21 @@ bool scheduler::admit(entry& e, std::uint32_t& budget, step_plan& plan) {
   e.admitted_at = admission_counter_++;
   stats_.prefix_hit_tokens += e.computed;
   running_.push_back(&e);
+  e.running = true;
   return true;
 }
 
-step_plan scheduler::plan_step() {
-  step_plan plan;
-  plan.rejected = std::exchange(pending_rejections_, {});
+const step_plan& scheduler::plan_step() {
+  // The plan's vectors keep their capacity from step to step.
+  step_plan& plan = plan_;
+  plan.sequences.clear();
+  plan.slot_mapping.clear();
+  plan.copies.clear();
+  plan.preempted.clear();
+  plan.rejected.clear();
+  plan.rejected.swap(pending_rejections_);
+  plan.num_batched_tokens = 0;
+  for (entry* e : sampling_) e->samples = false;
   sampling_.clear();
   for (entry* e : running_) e->scheduled = false;
   std::uint32_t budget = options_.max_batched_tokens;
@@ -204,7 +217,7 @@ step_plan scheduler::plan_step() {
   });
   for (entry* e : decoding) {
     if (budget == 0) break;
-    if (std::find(running_.begin(), running_.end(), e) == running_.end()) continue;  // preempted
+    if (!e->running) continue;  // preempted by an earlier decode of this step
     if (!append_pending(*e, plan)) continue;
     schedule(*e, 1, false, plan);
     --budget;
@@ -220,6 +233,7 @@ step_plan scheduler::plan_step() {
     plan.copies.insert(plan.copies.end(), ops.begin(), ops.end());
     swapped_.erase(swapped_.begin());
     running_.push_back(e);
+    e->running = true;
     ++stats_.swaps_in;
     if (e->pending && append_pending(*e, plan)) {
       schedule(*e, 1, false, plan);
@@ -259,12 +273,26 @@ step_plan scheduler::plan_step() {
     }
   }
 
-  std::vector<const kv::sequence*> batch;
-  batch.reserve(plan.sequences.size());
-  for (const scheduled_sequence& s : plan.sequences) batch.push_back(&requests_.at(s.id)->seq);
-  plan.block_tables = cache_->export_block_tables(batch);
-  plan.page_table = cache_->export_flashinfer(batch);
-  auto cow = cache_->take_copy_ops();
+  // Exports into the plan's own buffers (sized, not reallocated, in a steady state).
+  batch_.clear();
+  std::size_t max_pages = 0, total_pages = 0;
+  for (const scheduled_sequence& s : plan.sequences) {
+    const kv::sequence& seq = requests_.find(s.id)->second->seq;
+    batch_.push_back(&seq);
+    max_pages = std::max(max_pages, seq.pages().size());
+    total_pages += seq.pages().size();
+  }
+  kv::block_tables& tables = plan.block_tables;
+  tables.max_pages = max_pages;
+  tables.tables.resize(batch_.size() * max_pages);
+  tables.seq_lens.resize(batch_.size());
+  cache_->export_block_tables(batch_, max_pages, tables.tables, tables.seq_lens);
+  kv::flashinfer_page_table& csr = plan.page_table;
+  csr.indptr.resize(batch_.size() + 1);
+  csr.indices.resize(total_pages);
+  csr.last_page_len.resize(batch_.size());
+  cache_->export_flashinfer(batch_, csr.indptr, csr.indices, csr.last_page_len);
+  const auto cow = cache_->take_copy_ops();
   plan.copies.insert(plan.copies.end(), cow.begin(), cow.end());
   ++stats_.steps;
   stats_.batched_tokens += plan.num_batched_tokens;
@@ -273,25 +301,33 @@ step_plan scheduler::plan_step() {
 }
 
 void scheduler::complete_step(std::span<const std::pair<request_id, token_id>> sampled) {
-  std::unordered_set<request_id> expected;
-  for (const entry* e : sampling_) expected.insert(e->req.id);
-  std::unordered_set<request_id> seen;
-  for (const auto& [id, token] : sampled) {
-    FRUGAL_EXPECTS(expected.contains(id),
-                   "batch::scheduler::complete_step: request " + std::to_string(id) +
-                       " did not sample in this step",
-                   invalid_argument);
-    FRUGAL_EXPECTS(seen.insert(id).second,
-                   "batch::scheduler::complete_step: request " + std::to_string(id) +
-                       " given twice",
-                   invalid_argument);
+  // Validate everything first (flags on the entries, no allocation), then record.
+  auto unmark = [&](std::size_t upto) {
+    for (std::size_t i = 0; i < upto; ++i) requests_.find(sampled[i].first)->second->sampled = false;
+  };
+  for (std::size_t i = 0; i < sampled.size(); ++i) {
+    const request_id id = sampled[i].first;
+    const auto it = requests_.find(id);
+    const bool samples = it != requests_.end() && it->second->samples;
+    if (!samples || it->second->sampled) {
+      unmark(i);
+      FRUGAL_EXPECTS(samples, "batch::scheduler::complete_step: request " + std::to_string(id) +
+                                  " did not sample in this step",
+                     invalid_argument);
+      detail::throw_error<invalid_argument>(
+          __FILE__, __LINE__,
+          "batch::scheduler::complete_step: request " + std::to_string(id) + " given twice");
+    }
+    it->second->sampled = true;
   }
-  FRUGAL_EXPECTS(seen.size() == expected.size(),
-                 "batch::scheduler::complete_step: " + std::to_string(expected.size()) +
-                     " sequences sampled but " + std::to_string(seen.size()) + " tokens given",
+  unmark(sampled.size());
+  FRUGAL_EXPECTS(sampled.size() == sampling_.size(),
+                 "batch::scheduler::complete_step: " + std::to_string(sampling_.size()) +
+                     " sequences sampled but " + std::to_string(sampled.size()) + " tokens given",
                  invalid_argument);
   for (const auto& [id, token] : sampled) {
-    entry& e = *requests_.at(id);
+    entry& e = *requests_.find(id)->second;
+    e.samples = false;
     e.output.push_back(token);
     const bool eos = options_.eos_token >= 0 && token == options_.eos_token;
     if (eos || e.output.size() >= e.req.max_new_tokens) {
@@ -305,6 +341,7 @@ void scheduler::complete_step(std::span<const std::pair<request_id, token_id>> s
 
 void scheduler::finish(entry& e, bool hit_eos) {
   running_.erase(std::find(running_.begin(), running_.end(), &e));
+  e.running = false;
   const request_id id = e.req.id;
   finished_.push_back({id, std::move(e.output), hit_eos, e.preemptions});
   ++stats_.finished;

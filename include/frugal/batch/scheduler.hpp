@@ -124,7 +124,9 @@ class scheduler {
 
   /// @brief Plans the next step (see the class comment). Changes the cache: pages for the
   /// step's tokens are allocated when it returns.
-  step_plan plan_step();
+  /// @returns the plan, valid until the next plan_step (its buffers are reused step after step,
+  /// so a steady state allocates nothing)
+  const step_plan& plan_step();
 
   /// @brief Records the tokens sampled in the step just planned: one per scheduled sequence
   /// whose `samples` is true, as (request id, token). Requests that reach max_new_tokens or the
@@ -161,6 +163,8 @@ class scheduler {
   std::vector<entry*> running_;  // in admission order
   std::vector<entry*> swapped_;  // in preemption order
   std::vector<entry*> sampling_; // sequences that sample in the planned step
+  std::vector<const kv::sequence*> batch_;  // the planned step's sequences, for the exports
+  step_plan plan_;
   std::vector<finished_request> finished_;
   std::vector<std::pair<request_id, std::string>> pending_rejections_;
   std::uint64_t admission_counter_ = 0;
