@@ -62,11 +62,8 @@ class cuda_resource {
     const detail::scoped_device on(device_);
     if (on.status() != cudaSuccess) return nullptr;
     void* p = nullptr;
-    if (cudaMalloc(&p, bytes) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return nullptr;
-    }
-    return p;
+    const cudaError_t status = cudaMalloc(&p, bytes);
+    return detail::allocation_or_null(status, p);
   }
 
   /// @brief Frees `p` (from allocate of any equal resource) with cudaFree, which waits for the

@@ -50,11 +50,8 @@ class pinned_resource {
   void* try_allocate(std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
     if (bytes == 0 || !detail::is_cuda_alignment(alignment)) return nullptr;
     void* p = nullptr;
-    if (cudaMallocHost(&p, bytes) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return nullptr;
-    }
-    return p;
+    const cudaError_t status = cudaMallocHost(&p, bytes);
+    return detail::allocation_or_null(status, p);
   }
 
   /// @brief Frees `p` with cudaFreeHost (which waits for device work that may use it).

@@ -103,6 +103,14 @@ inline std::string device_memory_state(int device) {
   return state + format_bytes(free_bytes) + " free of " + format_bytes(total_bytes);
 }
 
+/// The try_allocate ending shared by the CUDA resources: `p` when `status` is success, else
+/// nullptr with the error cleared (so it does not surface at the next CUDA call).
+inline void* allocation_or_null(cudaError_t status, void* p) noexcept {
+  if (status == cudaSuccess) return p;
+  (void)cudaGetLastError();
+  return nullptr;
+}
+
 /// Turns the failed `status` of allocation call `call` into an exception and clears the error:
 /// cudaErrorMemoryAllocation becomes out_of_memory(bytes, state, who), anything else cuda_error.
 [[noreturn]] inline void throw_allocation_failure(
