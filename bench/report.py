@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns mr_bench's, kv_bench's and batch_bench's Google Benchmark JSON into the Markdown tables
+"""Turns mr_bench's, kv_bench's, batch_bench's and quant_bench's Google Benchmark JSON into the Markdown tables
 of docs/benchmarks.md.
 
 Usage: bench/report.py RESULTS.json  (prints Markdown on stdout; the tables follow the
@@ -244,6 +244,32 @@ def kv_report(rows):
     print(kv_targets(rows))
 
 
+def quant_report(rows):
+    """quant_bench: GB/s of float32 input per format, against memcpy of the same bytes."""
+    def gbs(r):
+        return r["bytes_per_second"] / 1e9
+    memcpy = gbs(next(r for r in rows if r["bench"] == "BM_memcpy"))
+    quant = {r["peer"]: r for r in rows if r["bench"] == "BM_quantize"}
+    dequant = {r["peer"]: r for r in rows if r["bench"] == "BM_dequantize"}
+    print("### CPU quantize and dequantize, 4,096 x 1,024 float32 (16 MiB), one core\n")
+    print(f"memcpy of the same 16 MiB in the same run: {memcpy:.2f} GB/s.\n")
+    print("| format | quantize GB/s | / memcpy | dequantize GB/s | / memcpy |")
+    print("|---|---:|---:|---:|---:|")
+    for f, r in quant.items():
+        d = dequant[f]
+        print(f"| {f} | {gbs(r):.2f} | {gbs(r) / memcpy:.3f} | {gbs(d):.2f} | "
+              f"{gbs(d) / memcpy:.3f} |")
+    print("\n### CPU quantization against the targets\n")
+    print("| target | measured | met |")
+    print("|---|---|---|")
+    for f in ("int8", "fp8_e4m3"):
+        for op, table in (("quantize", quant), ("dequantize", dequant)):
+            ratio = gbs(table[f]) / memcpy
+            met = "yes" if ratio >= 0.25 else "**no**"
+            print(f"| {f} {op} at least 25% of memcpy on one core | {gbs(table[f]):.2f} GB/s = "
+                  f"{100 * ratio:.1f}% | {met} |")
+
+
 def main():
     context, rows = load(sys.argv[1])
     print(f"Machine: {context.get('num_cpus')} CPUs at {context.get('mhz_per_cpu')} MHz, "
@@ -255,6 +281,8 @@ def main():
         kv_report(rows)
     if "BM_plan_step" in benches:
         batch_report(rows)
+    if "BM_quantize" in benches:
+        quant_report(rows)
 
 
 if __name__ == "__main__":

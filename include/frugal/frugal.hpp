@@ -30,6 +30,12 @@
 #include <frugal/mr/tracking_adaptor.hpp>
 #include <frugal/mr/memory_report.hpp>
 #include <frugal/mr/snapshot.hpp>
+#include <frugal/quant/format.hpp>
+#include <frugal/quant/codecs.hpp>
+#include <frugal/quant/quantized_tensor.hpp>
+#include <frugal/quant/quantize.hpp>
+#include <frugal/quant/accuracy.hpp>
+#include <frugal/quant/safetensors.hpp>
 
 #if FRUGAL_HAS_CUDA
 #  include <frugal/device.hpp>

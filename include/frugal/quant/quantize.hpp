@@ -8,6 +8,7 @@
 
 #include <frugal/mr/resource_ref.hpp>
 #include <frugal/quant/format.hpp>
+#include <frugal/quant/quantized_tensor.hpp>
 #include <frugal/tensor/float16.hpp>
 
 #include <cstddef>
@@ -24,10 +25,6 @@ struct options {
   /// Worker threads for large inputs; 0 = std::thread::hardware_concurrency().
   unsigned threads = 0;
 };
-
-/// @brief A quantized rows x cols tensor: packed values, scales and zero points in one
-/// allocation laid out by layout_of(). Move-only; frees its allocation on destruction.
-class quantized_tensor;
 
 /// @brief Quantizes `input` (row-major, rows = input.size() / cols) to `f`, allocating from `r`
 /// (which must be host-accessible).

@@ -18,9 +18,12 @@ namespace frugal {
 
 namespace detail {
 
+// The conversions are host+device so that kernels use the same arithmetic as the host; they use
+// __builtin_bit_cast because std::bit_cast is not callable from device code.
+
 /// IEEE 754 binary32 -> binary16, round to nearest even; overflow gives infinity; NaN stays NaN.
-constexpr std::uint16_t float_to_half_bits(float value) noexcept {
-  const std::uint32_t x = std::bit_cast<std::uint32_t>(value);
+FRUGAL_HOST_DEVICE constexpr std::uint16_t float_to_half_bits(float value) noexcept {
+  const std::uint32_t x = __builtin_bit_cast(std::uint32_t, value);
   const std::uint32_t sign = (x >> 16) & 0x8000u;
   const std::uint32_t magnitude = x & 0x7FFFFFFFu;
   if (magnitude > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u);  // NaN
@@ -42,34 +45,34 @@ constexpr std::uint16_t float_to_half_bits(float value) noexcept {
   return static_cast<std::uint16_t>(sign | half);
 }
 
-constexpr float half_bits_to_float(std::uint16_t h) noexcept {
+FRUGAL_HOST_DEVICE constexpr float half_bits_to_float(std::uint16_t h) noexcept {
   const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
   const std::uint32_t exponent = (h >> 10) & 0x1Fu;
   std::uint32_t mantissa = h & 0x3FFu;
-  if (exponent == 0x1Fu) return std::bit_cast<float>(sign | 0x7F800000u | (mantissa << 13));
+  if (exponent == 0x1Fu) return __builtin_bit_cast(float, sign | 0x7F800000u | (mantissa << 13));
   if (exponent == 0) {
-    if (mantissa == 0) return std::bit_cast<float>(sign);
+    if (mantissa == 0) return __builtin_bit_cast(float, sign);
     // Subnormal: normalise.
     std::uint32_t e = 113;
     while ((mantissa & 0x400u) == 0) {
       mantissa <<= 1;
       --e;
     }
-    return std::bit_cast<float>(sign | (e << 23) | ((mantissa & 0x3FFu) << 13));
+    return __builtin_bit_cast(float, sign | (e << 23) | ((mantissa & 0x3FFu) << 13));
   }
-  return std::bit_cast<float>(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+  return __builtin_bit_cast(float, sign | ((exponent + 112u) << 23) | (mantissa << 13));
 }
 
 /// binary32 -> bfloat16, round to nearest even; NaN stays NaN.
-constexpr std::uint16_t float_to_bfloat16_bits(float value) noexcept {
-  const std::uint32_t x = std::bit_cast<std::uint32_t>(value);
+FRUGAL_HOST_DEVICE constexpr std::uint16_t float_to_bfloat16_bits(float value) noexcept {
+  const std::uint32_t x = __builtin_bit_cast(std::uint32_t, value);
   if ((x & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<std::uint16_t>((x >> 16) | 0x40u);
   const std::uint32_t rounding = 0x7FFFu + ((x >> 16) & 1u);
   return static_cast<std::uint16_t>((x + rounding) >> 16);
 }
 
-constexpr float bfloat16_bits_to_float(std::uint16_t b) noexcept {
-  return std::bit_cast<float>(static_cast<std::uint32_t>(b) << 16);
+FRUGAL_HOST_DEVICE constexpr float bfloat16_bits_to_float(std::uint16_t b) noexcept {
+  return __builtin_bit_cast(float, static_cast<std::uint32_t>(b) << 16);
 }
 
 }  // namespace detail
