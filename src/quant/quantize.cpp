@@ -19,6 +19,81 @@
 namespace frugal::quant {
 namespace {
 
+// ---- the element loops, compiled twice on x86-64 ---------------------------------------------
+// The loops of detail/fast_codecs.hpp are branch-free and vectorize for the baseline instruction
+// set; on x86-64 they are also built for AVX2 and chosen once at load time (an ifunc). Both
+// builds perform the same IEEE operations (AVX2 does not bring FMA, so nothing is contracted),
+// so the bytes do not depend on the machine.
+#if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
+#  define FRUGAL_QUANT_LOOP __attribute__((target_clones("avx2", "default"), noinline))
+#else
+#  define FRUGAL_QUANT_LOOP
+#endif
+
+FRUGAL_QUANT_LOOP float amax_run(const float* x, std::size_t n) {
+  return detail::fast_block_amax(x, n);
+}
+FRUGAL_QUANT_LOOP detail::min_max min_max_run(const float* x, std::size_t n) {
+  return detail::fast_block_min_max(x, n);
+}
+FRUGAL_QUANT_LOOP void int8_symmetric_run(const float* x, std::size_t n,
+                                          const detail::int_params& p, std::uint8_t* out) {
+  detail::fast_encode_int8<false>(x, n, p, out);
+}
+FRUGAL_QUANT_LOOP void int8_asymmetric_run(const float* x, std::size_t n,
+                                           const detail::int_params& p, std::uint8_t* out) {
+  detail::fast_encode_int8<true>(x, n, p, out);
+}
+FRUGAL_QUANT_LOOP void fp8_e4m3_run(const float* x, std::size_t n, float scale,
+                                    std::uint8_t* out) {
+  detail::fast_encode_fp8_e4m3(x, n, scale, out);
+}
+FRUGAL_QUANT_LOOP void fp8_e5m2_run(const float* x, std::size_t n, float scale,
+                                    std::uint8_t* out) {
+  detail::fast_encode_fp8_e5m2(x, n, scale, out);
+}
+FRUGAL_QUANT_LOOP void decode_fp8_e4m3_run(const std::uint8_t* in, std::size_t n, float scale,
+                                           float* out) {
+  detail::fast_decode_fp8_e4m3(in, n, scale, out);
+}
+FRUGAL_QUANT_LOOP void decode_fp8_e5m2_run(const std::uint8_t* in, std::size_t n, float scale,
+                                           float* out) {
+  detail::fast_decode_fp8_e5m2(in, n, scale, out);
+}
+
+/// One row of an MX format: per block of 32, the E8M0 scale then the codes.
+FRUGAL_QUANT_LOOP void mx_row(bool fp4, const float* x, std::size_t cols, bool round_up,
+                              std::uint8_t* scales, std::uint8_t* values) {
+  constexpr std::size_t g = 32;
+  for (std::size_t j = 0; j < cols / g; ++j) {
+    const float* xg = x + j * g;
+    const float amax = detail::fast_block_amax(xg, g);
+    if (fp4) {
+      const std::uint8_t code = detail::mx_scale_code(amax, e2m1_emax, e2m1_max, round_up);
+      scales[j] = code;
+      detail::fast_encode_fp4(xg, g, detail::e8m0_inverse(code), values + j * (g / 2));
+    } else {
+      const std::uint8_t code = detail::mx_scale_code(amax, e4m3_emax, e4m3_max, round_up);
+      scales[j] = code;
+      detail::fast_encode_fp8_e4m3_scaled(xg, g, detail::e8m0_inverse(code), values + j * g);
+    }
+  }
+}
+
+/// One row of NVFP4: per block of 16, the E4M3 block scale then the codes.
+FRUGAL_QUANT_LOOP void nvfp4_row(const float* x, std::size_t cols,
+                                 const detail::nvfp4_tensor_params& ts, std::uint8_t* scales,
+                                 std::uint8_t* values) {
+  constexpr std::size_t g = 16;
+  for (std::size_t j = 0; j < cols / g; ++j) {
+    const float* xg = x + j * g;
+    const std::uint8_t code = detail::nvfp4_block_scale(detail::fast_block_amax(xg, g), ts.encode);
+    scales[j] = code;
+    detail::fast_encode_fp4(xg, g, detail::nvfp4_element_scale(code, ts.decode),
+                            values + j * (g / 2));
+  }
+}
+
 /// Tensors below this many elements are quantized on the calling thread.
 constexpr std::size_t parallel_threshold = std::size_t{1} << 20;
 
@@ -113,7 +188,7 @@ float tensor_amax(const T* in, const target& t) {
     row_reader<T> reader(in, t.l.cols);
     float amax = 0.0f;
     for (std::size_t r = begin; r < end; ++r)
-      amax = std::max(amax, detail::fast_block_amax(reader.row(r), t.l.cols));
+      amax = std::max(amax, amax_run(reader.row(r), t.l.cols));
     partial[w] = amax;
   });
   return *std::max_element(partial.begin(), partial.end());
@@ -126,7 +201,7 @@ detail::min_max tensor_min_max(const T* in, const target& t) {
     row_reader<T> reader(in, t.l.cols);
     detail::min_max m;
     for (std::size_t r = begin; r < end; ++r)
-      m = detail::merge_min_max(m, detail::fast_block_min_max(reader.row(r), t.l.cols));
+      m = detail::merge_min_max(m, min_max_run(reader.row(r), t.l.cols));
     partial[w] = m;
   });
   detail::min_max all;
@@ -148,8 +223,10 @@ void for_each_row(const T* in, const target& t, Group&& group) {
 template <unsigned Bits, bool Asymmetric>
 void encode_int_run(const float* x, std::size_t n, const detail::int_params& p,
                     std::uint8_t* out) {
-  if constexpr (Bits == 8)
-    detail::fast_encode_int8<Asymmetric>(x, n, p, out);
+  if constexpr (Bits == 8 && Asymmetric)
+    int8_asymmetric_run(x, n, p, out);
+  else if constexpr (Bits == 8)
+    int8_symmetric_run(x, n, p, out);
   else
     detail::fast_encode_int4<Asymmetric>(x, n, p, out);
 }
@@ -207,9 +284,9 @@ void quantize_int_groups(const T* in, const target& t) {
 template <bool E5M2>
 void encode_fp8_run(const float* x, std::size_t n, float scale, std::uint8_t* out) {
   if constexpr (E5M2)
-    detail::fast_encode_fp8_e5m2(x, n, scale, out);
+    fp8_e5m2_run(x, n, scale, out);
   else
-    detail::fast_encode_fp8_e4m3(x, n, scale, out);
+    fp8_e4m3_run(x, n, scale, out);
 }
 
 template <class T, bool E5M2, bool PerChannel>
@@ -223,7 +300,7 @@ void quantize_fp8(const T* in, const target& t) {
   for_each_row(in, t, [&](const float* x, std::size_t r) {
     float scale = tensor_scale;
     if constexpr (PerChannel) {
-      scale = detail::fp8_scale(detail::fast_block_amax(x, t.l.cols), format_max);
+      scale = detail::fp8_scale(amax_run(x, t.l.cols), format_max);
       store_float(t.scale_at(r, sizeof(float)), scale);
     }
     encode_fp8_run<E5M2>(x, t.l.cols, scale, t.values() + r * t.l.cols);
@@ -234,43 +311,21 @@ void quantize_fp8(const T* in, const target& t) {
 
 template <class T, bool Fp4>
 void quantize_mx(const T* in, const target& t) {
-  constexpr std::size_t g = 32;
-  const std::size_t per_row = t.l.cols / g;
+  const std::size_t per_row = t.l.cols / 32;
   const std::size_t row_bytes = row_value_bytes(t.l, Fp4 ? 4 : 8);
-  const bool round_up = t.opts.mx_round_up_scale;
   for_each_row(in, t, [&](const float* x, std::size_t r) {
-    for (std::size_t j = 0; j < per_row; ++j) {
-      const float* xg = x + j * g;
-      const float amax = detail::fast_block_amax(xg, g);
-      std::uint8_t code;
-      if constexpr (Fp4)
-        code = detail::mx_scale_code(amax, e2m1_emax, e2m1_max, round_up);
-      else
-        code = detail::mx_scale_code(amax, e4m3_emax, e4m3_max, round_up);
-      *t.scale_at(r * per_row + j, 1) = code;
-      std::uint8_t* out = t.values() + r * row_bytes + j * (Fp4 ? g / 2 : g);
-      if constexpr (Fp4)
-        detail::fast_encode_fp4(xg, g, detail::e8m0_inverse(code), out);
-      else
-        detail::fast_encode_fp8_e4m3_scaled(xg, g, detail::e8m0_inverse(code), out);
-    }
+    mx_row(Fp4, x, t.l.cols, t.opts.mx_round_up_scale, t.scale_at(r * per_row, 1),
+           t.values() + r * row_bytes);
   });
 }
 
 template <class T>
 void quantize_nvfp4(const T* in, const target& t) {
-  constexpr std::size_t g = 16;
   const detail::nvfp4_tensor_params ts = detail::nvfp4_tensor_scales(tensor_amax(in, t));
   store_float(t.base + t.l.tensor_scale_offset, ts.decode);
-  const std::size_t per_row = t.l.cols / g;
+  const std::size_t per_row = t.l.cols / 16;
   for_each_row(in, t, [&](const float* x, std::size_t r) {
-    for (std::size_t j = 0; j < per_row; ++j) {
-      const float* xg = x + j * g;
-      const std::uint8_t code = detail::nvfp4_block_scale(detail::fast_block_amax(xg, g), ts.encode);
-      *t.scale_at(r * per_row + j, 1) = code;
-      detail::fast_encode_fp4(xg, g, detail::nvfp4_element_scale(code, ts.decode),
-                         t.values() + r * (t.l.cols / 2) + j * (g / 2));
-    }
+    nvfp4_row(x, t.l.cols, ts, t.scale_at(r * per_row, 1), t.values() + r * (t.l.cols / 2));
   });
 }
 
@@ -421,7 +476,7 @@ void dequantize_row(const source& s, std::size_t r, float* out) {
         else
           detail::decode_int4<fi.asymmetric>(in, run, s.scale(gi), zp, o);
       } else if constexpr (F == format::mxfp8) {
-        detail::fast_decode_fp8_e4m3(in, run, from_e8m0(s.byte_scale(gi)), o);
+        decode_fp8_e4m3_run(in, run, from_e8m0(s.byte_scale(gi)), o);
       } else if constexpr (F == format::mxfp4) {
         detail::fast_decode_fp4(in, run, from_e8m0(s.byte_scale(gi)), o);
       } else if constexpr (F == format::nvfp4) {
@@ -431,10 +486,10 @@ void dequantize_row(const source& s, std::size_t r, float* out) {
       } else if constexpr (F == format::nf4) {
         detail::decode_nf4(in, run, s.scale(gi), o);
       } else if constexpr (fi.code == element::fp8_e4m3) {
-        detail::fast_decode_fp8_e4m3(in, run, s.scale(gi), o);
+        decode_fp8_e4m3_run(in, run, s.scale(gi), o);
       } else {
         static_assert(fi.code == element::fp8_e5m2);
-        detail::fast_decode_fp8_e5m2(in, run, s.scale(gi), o);
+        decode_fp8_e5m2_run(in, run, s.scale(gi), o);
       }
     }
   }

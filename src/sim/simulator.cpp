@@ -105,6 +105,7 @@ class held {
 /// What both policies share: the model, the budget split and the drawn stream.
 struct setup {
   const model_shape* model;
+  std::size_t weights_exact;     // parameters x bits / 8, or the override
   std::size_t weights;           // rounded to the granule
   std::size_t workspace_budget;  // rounded to the granule
   std::size_t kv_budget;
@@ -113,14 +114,16 @@ struct setup {
   stream requests;
 };
 
-setup prepare(const config& c) {
+setup prepare(const config& c, bool draw_requests = true) {
   setup s;
-  s.model = &find_model(c.model);
+  s.model = c.model_override ? &*c.model_override : &find_model(c.model);
   const workload_spec& w = find_workload(c.workload);
   if (std::find(policy_names.begin(), policy_names.end(), c.policy) == policy_names.end())
     throw invalid_argument("frugal::sim: unknown policy \"" + c.policy + "\"; known: " +
                            detail::known_names(policy_names, [](std::string_view p) { return p; }));
-  const std::size_t weight_bytes_exact = weight_bytes(*s.model, c.weights);
+  const std::size_t weight_bytes_exact =
+      c.weight_bytes_override != 0 ? c.weight_bytes_override : weight_bytes(*s.model, c.weights);
+  s.weights_exact = weight_bytes_exact;
   FRUGAL_EXPECTS(c.num_requests > 0, "frugal::sim: num_requests is zero", invalid_argument);
   FRUGAL_EXPECTS(c.max_len > 1, "frugal::sim: max_len must be at least 2", invalid_argument);
   FRUGAL_EXPECTS(c.max_len <= s.model->max_context,
@@ -161,7 +164,7 @@ setup prepare(const config& c) {
                      format_bytes(one_sequence) + ")",
                  invalid_argument);
   s.kv_budget = s.usable - s.weights - s.workspace_budget;
-  s.requests = draw(c, w);
+  if (draw_requests) s.requests = draw(c, w);
   return s;
 }
 
@@ -420,12 +423,31 @@ std::vector<std::string> policies() {
   return std::vector<std::string>(policy_names.begin(), policy_names.end());
 }
 
+memory_budget budget(const config& c) {
+  const setup s = prepare(c, false);
+  const kv::layout layout = s.model->kv_layout(c.kv_dtype, c.page_size);
+  const std::size_t pages = std::min<std::size_t>(kv::pages_that_fit(layout, s.kv_budget),
+                                                  std::numeric_limits<std::uint32_t>::max() - 2);
+  memory_budget b;
+  b.gpu_memory = c.gpu_memory;
+  b.weight_bytes = s.weights_exact;
+  b.weights_held_bytes = s.weights;
+  b.workspace_bytes = s.workspace_budget;
+  b.page_bytes = layout.page_bytes();
+  b.page_size = c.page_size;
+  b.kv_pages = static_cast<std::uint32_t>(pages);
+  b.kv_bytes = pages * b.page_bytes;
+  b.kv_bytes_per_token = s.kv_bytes_per_token;
+  b.headroom_bytes = c.gpu_memory - b.weights_held_bytes - b.workspace_bytes - b.kv_bytes;
+  return b;
+}
+
 result run(const config& c) {
   setup s = prepare(c);
   virtual_resource gpu{{.reserve_bytes = s.usable, .commit = false, .granularity = granule}};
   device_type device{ref(gpu)};
   result r = c.policy == "static" ? run_static(c, s, device) : run_dynamic(c, s, device);
-  r.weight_bytes = weight_bytes(*s.model, c.weights);
+  r.weight_bytes = s.weights_exact;
   r.workspace_budget_bytes = s.workspace_budget;
   r.kv_bytes_per_token = s.kv_bytes_per_token;
   r.peak_memory_bytes = device.stats().peak_bytes_in_use;

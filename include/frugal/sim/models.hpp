@@ -11,6 +11,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <span>
 #include <string>
 #include <string_view>
@@ -115,6 +116,18 @@ inline const model_shape& find_model(std::string_view name) {
                            return m.name;
                          }));
 }
+
+/// @brief The shape in a Hugging Face config.json (num_hidden_layers, hidden_size,
+/// num_attention_heads, intermediate_size, vocab_size, max_position_embeddings; optional
+/// num_key_value_heads, head_dim, tie_word_embeddings, attention_bias, model_type "qwen2" for
+/// q/k/v biases). num_parameters is parameters_from_shape(). The name ("_name_or_path", else
+/// the file's folder, else "model_type") is kept for the rest of the process.
+/// @throws frugal::error naming the file and the problem: unreadable file, malformed JSON (with
+/// line and column), a missing field, a field of the wrong type or out of range
+model_shape read_hf_config(const std::filesystem::path& file);
+
+/// @brief As read_hf_config, from the text of a config.json; `source` names it in errors.
+model_shape parse_hf_config(std::string_view json, std::string_view source);
 
 /// @brief A weight format and its storage cost in bits per parameter (scales not counted).
 struct weight_format {

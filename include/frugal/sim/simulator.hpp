@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,9 +23,15 @@ namespace frugal::sim {
 struct config {
   // ---- model and memory -------------------------------------------------------------------
   std::string model = "llama-3-8b";                ///< a preset of models.hpp
+  /// When set, the model simulated instead of the preset named `model` (e.g. a shape read from
+  /// a Hugging Face config.json by read_hf_config()).
+  std::optional<model_shape> model_override;
   std::size_t gpu_memory = std::size_t{80} << 30;  ///< bytes: weights + workspace + KV
   std::string weights = "fp16";                    ///< fp16, bf16, fp8, int8 or int4
   kv::dtype kv_dtype = kv::dtype::fp16;
+  /// When nonzero, the weights' size in bytes instead of parameters x bits of `weights` (a
+  /// mixed-precision plan, say, whose size is no whole number of bits per parameter).
+  std::size_t weight_bytes_override = 0;
 
   // ---- request stream ---------------------------------------------------------------------
   /// "sharegpt" (mean prompt 161, output 338 tokens), "alpaca" (19.31 and 58.45), both
@@ -102,6 +109,27 @@ struct result {
   bool cache_valid = true;          ///< every cache.is_valid() check passed
   std::uint32_t leaked_pages = 0;   ///< pages still used by a sequence after the run
 };
+
+/// @brief How run() splits the GPU for a config: weights, the worst step's workspace, the KV
+/// pages (dynamic policy) and what is left. The parts add up to gpu_memory exactly.
+struct memory_budget {
+  std::size_t gpu_memory = 0;
+  std::size_t weight_bytes = 0;       ///< parameters x bits / 8 (or weight_bytes_override)
+  std::size_t weights_held_bytes = 0; ///< weight_bytes rounded up to the 2 MiB granule
+  std::size_t workspace_bytes = 0;    ///< activations and logits of the worst step
+  std::size_t kv_bytes = 0;           ///< kv_pages x page_bytes
+  std::size_t headroom_bytes = 0;     ///< the rest: rounding and the tail shorter than a page
+  std::size_t page_bytes = 0;         ///< one page of page_size tokens over every layer
+  std::uint32_t page_size = 0;
+  std::uint32_t kv_pages = 0;
+  std::size_t kv_bytes_per_token = 0;
+  // gpu_memory == weights_held_bytes + workspace_bytes + kv_bytes + headroom_bytes
+};
+
+/// @brief The budget run() would use for `c`, without running. The same checks as run() (the
+/// request stream's names and sizes included).
+/// @throws invalid_argument as run() does
+memory_budget budget(const config& c);
 
 /// @brief Known names, for help texts.
 std::vector<std::string> workloads();

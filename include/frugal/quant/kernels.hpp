@@ -1,0 +1,95 @@
+// frugal/quant/kernels.hpp: the CUDA quantization kernels (cuda/quant.cu, in frugal::cuda). They
+// write the same bytes as the CPU reference quant::quantize, into a buffer laid out by layout_of.
+//   auto l = frugal::quant::layout_of(frugal::quant::format::nvfp4, rows, cols);
+//   frugal::quant::quantize_device(frugal::quant::format::nvfp4, d_weights, rows, cols, d_bytes, stream);
+//   frugal::quant::dequantize_device(frugal::quant::format::nvfp4, d_bytes, rows, cols, d_out, stream);
+#pragma once
+
+#include <frugal/config.hpp>
+#include <frugal/quant/format.hpp>
+#include <frugal/quant/quantize.hpp>
+#include <frugal/tensor/float16.hpp>
+
+#include <cstddef>
+
+#if FRUGAL_HAS_CUDA
+#  include <cuda_runtime_api.h>
+#endif
+
+namespace frugal::quant {
+
+#if FRUGAL_HAS_CUDA
+
+/// @brief Launch shape of the quantization kernels (CUB's habit: the knobs in one aggregate,
+/// chosen per compute capability, not numbers inside the kernels). See docs/kernels.md.
+struct kernel_tuning {
+  /// Threads per block of the element-wise kernels (per-tensor and per-channel formats) and of
+  /// the reductions; a multiple of 32 in [32, 1024].
+  int threads_per_block = 256;
+  /// Elements one thread handles per tile in the element-wise kernels (a power of two, 1-64).
+  int items_per_thread = 16;
+  /// Widest access in bytes (16, 8 or 4); narrower when a pointer is not aligned to it.
+  int vec_bytes = 16;
+  /// Elements per tile of the block-format kernels (a power of two, at least 128 and at most
+  /// 8192); each thread of such a block handles one group, so the block has tile / group threads.
+  int block_tile_elements = 8192;
+  /// Cap on blocks per launch as a multiple of the SM count (grid-stride loops beyond it).
+  int blocks_per_sm = 8;
+};
+
+/// @brief The tuning policy for compute capability major.minor: sm_90 (Hopper) and sm_100+ take
+/// larger tiles than sm_80 (Ampere); anything older takes the defaults.
+kernel_tuning tuning_for(int major, int minor) noexcept;
+
+/// @brief tuning_for the current device's compute capability.
+/// @throws cuda_error when the device cannot be queried
+kernel_tuning tuning_for_current_device();
+
+/// @brief How many times quantize_device reads its input: 2 for formats that need a reduction
+/// before they can encode (per-tensor and per-channel scales, NVFP4's global amax), else 1.
+/// Benchmarks count bytes moved with it.
+unsigned quantize_input_reads(format f) noexcept;
+
+/// @brief Quantizes a rows x cols row-major tensor on `stream` into `output`, laid out by
+/// layout_of(f, rows, cols): the same bytes quant::quantize writes for the same input and
+/// options (opts.threads is ignored). Asynchronous: returns once the kernels are queued.
+/// A reduction pass (per-tensor or per-channel formats, NVFP4) uses stream-ordered scratch memory
+/// from cudaMallocAsync, freed on the stream.
+/// @param input device-accessible, rows * cols elements
+/// @param output device-accessible, layout_of(f, rows, cols).total_bytes bytes; padding bytes
+///   between regions are written as zero
+/// @throws invalid_argument for a null pointer or a shape layout_of rejects (nothing is queued)
+/// @throws cuda_error when a launch or an allocation fails
+void quantize_device(format f, const float* input, std::size_t rows, std::size_t cols,
+                     std::byte* output, cudaStream_t stream = nullptr, const options& opts = {});
+void quantize_device(format f, const float16* input, std::size_t rows, std::size_t cols,
+                     std::byte* output, cudaStream_t stream = nullptr, const options& opts = {});
+void quantize_device(format f, const bfloat16* input, std::size_t rows, std::size_t cols,
+                     std::byte* output, cudaStream_t stream = nullptr, const options& opts = {});
+
+/// @brief As above, with an explicit launch shape.
+/// @throws invalid_argument also for a tuning knob out of range
+void quantize_device(format f, const float* input, std::size_t rows, std::size_t cols,
+                     std::byte* output, cudaStream_t stream, const options& opts,
+                     const kernel_tuning& tuning);
+void quantize_device(format f, const float16* input, std::size_t rows, std::size_t cols,
+                     std::byte* output, cudaStream_t stream, const options& opts,
+                     const kernel_tuning& tuning);
+void quantize_device(format f, const bfloat16* input, std::size_t rows, std::size_t cols,
+                     std::byte* output, cudaStream_t stream, const options& opts,
+                     const kernel_tuning& tuning);
+
+/// @brief Dequantizes `input` (laid out by layout_of(f, rows, cols)) into rows * cols floats on
+/// `stream`: the same floats, bit for bit, as quant::dequantize. Asynchronous.
+/// @throws invalid_argument for a null pointer or a shape layout_of rejects (nothing is queued)
+/// @throws cuda_error when a launch fails
+void dequantize_device(format f, const std::byte* input, std::size_t rows, std::size_t cols,
+                       float* output, cudaStream_t stream = nullptr);
+
+/// @brief As above, with an explicit launch shape.
+void dequantize_device(format f, const std::byte* input, std::size_t rows, std::size_t cols,
+                       float* output, cudaStream_t stream, const kernel_tuning& tuning);
+
+#endif  // FRUGAL_HAS_CUDA
+
+}  // namespace frugal::quant

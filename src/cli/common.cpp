@@ -1,0 +1,280 @@
+// What the frugal program's subcommands share; see common.hpp.
+#include "common.hpp"
+
+#include <frugal/quant/format.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <unistd.h>
+
+namespace frugal::cli {
+
+std::size_t parse_size(std::string_view text) {
+  const auto bad = [&](const std::string& why) -> usage_error {
+    return usage_error("size \"" + std::string(text) + "\": " + why +
+                       " (examples: 80GiB, 80GB, 512MiB, 4096)");
+  };
+  std::size_t i = 0;
+  while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  const std::size_t number_begin = i;
+  bool digits = false, point = false;
+  for (; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (std::isdigit(static_cast<unsigned char>(ch))) {
+      digits = true;
+    } else if (ch == '.' && !point) {
+      point = true;
+    } else {
+      break;
+    }
+  }
+  if (!digits) throw bad("no number");
+  const std::string number(text.substr(number_begin, i - number_begin));
+  while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+  std::string unit(text.substr(i));
+  while (!unit.empty() && std::isspace(static_cast<unsigned char>(unit.back()))) unit.pop_back();
+  std::transform(unit.begin(), unit.end(), unit.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+
+  struct unit_scale {
+    std::string_view name;
+    long double scale;
+  };
+  static constexpr unit_scale units[] = {
+      {"", 1},          {"b", 1},           {"kib", 1024.0L},   {"mib", 1048576.0L},
+      {"gib", 1073741824.0L}, {"tib", 1099511627776.0L}, {"k", 1024.0L}, {"m", 1048576.0L},
+      {"g", 1073741824.0L},   {"t", 1099511627776.0L},   {"kb", 1e3L},   {"mb", 1e6L},
+      {"gb", 1e9L},     {"tb", 1e12L}};
+  const auto u = std::find_if(std::begin(units), std::end(units),
+                              [&](const unit_scale& s) { return s.name == unit; });
+  if (u == std::end(units)) throw bad("unknown unit \"" + unit + "\"");
+  const long double bytes = std::strtold(number.c_str(), nullptr) * u->scale;
+  if (!(bytes < 1.8e19L)) throw bad("too large");
+  const long double whole = std::round(bytes);
+  if (std::fabs(bytes - whole) > 1e-6L * std::max<long double>(1, bytes))
+    throw bad("not a whole number of bytes");
+  return static_cast<std::size_t>(whole);
+}
+
+std::string preset_names() {
+  std::string out;
+  for (const sim::model_shape& m : sim::model_presets) {
+    if (!out.empty()) out += ", ";
+    out += m.name;
+  }
+  return out;
+}
+
+model_choice resolve_model(const std::string& text) {
+  for (const sim::model_shape& m : sim::model_presets)
+    if (m.name == text) return {m, "preset", true};
+  const bool looks_like_file = text.find('/') != std::string::npos ||
+                               (text.size() >= 5 && text.ends_with(".json")) ||
+                               std::filesystem::exists(text);
+  if (!looks_like_file)
+    throw usage_error("--model: unknown model \"" + text + "\"; give a preset (" +
+                      preset_names() + ") or a Hugging Face config.json file");
+  if (!std::filesystem::exists(text)) throw error(text + ": no such file");
+  return {sim::read_hf_config(text), text, false};
+}
+
+namespace {
+struct dtype_name {
+  std::string_view name;
+  kv::dtype type;
+};
+constexpr dtype_name dtype_names[] = {{"fp16", kv::dtype::fp16},
+                                      {"bf16", kv::dtype::bf16},
+                                      {"fp8_e4m3", kv::dtype::fp8_e4m3},
+                                      {"fp8_e5m2", kv::dtype::fp8_e5m2},
+                                      {"int8", kv::dtype::int8}};
+}  // namespace
+
+kv::dtype parse_kv_dtype(std::string_view text) {
+  if (text == "fp8") return kv::dtype::fp8_e4m3;
+  for (const dtype_name& d : dtype_names)
+    if (d.name == text) return d.type;
+  throw usage_error("--kv-dtype: unknown KV type \"" + std::string(text) +
+                    "\"; known: fp16, bf16, fp8 (fp8_e4m3), fp8_e5m2, int8");
+}
+
+std::string_view to_string(kv::dtype t) noexcept {
+  for (const dtype_name& d : dtype_names)
+    if (d.type == t) return d.name;
+  return "?";
+}
+
+std::vector<matrix_kind> matrices(const sim::model_shape& m) {
+  const std::size_t h = m.hidden_size, q = std::size_t{m.num_heads} * m.head_dim,
+                    kv = std::size_t{m.num_kv_heads} * m.head_dim, i = m.intermediate_size,
+                    layers = m.num_layers;
+  std::vector<matrix_kind> out{
+      {"self_attn.q_proj", q, h, layers},    {"self_attn.k_proj", kv, h, layers},
+      {"self_attn.v_proj", kv, h, layers},   {"self_attn.o_proj", h, q, layers},
+      {"mlp.gate_proj", i, h, layers},       {"mlp.up_proj", i, h, layers},
+      {"mlp.down_proj", h, i, layers},       {"embed_tokens", m.vocab_size, h, 1}};
+  if (!m.tied_embeddings) out.push_back({"lm_head", m.vocab_size, h, 1});
+  return out;
+}
+
+bool is_weight_format(std::string_view format) {
+  for (const sim::weight_format& f : sim::weight_formats)
+    if (f.name == format) return true;
+  for (const quant::format_info& f : quant::all_formats())
+    if (f.name == format) return true;
+  return false;
+}
+
+std::string weight_format_names() {
+  std::string out;
+  for (const sim::weight_format& f : sim::weight_formats) out += std::string(f.name) + ", ";
+  for (const quant::format_info& f : quant::all_formats()) out += std::string(f.name) + ", ";
+  if (!out.empty()) out.resize(out.size() - 2);
+  return out;
+}
+
+std::size_t weight_bytes(const sim::model_shape& m, std::string_view format) {
+  for (const sim::weight_format& f : sim::weight_formats)
+    if (f.name == format) return sim::weight_bytes(m, format);
+  for (const quant::format_info& f : quant::all_formats()) {
+    if (f.name != format) continue;
+    long double bytes = 0;
+    std::uint64_t covered = 0;
+    for (const matrix_kind& k : matrices(m)) {
+      const std::size_t block = f.block;
+      if (block != 0 && k.cols % block != 0)
+        throw usage_error("weight format " + std::string(format) + " needs rows that are a " +
+                          "multiple of " + std::to_string(block) + " elements; " +
+                          std::string(m.name) + "'s " + k.name + " rows have " +
+                          std::to_string(k.cols));
+      const quant::layout l = quant::layout_of(f.id, k.rows, k.cols);
+      bytes += static_cast<long double>(l.total_bytes) * static_cast<long double>(k.count);
+      covered += k.elements();
+    }
+    // Norms and biases stay in 16 bits.
+    const std::uint64_t rest = m.num_parameters > covered ? m.num_parameters - covered : 0;
+    return static_cast<std::size_t>(std::ceil(bytes)) + static_cast<std::size_t>(2 * rest);
+  }
+  throw usage_error("unknown weight format \"" + std::string(format) +
+                    "\"; known: " + weight_format_names());
+}
+
+std::vector<std::string> split_list(const std::vector<std::string>& texts) {
+  std::vector<std::string> out;
+  for (const std::string& text : texts) {
+    std::size_t begin = 0;
+    while (begin <= text.size()) {
+      std::size_t end = text.find(',', begin);
+      if (end == std::string::npos) end = text.size();
+      std::string part = text.substr(begin, end - begin);
+      const auto first = part.find_first_not_of(" \t");
+      const auto last = part.find_last_not_of(" \t");
+      if (first != std::string::npos) out.push_back(part.substr(first, last - first + 1));
+      begin = end + 1;
+    }
+  }
+  return out;
+}
+
+void print_json(const json& j) { std::cout << j.dump(2) << '\n' << std::flush; }
+
+std::string table::str(std::size_t indent) const {
+  std::vector<std::size_t> width;
+  for (const auto& row : rows_) {
+    if (width.size() < row.size()) width.resize(row.size(), 0);
+    for (std::size_t c = 0; c < row.size(); ++c) width[c] = std::max(width[c], row[c].size());
+  }
+  std::string out;
+  for (const auto& row : rows_) {
+    std::string line(indent, ' ');
+    for (std::size_t c = 0; c < row.size(); ++c) {
+      const std::string pad(width[c] - row[c].size(), ' ');
+      if (c > 0) line += "  ";
+      line += c >= right_from_ ? pad + row[c] : row[c] + pad;
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + '\n';
+  }
+  return out;
+}
+
+std::string strf(const char* format, ...) {
+  char buffer[512];
+  va_list args;
+  va_start(args, format);
+  const int n = std::vsnprintf(buffer, sizeof buffer, format, args);
+  va_end(args);
+  if (n < 0) return {};
+  if (static_cast<std::size_t>(n) < sizeof buffer) return std::string(buffer, n);
+  std::string out(static_cast<std::size_t>(n) + 1, '\0');
+  va_start(args, format);
+  std::vsnprintf(out.data(), out.size(), format, args);
+  va_end(args);
+  out.resize(static_cast<std::size_t>(n));
+  return out;
+}
+
+std::string signed_bytes(long double bytes) {
+  const std::string magnitude = format_bytes(static_cast<std::size_t>(std::fabs(bytes) + 0.5L));
+  return (bytes < 0 ? "-" : "+") + magnitude;
+}
+
+progress::progress(std::string title, std::size_t phases)
+    : enabled_(::isatty(STDERR_FILENO) == 1),
+      title_(std::move(title)),
+      phases_(phases),
+      start_(std::chrono::steady_clock::now()) {}
+
+progress::~progress() {
+  if (enabled_) std::fprintf(stderr, "\r\033[K");
+}
+
+void progress::phase(std::string_view what) {
+  ++phase_;
+  what_ = what;
+  detail_.clear();
+  draw();
+}
+
+void progress::detail(std::string_view text) {
+  detail_ = text;
+  draw();
+}
+
+void progress::draw() {
+  if (!enabled_) return;
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  std::fprintf(stderr, "\r\033[K%s [%zu/%zu] %s%s%s (%.0f s)", title_.c_str(), phase_, phases_,
+               what_.c_str(), detail_.empty() ? "" : ": ", detail_.c_str(), seconds);
+  std::fflush(stderr);
+}
+
+/// `what` without a leading "path/file.cpp:123: " (where in frugal's sources the error was
+/// raised): the program's one-line errors name the user's file, line or tensor instead.
+std::string without_source_location(const std::string& what) {
+  const auto colon = what.find(": ");
+  if (colon == std::string::npos) return what;
+  const std::string head = what.substr(0, colon);
+  const auto line_colon = head.rfind(':');
+  if (line_colon == std::string::npos || line_colon + 1 == head.size()) return what;
+  const std::string file = head.substr(0, line_colon);
+  const bool source = file.ends_with(".cpp") || file.ends_with(".hpp") || file.ends_with(".cu");
+  const bool digits = head.find_first_not_of("0123456789", line_colon + 1) == std::string::npos;
+  return source && digits ? what.substr(colon + 2) : what;
+}
+
+std::string one_line(std::string text) {
+  text = without_source_location(text);
+  for (char& ch : text)
+    if (ch == '\n' || ch == '\r') ch = ' ';
+  while (!text.empty() && text.back() == ' ') text.pop_back();
+  return text;
+}
+
+}  // namespace frugal::cli

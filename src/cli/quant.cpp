@@ -1,0 +1,203 @@
+// `frugal quant`: per tensor of a safetensors checkpoint, every quantization format's bits per
+// element and error (quant::choose_report), the cheapest format that meets an SQNR bound, and the
+// checkpoint's total bytes before and after (quant::plan). Tensors are viewed as 2-D, rows x cols
+// with cols the last dimension.
+#include "common.hpp"
+
+#include <frugal/quant/accuracy.hpp>
+#include <frugal/quant/format.hpp>
+#include <frugal/quant/safetensors.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace frugal::cli {
+namespace {
+
+/// Default accuracy bound: 30 dB of SQNR keeps the quantization noise a thousandth of the
+/// signal's power, where weight-only quantization of LLMs is commonly reported to leave
+/// perplexity about unchanged.
+constexpr double default_bound_db = 30.0;
+
+struct quant_options {
+  std::string file;
+  double bound_db = default_bound_db;
+  std::vector<std::string> formats;  // empty: every format
+  bool json = false;
+};
+
+std::string dtype_name(quant::dtype t) { return std::string(quant::to_string(t)); }
+
+unsigned dtype_bits(quant::dtype t) noexcept { return static_cast<unsigned>(8 * quant::size_of(t)); }
+
+std::string shape_text(const std::vector<std::size_t>& shape) {
+  std::string s = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? " x " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+/// A JSON number, or null for +-inf / NaN (an exact format has infinite SQNR).
+json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+
+std::string db_text(double v) { return std::isfinite(v) ? strf("%.1f", v) : "inf"; }
+
+struct tensor_result {
+  const quant::tensor_entry* entry = nullptr;
+  std::size_t rows = 0, cols = 0;
+  std::vector<quant::candidate> report;
+  quant::tensor_plan plan;
+};
+
+void run_quant(const quant_options& o) {
+  if (!std::isfinite(o.bound_db)) throw usage_error("--bound must be a finite number of dB");
+  std::vector<quant::format> candidates;
+  for (const std::string& name : split_list(o.formats)) {
+    try {
+      candidates.push_back(quant::parse_format(name));
+    } catch (const invalid_argument& e) {
+      throw usage_error("--formats: " + without_source_location(e.what()));
+    }
+  }
+  const quant::bound bound = quant::bound::min_sqnr(o.bound_db);
+  const quant::safetensors_file file = [&] {
+    try {
+      return quant::safetensors_file{o.file};
+    } catch (const error& e) {
+      throw error(without_source_location(e.what()));
+    }
+  }();
+
+  std::vector<tensor_result> results;
+  std::size_t total_before = 0, total_after = 0;
+  progress bar("quant", 1);
+  bar.phase("tensors");
+  std::size_t index = 0;
+  for (const quant::tensor_entry& t : file.tensors()) {
+    bar.detail(strf("%zu of %zu: %s", ++index, file.tensors().size(), t.name.c_str()));
+    tensor_result r;
+    r.entry = &t;
+    r.cols = t.cols();
+    r.rows = r.cols == 0 ? 0 : t.elements() / r.cols;
+    const unsigned bits = dtype_bits(t.type);
+    if (t.elements() == 0) {
+      // Nothing to quantize: the tensor is kept as it is.
+      r.plan.name = t.name;
+      r.plan.bytes_before = r.plan.bytes_after = 0;
+      results.push_back(std::move(r));
+      continue;
+    }
+    try {
+      const std::vector<float> data = file.to_float(t);
+      r.report = quant::choose_report(data, r.cols, bound, candidates);
+      std::optional<quant::format> chosen;
+      for (const quant::candidate& c : r.report)
+        if (c.meets_bound) {
+          chosen = c.f;
+          break;
+        }
+      // The plan re-measures only the chosen format (or every candidate when none met the bound,
+      // and the tensor is then kept), so its bytes agree with the report.
+      const quant::tensor_input input{t.name, data, r.cols};
+      const quant::model_plan p =
+          chosen ? quant::plan({&input, 1}, bound, {&*chosen, 1}, bits)
+                 : quant::plan({&input, 1}, bound, candidates, bits);
+      if (p.tensors.size() != 1) throw error("the plan did not return one entry for the tensor");
+      r.plan = p.tensors.front();
+    } catch (const std::exception& e) {
+      throw error(o.file + ": tensor '" + t.name +
+                  "': " + one_line(without_source_location(e.what())));
+    }
+    total_before += r.plan.bytes_before;
+    total_after += r.plan.bytes_after;
+    results.push_back(std::move(r));
+  }
+
+  const double ratio = total_before > 0 ? double(total_after) / double(total_before) : 1.0;
+  if (o.json) {
+    json tensors = json::array();
+    for (const tensor_result& r : results) {
+      json formats = json::array();
+      for (const quant::candidate& c : r.report)
+        formats.push_back({{"format", std::string(quant::to_string(c.f))},
+                           {"bits_per_element", c.metrics.bits_per_element},
+                           {"sqnr_db", number(c.metrics.sqnr_db)},
+                           {"relative_l2", c.metrics.relative_l2},
+                           {"max_abs", c.metrics.max_abs},
+                           {"cosine", c.metrics.cosine},
+                           {"meets_bound", c.meets_bound}});
+      const auto& p = r.plan;
+      tensors.push_back(
+          {{"name", r.entry->name},
+           {"dtype", dtype_name(r.entry->type)},
+           {"shape", r.entry->shape},
+           {"rows", r.rows},
+           {"cols", r.cols},
+           {"chosen", p.chosen ? json(std::string(quant::to_string(*p.chosen))) : json(nullptr)},
+           {"bits_per_element",
+            p.chosen ? json(p.metrics.bits_per_element) : json(dtype_bits(r.entry->type))},
+           {"sqnr_db", p.chosen ? number(p.metrics.sqnr_db) : json(nullptr)},
+           {"relative_l2", p.metrics.relative_l2},
+           {"bytes_before", p.bytes_before},
+           {"bytes_after", p.bytes_after},
+           {"formats", formats}});
+    }
+    print_json({{"file", o.file},
+                {"bound", {{"min_sqnr_db", o.bound_db}}},
+                {"tensors", tensors},
+                {"total_bytes_before", total_before},
+                {"total_bytes_after", total_after},
+                {"ratio", ratio}});
+    return;
+  }
+
+  std::printf("%s: %zu tensors, bound SQNR >= %.1f dB\n", o.file.c_str(), results.size(),
+              o.bound_db);
+  for (const tensor_result& r : results) {
+    const auto& p = r.plan;
+    std::printf("\n%s %s %s: ", r.entry->name.c_str(), dtype_name(r.entry->type).c_str(),
+                shape_text(r.entry->shape).c_str());
+    if (p.chosen)
+      std::printf("%s, %.2f bits per element, %s dB, %s -> %s\n",
+                  std::string(quant::to_string(*p.chosen)).c_str(), p.metrics.bits_per_element,
+                  db_text(p.metrics.sqnr_db).c_str(), format_bytes(p.bytes_before).c_str(),
+                  format_bytes(p.bytes_after).c_str());
+    else
+      std::printf("kept (%s), %s\n",
+                  r.report.empty() ? "no format takes this shape" : "no format meets the bound",
+                  format_bytes(p.bytes_before).c_str());
+    if (r.report.empty()) continue;
+    table t({"format", "bits", "SQNR dB", "rel. error", "meets"}, 1);
+    for (const quant::candidate& c : r.report)
+      t.add({std::string(quant::to_string(c.f)), strf("%.2f", c.metrics.bits_per_element),
+             db_text(c.metrics.sqnr_db), strf("%.2e", c.metrics.relative_l2),
+             c.meets_bound ? (p.chosen && *p.chosen == c.f ? "chosen" : "yes") : "no"});
+    std::fputs(t.str().c_str(), stdout);
+  }
+  std::printf("\ntotal: %s before, %s after (%.1f %%)\n", format_bytes(total_before).c_str(),
+              format_bytes(total_after).c_str(), 100.0 * ratio);
+}
+
+}  // namespace
+
+void add_quant_command(CLI::App& app) {
+  auto o = std::make_shared<quant_options>();
+  CLI::App* cmd = app.add_subcommand(
+      "quant",
+      "Per tensor of a safetensors file: every format's bits per element and error, the "
+      "cheapest format meeting an SQNR bound, and the file's bytes before and after");
+  cmd->add_option("FILE", o->file, "a .safetensors file (F32, F16 or BF16 tensors)")->required();
+  cmd->add_option("--bound", o->bound_db,
+                  "least SQNR in dB a chosen format must reach (30 dB: noise a thousandth of "
+                  "the signal's power)")
+      ->capture_default_str();
+  cmd->add_option("--formats", o->formats,
+                  "candidate formats, comma-separated (default: every format)");
+  cmd->add_flag("--json", o->json, "all figures as JSON on stdout");
+  cmd->callback([o] { run_quant(*o); });
+}
+
+}  // namespace frugal::cli

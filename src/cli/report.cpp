@@ -1,0 +1,290 @@
+// `frugal report`: the five ways a serving engine wastes GPU memory, each measured before (the
+// naive way) and after (frugal) on one scenario, a model on a simulated GPU under ShareGPT-like
+// traffic, ending with the total memory freed and the concurrency gained.
+#include "report.hpp"
+
+#include <frugal/sim/simulator.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+namespace frugal::cli::report {
+namespace {
+
+std::size_t size_of(const json& j) { return j.get<std::size_t>(); }
+double real(const json& j) { return j.get<double>(); }
+std::string bytes(const json& j) { return format_bytes(j.get<std::size_t>()); }
+std::string percent(double share) { return strf("%.1f%%", 100 * share); }
+std::string ratio(double after, double before) {
+  return before > 0 ? strf("%.2fx", after / before) : std::string("-");
+}
+
+/// What `freed` bytes of KV buy: tokens and max_len sequences.
+std::string buys(std::size_t freed, const json& kv) {
+  const std::size_t per_token = size_of(kv["kv_bytes_per_token"]);
+  const std::size_t tokens = per_token ? freed / per_token : 0;
+  const std::size_t max_len = size_of(kv["max_len"]);
+  return strf("room for %zu more tokens of KV, %zu more %zu-token sequences", tokens,
+              tokens / max_len, max_len);
+}
+
+void print_text(const json& r) {
+  const json& s = r["scenario"];
+  std::printf("frugal report: %s (%.2f B parameters) on a GPU of %s, %s traffic (%zu requests, "
+              "up to %zu tokens each)\n",
+              s["model"].get<std::string>().c_str(), real(s["parameters"]) / 1e9,
+              bytes(s["gpu_memory"]).c_str(), s["workload"].get<std::string>().c_str(),
+              size_of(s["requests"]), size_of(s["max_len"]));
+  std::printf("The GPU is simulated: address space reserved on the host and never touched.\n");
+
+  const json& w = r["weights"];
+  std::printf("\n1. Weights: FP16 versus a format per matrix chosen under SQNR >= %.1f dB\n",
+              real(w["min_sqnr_db"]));
+  if (w["synthetic"].get<bool>()) {
+    std::printf("   Synthetic weights shaped like the model's (Gaussian, 1%% outlier input "
+                "channels); %zu rows of each matrix\n   quantized, bytes scaled to the full "
+                "matrices. Norms and biases stay FP16.\n",
+                size_of(w["sample_rows"]));
+  } else {
+    std::printf("   Tensors of %s; %zu rows of each matrix quantized, bytes scaled to the full "
+                "tensors. 1-D tensors stay 16-bit.\n",
+                w["source"].get<std::string>().c_str(), size_of(w["sample_rows"]));
+  }
+  table t({"matrix", "shape", "count", "format", "bits", "SQNR dB", "FP16", "planned"}, 2);
+  for (const json& x : w["tensors"])
+    t.add({x["name"].get<std::string>(), strf("%zux%zu", size_of(x["rows"]), size_of(x["cols"])),
+           std::to_string(size_of(x["count"])), x["format"].get<std::string>(),
+           strf("%.2f", real(x["bits_per_element"])),
+           x["kept"].get<bool>() ? std::string("exact") : strf("%.1f", real(x["sqnr_db"])),
+           bytes(x["bytes_before"]), bytes(x["bytes_after"])});
+  std::fputs(t.str(3).c_str(), stdout);
+  std::printf("   before %s (FP16)  after %s (%.2f bits per weight)  freed %s; worst SQNR "
+              "%.1f dB (%s), mean relative error %.3f\n",
+              bytes(w["bytes_before"]).c_str(), bytes(w["bytes_after"]).c_str(),
+              real(w["bits_per_weight"]), bytes(w["bytes_freed"]).c_str(),
+              real(w["worst_sqnr_db"]), w["worst_tensor"].get<std::string>().c_str(),
+              real(w["mean_relative_l2"]));
+  std::printf("   buys: %s\n", buys(size_of(w["bytes_freed"]), r["kv"]).c_str());
+
+  const json& f = r["fragmentation"];
+  std::printf("\n2. Fragmentation: a serving allocation trace (%zu events, %zu steps) replayed "
+              "with the device capped at %s\n",
+              size_of(f["events"]), size_of(f["steps"]), bytes(f["cap_bytes"]).c_str());
+  table ft({"allocator", "peak in use", "peak reserved", "failed allocations", "failed bytes",
+            "device needed"},
+           1);
+  for (const char* key : {"first_fit", "pool"}) {
+    const json& x = f[key];
+    ft.add({key == std::string("pool") ? "frugal pool" : "naive first-fit",
+            bytes(x["peak_bytes_in_use"]), bytes(x["peak_bytes_reserved"]),
+            std::to_string(size_of(x["failed_allocations"])), bytes(x["failed_bytes"]),
+            bytes(x["uncapped_peak_bytes_reserved"])});
+  }
+  std::fputs(ft.str(3).c_str(), stdout);
+  std::printf("   at the cap, frugal's pool refuses %zu allocations where first-fit refuses %zu; "
+              "to serve the whole\n   trace (\"device needed\": replayed without a cap) it "
+              "needs %s less\n",
+              size_of(f["pool"]["failed_allocations"]),
+              size_of(f["first_fit"]["failed_allocations"]), bytes(f["bytes_freed"]).c_str());
+
+  const json& kv = r["kv"];
+  std::printf("\n3. KV cache: static worst-case reservation versus paged (%zu bytes per token, "
+              "sequences up to %zu tokens)\n",
+              size_of(kv["kv_bytes_per_token"]), size_of(kv["max_len"]));
+  table kt({"", "KV held", "held but empty", "empty bytes", "max concurrent"}, 1);
+  kt.add({"static (reserve max_len per sequence)", bytes(kv["static"]["reserved_bytes"]),
+          percent(real(kv["static"]["waste"])), bytes(kv["static"]["empty_bytes"]),
+          std::to_string(size_of(kv["static"]["max_concurrent"]))});
+  kt.add({strf("paged (%zu pages, peak held)", size_of(kv["paged"]["pages"])),
+          bytes(kv["paged"]["peak_held_bytes"]), percent(real(kv["paged"]["waste"])),
+          bytes(kv["paged"]["empty_bytes"]), std::to_string(size_of(kv["paged"]["max_concurrent"]))});
+  std::fputs(kt.str(3).c_str(), stdout);
+  std::printf("   paging frees %s of empty KV and runs %s the sequences at once\n",
+              bytes(kv["bytes_freed"]).c_str(),
+              ratio(real(kv["paged"]["max_concurrent"]), real(kv["static"]["max_concurrent"]))
+                  .c_str());
+
+  const json& b = r["batching"];
+  std::printf("\n4. Batching: static batches versus frugal's memory-aware continuous batching\n");
+  table bt({"", "seqs max", "seqs mean", "tokens/step", "output/step", "peak memory",
+            "workspace mean"},
+           1);
+  for (const char* key : {"static", "dynamic"}) {
+    const json& x = b[key];
+    bt.add({key == std::string("static") ? "static" : "dynamic (frugal)",
+            std::to_string(size_of(x["max_concurrent"])),
+            strf("%.1f", real(x["mean_concurrent_saturated"])),
+            strf("%.1f", real(x["tokens_per_step"])),
+            strf("%.1f", real(x["output_tokens_per_step"])), bytes(x["peak_memory_bytes"]),
+            format_bytes(static_cast<std::size_t>(real(x["mean_workspace_bytes"])))});
+  }
+  std::fputs(bt.str(3).c_str(), stdout);
+  std::printf("   dynamic batching: %s the output tokens per step; its workspace follows the "
+              "live batch, %s less than the worst case on average\n",
+              ratio(real(b["dynamic"]["output_tokens_per_step"]),
+                    real(b["static"]["output_tokens_per_step"]))
+                  .c_str(),
+              bytes(b["bytes_freed"]).c_str());
+
+  const json& l = r["leaks"];
+  std::printf("\n5. Leaks: a decode loop (%zu steps, %zu sequences) that keeps every step's "
+              "logits in a history nothing trims\n",
+              size_of(l["steps"]), size_of(l["batch"]));
+  if (l["naive"].contains("leak_report")) {
+    std::printf("   frugal::tracking_adaptor's leak report after the loop:\n");
+    std::string report = l["naive"]["leak_report"].get<std::string>();
+    for (std::size_t begin = 0; begin < report.size();) {
+      std::size_t end = report.find('\n', begin);
+      if (end == std::string::npos) end = report.size();
+      std::printf("     %s\n", report.substr(begin, end - begin).c_str());
+      begin = end + 1;
+    }
+  }
+  std::printf("   found: \"%s\" held %s (%s per step); fixed, the loop holds %s after its steps "
+              "(peak reserved %s instead of %s)\n",
+              l["naive"].value("top_tag", std::string("none")).c_str(),
+              bytes(l["naive"]["outstanding_bytes"]).c_str(), bytes(l["bytes_per_step"]).c_str(),
+              bytes(l["frugal"]["outstanding_bytes"]).c_str(),
+              bytes(l["frugal"]["peak_bytes_reserved"]).c_str(),
+              bytes(l["naive"]["peak_bytes_reserved"]).c_str());
+
+  const json& total = r["total"];
+  std::printf("\nTotal: %s of GPU memory freed (weights %s, fragmentation %s, KV %s, "
+              "workspace %s, leak %s)\n",
+              bytes(total["bytes_freed"]).c_str(), bytes(total["freed"]["weights"]).c_str(),
+              bytes(total["freed"]["fragmentation"]).c_str(),
+              bytes(total["freed"]["kv"]).c_str(), bytes(total["freed"]["workspace"]).c_str(),
+              bytes(total["freed"]["leak"]).c_str());
+  std::printf("Concurrency: %zu sequences at once before (static batching, FP16 weights), %zu "
+              "after (frugal, planned weights): %s\n",
+              size_of(total["concurrency_before"]), size_of(total["concurrency_after"]),
+              ratio(real(total["concurrency_after"]), real(total["concurrency_before"])).c_str());
+  if (r.contains("pictures"))
+    for (const json& path : r["pictures"])
+      std::printf("picture: %s\n", path.get<std::string>().c_str());
+}
+
+void run_report(options o) {
+  const model_choice model = resolve_model(o.model);
+  o.gpu_bytes = parse_size(o.gpu_memory);
+  const std::vector<std::string> known = sim::workloads();
+  if (std::find(known.begin(), known.end(), o.workload) == known.end()) {
+    std::string names;
+    for (const std::string& n : known) names += (names.empty() ? "" : ", ") + n;
+    throw usage_error("--workload: unknown workload \"" + o.workload + "\"; known: " + names);
+  }
+  if (o.max_len < 2 || o.max_len > model.shape.max_context)
+    throw usage_error("--max-len " + std::to_string(o.max_len) + " is outside 2.." +
+                      std::to_string(model.shape.max_context) + ", " +
+                      std::string(model.shape.name) + "'s context");
+  if (o.requests == 0 || o.sample_rows == 0 || o.trace_steps == 0 || o.leak_steps == 0)
+    throw usage_error("--requests, --sample-rows, --trace-steps and --leak-steps must be positive");
+  if (!o.weights_file.empty() && !std::filesystem::exists(o.weights_file))
+    throw error(o.weights_file + ": no such file");
+  // The budget must hold FP16 weights, the workspace and one sequence: checked before any work.
+  {
+    sim::config c;
+    c.model_override = model.shape;
+    c.gpu_memory = o.gpu_bytes;
+    c.max_len = o.max_len;
+    c.workload = o.workload;
+    try {
+      (void)sim::budget(c);
+    } catch (const invalid_argument& e) {
+      throw usage_error(std::string("--gpu-memory: ") + e.what());
+    }
+  }
+
+  progress p("frugal report", 11);
+  json report;
+  report["scenario"] = {{"model", std::string(model.shape.name)},
+                        {"model_source", model.source},
+                        {"parameters", model.shape.num_parameters},
+                        {"gpu_memory", o.gpu_bytes},
+                        {"workload", o.workload},
+                        {"requests", o.requests},
+                        {"max_len", o.max_len},
+                        {"seed", o.seed},
+                        {"simulated_device", "reserved host address space, never touched"}};
+  report["weights"] = weights_section(o, model.shape, p);
+  report["fragmentation"] = fragmentation_section(o, model.shape, p);
+  json serving = serving_sections(o, model, size_of(report["weights"]["bytes_after"]), p);
+  report["kv"] = std::move(serving["kv"]);
+  report["batching"] = std::move(serving["batching"]);
+  report["leaks"] = leak_section(o, model.shape, p);
+
+  const std::size_t freed_weights = size_of(report["weights"]["bytes_freed"]),
+                    freed_fragmentation = size_of(report["fragmentation"]["bytes_freed"]),
+                    freed_kv = size_of(report["kv"]["bytes_freed"]),
+                    freed_workspace = size_of(report["batching"]["bytes_freed"]),
+                    freed_leak = size_of(report["leaks"]["bytes_freed"]);
+  const json& frugal_run = serving["frugal"];
+  report["total"] = {
+      {"bytes_freed",
+       freed_weights + freed_fragmentation + freed_kv + freed_workspace + freed_leak},
+      {"freed", {{"weights", freed_weights},
+                 {"fragmentation", freed_fragmentation},
+                 {"kv", freed_kv},
+                 {"workspace", freed_workspace},
+                 {"leak", freed_leak}}},
+      {"concurrency_before", report["batching"]["static"]["max_concurrent"]},
+      {"concurrency_after", frugal_run["max_concurrent"]},
+      {"mean_concurrency_before", report["batching"]["static"]["mean_concurrent_saturated"]},
+      {"mean_concurrency_after", frugal_run["mean_concurrent_saturated"]},
+      {"frugal_run", frugal_run}};
+  if (!o.svg_dir.empty()) {
+    json paths = json::array();
+    for (const std::string& path : write_pictures(report, o.svg_dir)) paths.push_back(path);
+    report["pictures"] = std::move(paths);
+  }
+  p.phase("done");
+  if (o.json) {
+    print_json(report);
+  } else {
+    print_text(report);
+  }
+}
+
+}  // namespace
+}  // namespace frugal::cli::report
+
+namespace frugal::cli {
+
+void add_report_command(CLI::App& app) {
+  auto o = std::make_shared<report::options>();
+  CLI::App* cmd = app.add_subcommand(
+      "report", "The five wastes of GPU memory (weights, fragmentation, KV cache, batching, "
+                "leaks), each before and after frugal, on a simulated GPU; no arguments needed");
+  cmd->add_option("--model,-m", o->model,
+                  "A preset (" + preset_names() + ") or a Hugging Face config.json")
+      ->capture_default_str();
+  cmd->add_option("--gpu-memory,-g", o->gpu_memory, "GPU memory, e.g. 80GiB, 24GB")
+      ->capture_default_str();
+  cmd->add_option("--workload", o->workload, "Request lengths: sharegpt, alpaca or fixed")
+      ->capture_default_str();
+  cmd->add_option("--weights", o->weights_file,
+                  "A .safetensors checkpoint to plan instead of synthetic weights")
+      ->type_name("FILE");
+  cmd->add_option("--min-sqnr", o->min_sqnr_db, "The weight plan's accuracy bound, in dB")
+      ->capture_default_str();
+  cmd->add_option("--sample-rows", o->sample_rows, "Rows of each weight matrix quantized")
+      ->capture_default_str();
+  cmd->add_option("--requests", o->requests, "Requests in the serving simulation")
+      ->capture_default_str();
+  cmd->add_option("--max-len", o->max_len, "Longest sequence (prompt + output), in tokens")
+      ->capture_default_str();
+  cmd->add_option("--trace-steps", o->trace_steps, "Engine steps of the allocation trace")
+      ->capture_default_str();
+  cmd->add_option("--leak-steps", o->leak_steps, "Steps of the leaking decode loop")
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of every random draw")->capture_default_str();
+  cmd->add_option("--svg", o->svg_dir,
+                  "Write pictures here: memory over time, static versus paged KV, format error "
+                  "versus bits")
+      ->type_name("DIR");
+  cmd->add_flag("--json", o->json, "Print every figure as JSON on stdout");
+  cmd->callback([o] { report::run_report(*o); });
+}
+
+}  // namespace frugal::cli

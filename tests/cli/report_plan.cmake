@@ -1,0 +1,26 @@
+# End-to-end tests of `frugal report` and `frugal plan`: each runs the program and checks the
+# figures of its --json output (python3 scripts beside this file), its exit status and stderr.
+find_package(Python3 COMPONENTS Interpreter)
+if(NOT Python3_FOUND)
+  message(STATUS "frugal: python3 not found; the report and plan CLI tests are skipped")
+  return()
+endif()
+
+set(_frugal_cli_test_dir "${CMAKE_CURRENT_BINARY_DIR}/report_plan")
+# The default report, every section's figures (and its pictures with --svg).
+add_test(NAME cli_report_default
+         COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/report_check.py
+                 $<TARGET_FILE:frugal_cli> ${_frugal_cli_test_dir}/report)
+# The text output and the options, on a smaller scenario (a config.json model, another GPU).
+add_test(NAME cli_report_options
+         COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/report_options_check.py
+                 $<TARGET_FILE:frugal_cli> ${_frugal_cli_test_dir}/options)
+add_test(NAME cli_plan
+         COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/plan_check.py
+                 $<TARGET_FILE:frugal_cli> ${_frugal_cli_test_dir}/plan)
+# Bad usage exits 2, bad files exit 1, both with one line on stderr.
+add_test(NAME cli_report_plan_errors
+         COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/plan_errors_check.py
+                 $<TARGET_FILE:frugal_cli> ${_frugal_cli_test_dir}/errors)
+set_tests_properties(cli_report_default cli_report_options cli_plan cli_report_plan_errors
+                     PROPERTIES LABELS "cli" TIMEOUT 300)
