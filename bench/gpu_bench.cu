@@ -23,6 +23,8 @@
 #include <frugal/quant/format.hpp>
 #include <frugal/quant/kernels.hpp>
 
+#include "random_workload.hpp"
+
 #include <benchmark/benchmark.h>
 #include <cub/util_allocator.cuh>
 #include <cuda_bf16.h>
@@ -126,66 +128,16 @@ void kernel_shape(benchmark::internal::Benchmark* b) {
 
 // ---- BM_alloc_random ------------------------------------------------------------------------
 
-struct operation {
-  std::uint32_t slot;  // index into the live table
-  std::uint32_t size;  // bytes to allocate; 0 means free the slot
-};
-
-/// The live set grows to `live_target` blocks, then allocations and frees come in random order
-/// (equal odds) while it stays within [live_target / 2, 2 * live_target], then all is freed.
-/// Sizes are uniform in [1, max_size]; the seed is fixed, so every peer replays the same trace.
-std::vector<operation> make_trace(std::size_t max_size, std::size_t live_target,
-                                  std::size_t steps, std::size_t& slots) {
-  std::mt19937_64 rng(2026);
-  std::uniform_int_distribution<std::size_t> size_of(1, max_size);
-  std::vector<operation> ops;
-  std::vector<std::uint32_t> live, free_slots;
-  slots = 0;
-  auto allocate = [&] {
-    std::uint32_t slot;
-    if (!free_slots.empty()) {
-      slot = free_slots.back();
-      free_slots.pop_back();
-    } else {
-      slot = static_cast<std::uint32_t>(slots++);
-    }
-    ops.push_back({slot, static_cast<std::uint32_t>(size_of(rng))});
-    live.push_back(slot);
-  };
-  auto free_random = [&] {
-    const std::size_t k = rng() % live.size();
-    ops.push_back({live[k], 0});
-    free_slots.push_back(live[k]);
-    live[k] = live.back();
-    live.pop_back();
-  };
-  while (live.size() < live_target) allocate();
-  for (std::size_t i = 0; i < steps; ++i) {
-    const bool grow = live.size() < live_target / 2 ||
-                      (live.size() < 2 * live_target && (rng() & 1) != 0);
-    grow ? allocate() : free_random();
-  }
-  while (!live.empty()) free_random();
-  return ops;
-}
+using frugal::bench::operation;
 
 /// The two workloads: up to 1 MiB with ~1,000 live blocks, up to 64 MiB with ~100 live blocks
 /// (a few GiB live at a time).
-struct alloc_trace {
-  std::vector<operation> ops;
-  std::size_t slots = 0;
-};
+using alloc_trace = frugal::bench::trace;
 const alloc_trace& trace_for(std::size_t max_size) {
-  static const alloc_trace small = [] {
-    alloc_trace t;
-    t.ops = make_trace(1 << 20, g_smoke ? 50 : 1000, g_smoke ? 200 : 10000, t.slots);
-    return t;
-  }();
-  static const alloc_trace large = [] {
-    alloc_trace t;
-    t.ops = make_trace(64 << 20, g_smoke ? 10 : 100, g_smoke ? 40 : 2000, t.slots);
-    return t;
-  }();
+  static const alloc_trace small =
+      frugal::bench::make_trace(1 << 20, g_smoke ? 50 : 1000, g_smoke ? 200 : 10000);
+  static const alloc_trace large =
+      frugal::bench::make_trace(64 << 20, g_smoke ? 10 : 100, g_smoke ? 40 : 2000);
   return max_size <= (1 << 20) ? small : large;
 }
 
@@ -198,7 +150,7 @@ void replay_timed(benchmark::State& state, cudaStream_t stream, Allocate&& alloc
   std::vector<void*> table(t.slots, nullptr);
   std::vector<std::uint32_t> sizes(t.slots, 0);
   auto replay = [&] {
-    for (const operation& op : t.ops) {
+    for (const operation& op : t.operations) {
       if (op.size != 0) {
         table[op.slot] = allocate(op.size);
         sizes[op.slot] = op.size;
@@ -219,8 +171,8 @@ void replay_timed(benchmark::State& state, cudaStream_t stream, Allocate&& alloc
     total += elapsed.count();
     ++runs;
   }
-  state.counters["ns_per_op"] = total / static_cast<double>(runs * t.ops.size()) * 1e9;
-  state.counters["operations"] = static_cast<double>(t.ops.size());
+  state.counters["ns_per_op"] = total / static_cast<double>(runs * t.operations.size()) * 1e9;
+  state.counters["operations"] = static_cast<double>(t.operations.size());
 }
 
 void BM_alloc_random(benchmark::State& state, const char* peer) {

@@ -3,6 +3,8 @@
 #include <frugal/error.hpp>
 #include <frugal/kv/copy_kernel.hpp>
 
+#include "vector_access.cuh"
+
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -14,12 +16,7 @@ namespace frugal::kv {
 namespace {
 
 /// An access of N bytes: the widest integer vector the hardware loads and stores in one go.
-template <int N> struct access;
-template <> struct access<16> { using type = uint4; };
-template <> struct access<8> { using type = uint2; };
-template <> struct access<4> { using type = unsigned int; };
-template <> struct access<2> { using type = unsigned short; };
-template <> struct access<1> { using type = unsigned char; };
+template <int N> using access = cuda_detail::vector_word<N>;
 
 /// Grid: x walks the ops (grid-stride), y walks a page's chunks of `chunk_bytes` (grid-stride).
 /// Every base pointer and stride is a multiple of N (checked on the host), so each page start is

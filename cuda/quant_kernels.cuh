@@ -21,6 +21,8 @@
 #include <frugal/quant/detail/block.hpp>
 #include <frugal/quant/kernels.hpp>
 
+#include "vector_access.cuh"
+
 #include <cuda_runtime_api.h>
 
 #include <cstdint>
@@ -53,12 +55,7 @@ template <> struct element<bfloat16> {
 template <class T> using raw_t = typename element<T>::raw;
 
 /// The integer type of an access of N bytes.
-template <int N> struct word;
-template <> struct word<16> { using type = uint4; };
-template <> struct word<8> { using type = uint2; };
-template <> struct word<4> { using type = unsigned int; };
-template <> struct word<2> { using type = unsigned short; };
-template <> struct word<1> { using type = unsigned char; };
+template <int N> using word = ::frugal::cuda_detail::vector_word<N>;
 
 /// The widest access (up to 16 bytes) that divides `bytes`.
 __host__ __device__ constexpr int widest_access(int bytes) {
