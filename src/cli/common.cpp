@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <unistd.h>
 
 namespace frugal::cli {
@@ -131,10 +132,15 @@ bool is_weight_format(std::string_view format) {
 }
 
 std::string weight_format_names() {
+  // A name both lists hold (int8) is listed once, where the simulator's list puts it.
+  std::vector<std::string_view> names;
+  const auto add = [&](std::string_view name) {
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  };
+  for (const sim::weight_format& f : sim::weight_formats) add(f.name);
+  for (const quant::format_info& f : quant::all_formats()) add(f.name);
   std::string out;
-  for (const sim::weight_format& f : sim::weight_formats) out += std::string(f.name) + ", ";
-  for (const quant::format_info& f : quant::all_formats()) out += std::string(f.name) + ", ";
-  if (!out.empty()) out.resize(out.size() - 2);
+  for (const std::string_view name : names) out += (out.empty() ? "" : ", ") + std::string(name);
   return out;
 }
 
@@ -201,6 +207,27 @@ std::string table::str(std::size_t indent) const {
     out += line + '\n';
   }
   return out;
+}
+
+json sqnr_json(double db) {
+  if (std::isfinite(db)) return db;
+  return std::isnan(db) ? "nan" : db > 0 ? "inf" : "-inf";
+}
+
+double sqnr_from_json(const json& j) {
+  if (j.is_number()) return j.get<double>();
+  if (j.is_string()) {
+    const std::string& s = j.get_ref<const std::string&>();
+    if (s == "inf") return std::numeric_limits<double>::infinity();
+    if (s == "-inf") return -std::numeric_limits<double>::infinity();
+    if (s == "nan") return std::numeric_limits<double>::quiet_NaN();
+  }
+  throw invalid_argument("an SQNR is a number, \"inf\", \"-inf\" or \"nan\", not " + j.dump());
+}
+
+std::string sqnr_text(double db) {
+  if (std::isfinite(db)) return strf("%.1f", db);
+  return std::isnan(db) ? "nan" : db > 0 ? "inf" : "-inf";
 }
 
 std::string strf(const char* format, ...) {

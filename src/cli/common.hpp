@@ -99,6 +99,16 @@ class table {
   std::size_t right_from_;
 };
 
+/// @brief An SQNR in dB as the program's JSON writes it: a number when finite, else the string
+/// "inf" (an exact representation: no error), "-inf" (a zero signal with a nonzero error) or
+/// "nan" (NaN in the data). JSON has no numbers for these, and null would not say which.
+json sqnr_json(double db);
+/// @brief The SQNR that sqnr_json() wrote (a number, "inf", "-inf" or "nan"), for renderers
+/// that read the program's JSON back. @throws frugal::invalid_argument for anything else
+double sqnr_from_json(const json& j);
+/// @brief An SQNR in dB for text output: "%.1f" when finite, else "inf", "-inf" or "nan".
+std::string sqnr_text(double db);
+
 /// @brief printf into a std::string.
 std::string strf(const char* format, ...) __attribute__((format(printf, 1, 2)));
 

@@ -15,7 +15,9 @@ namespace {
 struct plan_options {
   std::string model = "llama-3-8b";
   std::string gpu_memory = "80GiB";
-  std::string headroom = "0";  // kept free of pages (CUDA context, other processes)
+  // Kept out of the budget: what the model does not count takes memory on a real GPU (the CUDA
+  // context with its loaded kernels, cuBLAS and NCCL workspaces, the allocator's own slack).
+  std::string headroom = "1GiB";
   std::vector<std::string> weights_formats;
   std::vector<std::string> kv_dtypes;
   std::uint32_t context = 0;  // 0: min(4096, the model's context)
@@ -164,7 +166,8 @@ void add_plan_command(CLI::App& app) {
                   "default fp16")
       ->type_name("TYPE");
   cmd->add_option("--headroom", o->headroom,
-                  "Memory kept out of the budget (CUDA context, other processes), e.g. 2GiB")
+                  "Memory kept out of the budget for what the plan does not model (the CUDA "
+                  "context, library workspaces, other processes); 0 for none")
       ->capture_default_str();
   cmd->add_option("--context,-c", o->context,
                   "Tokens per sequence (prompt + output); default min(4096, the model's)");

@@ -1,7 +1,8 @@
 // `frugal quant`: per tensor of a safetensors checkpoint, every quantization format's bits per
 // element and error (quant::choose_report), the cheapest format that meets an SQNR bound, and the
 // checkpoint's total bytes before and after (quant::plan). Tensors are viewed as 2-D, rows x cols
-// with cols the last dimension.
+// with cols the last dimension; tensors that are not F32, F16 or BF16 (integer ids, masks, F64,
+// FP8) are kept as they are and counted in both totals.
 #include "common.hpp"
 
 #include <frugal/quant/accuracy.hpp>
@@ -10,6 +11,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,17 +42,29 @@ std::string shape_text(const std::vector<std::size_t>& shape) {
   return s + "]";
 }
 
-/// A JSON number, or null for +-inf / NaN (an exact format has infinite SQNR).
-json number(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
-
-std::string db_text(double v) { return std::isfinite(v) ? strf("%.1f", v) : "inf"; }
-
 struct tensor_result {
   const quant::tensor_entry* entry = nullptr;
   std::size_t rows = 0, cols = 0;
   std::vector<quant::candidate> report;
   quant::tensor_plan plan;
+  std::string kept;  // why the tensor is kept as it is; empty when a format is chosen
 };
+
+/// A tensor kept at its stored precision without evaluating any format: `why` says the reason.
+tensor_result kept_as_stored(const quant::tensor_entry& t, std::string why) {
+  tensor_result r;
+  r.entry = &t;
+  r.cols = t.cols();
+  r.rows = r.cols == 0 ? 0 : t.elements() / r.cols;
+  r.plan.name = t.name;
+  r.plan.rows = r.rows;
+  r.plan.cols = r.cols;
+  r.plan.metrics.bits_per_element = dtype_bits(t.type);
+  r.plan.metrics.sqnr_db = std::numeric_limits<double>::infinity();  // nothing changes: exact
+  r.plan.bytes_before = r.plan.bytes_after = t.end - t.begin;
+  r.kept = std::move(why);
+  return r;
+}
 
 void run_quant(const quant_options& o) {
   if (!std::isfinite(o.bound_db)) throw usage_error("--bound must be a finite number of dB");
@@ -78,20 +92,29 @@ void run_quant(const quant_options& o) {
   std::size_t index = 0;
   for (const quant::tensor_entry& t : file.tensors()) {
     bar.detail(strf("%zu of %zu: %s", ++index, file.tensors().size(), t.name.c_str()));
+    // Integer ids, masks and the float types frugal does not read (F64, FP8) are kept as they
+    // are, as is an empty tensor: nothing to quantize, but their bytes count in both totals.
+    if (!quant::is_float_readable(t.type) || t.elements() == 0) {
+      results.push_back(kept_as_stored(
+          t, t.elements() == 0 ? std::string("empty") : "dtype " + dtype_name(t.type)));
+      total_before += results.back().plan.bytes_before;
+      total_after += results.back().plan.bytes_after;
+      continue;
+    }
     tensor_result r;
     r.entry = &t;
     r.cols = t.cols();
     r.rows = r.cols == 0 ? 0 : t.elements() / r.cols;
     const unsigned bits = dtype_bits(t.type);
-    if (t.elements() == 0) {
-      // Nothing to quantize: the tensor is kept as it is.
-      r.plan.name = t.name;
-      r.plan.bytes_before = r.plan.bytes_after = 0;
-      results.push_back(std::move(r));
-      continue;
-    }
+    // The reader's messages already name the file and the tensor.
+    const std::vector<float> data = [&] {
+      try {
+        return file.to_float(t);
+      } catch (const error& e) {
+        throw error(one_line(e.what()));
+      }
+    }();
     try {
-      const std::vector<float> data = file.to_float(t);
       r.report = quant::choose_report(data, r.cols, bound, candidates);
       std::optional<quant::format> chosen;
       for (const quant::candidate& c : r.report)
@@ -107,9 +130,14 @@ void run_quant(const quant_options& o) {
                  : quant::plan({&input, 1}, bound, candidates, bits);
       if (p.tensors.size() != 1) throw error("the plan did not return one entry for the tensor");
       r.plan = p.tensors.front();
+      if (!r.plan.chosen)
+        r.kept = r.report.empty() ? "no format takes this shape" : "no format meets the bound";
     } catch (const std::exception& e) {
-      throw error(o.file + ": tensor '" + t.name +
-                  "': " + one_line(without_source_location(e.what())));
+      // Name the file and the tensor once: quant::plan's messages already name the tensor.
+      const std::string tag = "tensor '" + t.name + "': ";
+      std::string what = one_line(e.what());
+      if (const auto at = what.find(tag); at != std::string::npos) what.erase(0, at + tag.size());
+      throw error(o.file + ": " + tag + what);
     }
     total_before += r.plan.bytes_before;
     total_after += r.plan.bytes_after;
@@ -124,7 +152,7 @@ void run_quant(const quant_options& o) {
       for (const quant::candidate& c : r.report)
         formats.push_back({{"format", std::string(quant::to_string(c.f))},
                            {"bits_per_element", c.metrics.bits_per_element},
-                           {"sqnr_db", number(c.metrics.sqnr_db)},
+                           {"sqnr_db", sqnr_json(c.metrics.sqnr_db)},
                            {"relative_l2", c.metrics.relative_l2},
                            {"max_abs", c.metrics.max_abs},
                            {"cosine", c.metrics.cosine},
@@ -137,10 +165,13 @@ void run_quant(const quant_options& o) {
            {"rows", r.rows},
            {"cols", r.cols},
            {"chosen", p.chosen ? json(std::string(quant::to_string(*p.chosen))) : json(nullptr)},
+           {"kept", r.kept.empty() ? json(nullptr) : json(r.kept)},
            {"bits_per_element",
             p.chosen ? json(p.metrics.bits_per_element) : json(dtype_bits(r.entry->type))},
-           {"sqnr_db", p.chosen ? number(p.metrics.sqnr_db) : json(nullptr)},
-           {"relative_l2", p.metrics.relative_l2},
+           // A kept tensor is stored unchanged: exact, "inf".
+           {"sqnr_db", sqnr_json(p.chosen ? p.metrics.sqnr_db
+                                          : std::numeric_limits<double>::infinity())},
+           {"relative_l2", p.chosen ? p.metrics.relative_l2 : 0.0},
            {"bytes_before", p.bytes_before},
            {"bytes_after", p.bytes_after},
            {"formats", formats}});
@@ -163,17 +194,15 @@ void run_quant(const quant_options& o) {
     if (p.chosen)
       std::printf("%s, %.2f bits per element, %s dB, %s -> %s\n",
                   std::string(quant::to_string(*p.chosen)).c_str(), p.metrics.bits_per_element,
-                  db_text(p.metrics.sqnr_db).c_str(), format_bytes(p.bytes_before).c_str(),
+                  sqnr_text(p.metrics.sqnr_db).c_str(), format_bytes(p.bytes_before).c_str(),
                   format_bytes(p.bytes_after).c_str());
     else
-      std::printf("kept (%s), %s\n",
-                  r.report.empty() ? "no format takes this shape" : "no format meets the bound",
-                  format_bytes(p.bytes_before).c_str());
+      std::printf("kept: %s, %s\n", r.kept.c_str(), format_bytes(p.bytes_before).c_str());
     if (r.report.empty()) continue;
     table t({"format", "bits", "SQNR dB", "rel. error", "meets"}, 1);
     for (const quant::candidate& c : r.report)
       t.add({std::string(quant::to_string(c.f)), strf("%.2f", c.metrics.bits_per_element),
-             db_text(c.metrics.sqnr_db), strf("%.2e", c.metrics.relative_l2),
+             sqnr_text(c.metrics.sqnr_db), strf("%.2e", c.metrics.relative_l2),
              c.meets_bound ? (p.chosen && *p.chosen == c.f ? "chosen" : "yes") : "no"});
     std::fputs(t.str().c_str(), stdout);
   }
@@ -189,7 +218,9 @@ void add_quant_command(CLI::App& app) {
       "quant",
       "Per tensor of a safetensors file: every format's bits per element and error, the "
       "cheapest format meeting an SQNR bound, and the file's bytes before and after");
-  cmd->add_option("FILE", o->file, "a .safetensors file (F32, F16 or BF16 tensors)")->required();
+  cmd->add_option("FILE", o->file,
+                  "a .safetensors file (F32, F16 and BF16 tensors are evaluated; others are kept)")
+      ->required();
   cmd->add_option("--bound", o->bound_db,
                   "least SQNR in dB a chosen format must reach (30 dB: noise a thousandth of "
                   "the signal's power)")

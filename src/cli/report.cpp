@@ -56,14 +56,15 @@ void print_text(const json& r) {
     t.add({x["name"].get<std::string>(), strf("%zux%zu", size_of(x["rows"]), size_of(x["cols"])),
            std::to_string(size_of(x["count"])), x["format"].get<std::string>(),
            strf("%.2f", real(x["bits_per_element"])),
-           x["kept"].get<bool>() ? std::string("exact") : strf("%.1f", real(x["sqnr_db"])),
+           x["kept"].get<bool>() ? std::string("exact") : sqnr_text(sqnr_from_json(x["sqnr_db"])),
            bytes(x["bytes_before"]), bytes(x["bytes_after"])});
   std::fputs(t.str(3).c_str(), stdout);
   std::printf("   before %s (FP16)  after %s (%.2f bits per weight)  freed %s; worst SQNR "
-              "%.1f dB (%s), mean relative error %.3f\n",
+              "%s dB (%s), mean relative error %.3f\n",
               bytes(w["bytes_before"]).c_str(), bytes(w["bytes_after"]).c_str(),
               real(w["bits_per_weight"]), bytes(w["bytes_freed"]).c_str(),
-              real(w["worst_sqnr_db"]), w["worst_tensor"].get<std::string>().c_str(),
+              sqnr_text(sqnr_from_json(w["worst_sqnr_db"])).c_str(),
+              w["worst_tensor"].get<std::string>().c_str(),
               real(w["mean_relative_l2"]));
   std::printf("   buys: %s\n", buys(size_of(w["bytes_freed"]), r["kv"]).c_str());
 

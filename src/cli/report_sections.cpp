@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 namespace frugal::cli::report {
@@ -72,8 +73,6 @@ std::vector<float> sample_rows(const quant::safetensors_file& file, const quant:
   }
   return out;
 }
-
-double finite_or(double x, double fallback) { return std::isfinite(x) ? x : fallback; }
 
 }  // namespace
 
@@ -134,7 +133,8 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
     const long double bytes_before = 2 * elements, bytes_after = elements * bits / 8;
     before += bytes_before;
     after += bytes_after;
-    const double sqnr = t.chosen ? finite_or(t.metrics.sqnr_db, 999.0) : 999.0;
+    // A kept matrix stays FP16: exact, infinite SQNR (written "inf" by sqnr_json).
+    const double sqnr = t.chosen ? t.metrics.sqnr_db : std::numeric_limits<double>::infinity();
     if (sqnr < worst_sqnr) {
       worst_sqnr = sqnr;
       worst_tensor = s.name;
@@ -149,7 +149,7 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
                        {"format", t.chosen ? std::string(quant::to_string(*t.chosen)) : "fp16"},
                        {"kept", !t.chosen.has_value()},
                        {"bits_per_element", bits},
-                       {"sqnr_db", sqnr},
+                       {"sqnr_db", sqnr_json(sqnr)},
                        {"relative_l2", t.chosen ? t.metrics.relative_l2 : 0.0},
                        {"bytes_before", static_cast<std::size_t>(bytes_before)},
                        {"bytes_after", static_cast<std::size_t>(std::ceil(bytes_after))}});
@@ -171,7 +171,7 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
        quant::choose_report(curve_of->sample, curve_of->cols, bound)) {
     curve.push_back({{"format", std::string(quant::to_string(c.f))},
                      {"bits_per_element", c.metrics.bits_per_element},
-                     {"sqnr_db", finite_or(c.metrics.sqnr_db, 999.0)},
+                     {"sqnr_db", sqnr_json(c.metrics.sqnr_db)},
                      {"relative_l2", c.metrics.relative_l2},
                      {"meets_bound", c.meets_bound}});
   }
@@ -188,7 +188,7 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
           {"bytes_after", bytes_after},
           {"bytes_freed", bytes_before - std::min(bytes_before, bytes_after)},
           {"bits_per_weight", static_cast<double>(8 * after / parameters)},
-          {"worst_sqnr_db", worst_sqnr},
+          {"worst_sqnr_db", sqnr_json(worst_sqnr)},
           {"worst_tensor", worst_tensor},
           {"mean_relative_l2", static_cast<double>(weighted_relative / planned_elements)},
           {"tensors", std::move(tensors)},

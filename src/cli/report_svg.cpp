@@ -200,7 +200,8 @@ std::string format_error_vs_bits(const json& r) {
   const json& w = r["weights"];
   double top_sqnr = w["min_sqnr_db"].get<double>() + 5, top_bits = 8;
   for (const json& c : w["error_vs_bits"]) {
-    top_sqnr = std::max(top_sqnr, std::min(80.0, c["sqnr_db"].get<double>()));
+    const double sqnr = sqnr_from_json(c["sqnr_db"]);  // "inf" for an exact format
+    if (!std::isnan(sqnr)) top_sqnr = std::max(top_sqnr, std::min(80.0, sqnr));
     top_bits = std::max(top_bits, c["bits_per_element"].get<double>());
   }
   const plot p{80, 50, 620, 360, 0, std::ceil(top_bits + 0.5), 0, nice_max(top_sqnr)};
@@ -212,14 +213,16 @@ std::string format_error_vs_bits(const json& r) {
   s += text_at(p.px(p.x_max) - 4, p.py(bound) - 5, strf("bound %.1f dB", bound), "end", 11);
   int i = 0;
   for (const json& c : w["error_vs_bits"]) {
+    const double sqnr = sqnr_from_json(c["sqnr_db"]);
+    if (std::isnan(sqnr)) continue;  // NaN in the data: no point to draw
     const double x = p.px(c["bits_per_element"].get<double>());
-    const double y = p.py(std::min(p.y_max, c["sqnr_db"].get<double>()));
+    const double y = p.py(std::max(p.y_min, std::min(p.y_max, sqnr)));
     const bool meets = c["meets_bound"].get<bool>();
     const std::string name = c["format"].get<std::string>();
     s += strf("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"><title>", x, y,
               meets ? "#2ca02c" : "#999") +
-         escape(strf("%s: %.2f bits, %.1f dB", name.c_str(),
-                     c["bits_per_element"].get<double>(), c["sqnr_db"].get<double>())) +
+         escape(strf("%s: %.2f bits, %s dB", name.c_str(),
+                     c["bits_per_element"].get<double>(), sqnr_text(sqnr).c_str())) +
          "</title></circle>\n";
     s += text_at(x + 6, y + (i++ % 2 ? 10 : -4), name, "start", 9, "fill=\"#333\"");
   }

@@ -26,7 +26,9 @@ for p in plans:
           f"{label}: sequences = pages / pages per sequence")
     check(p["weight_bytes"] <= p["weights_held_bytes"] < p["weight_bytes"] + (2 << 20),
           f"{label}: weights rounded to the 2 MiB granule")
-    check(p["headroom_bytes"] < p["page_bytes"] + (4 << 20), f"{label}: headroom is the remainder")
+    check(r["headroom_reserved"] <= p["headroom_bytes"]
+          < r["headroom_reserved"] + p["page_bytes"] + (4 << 20),
+          f"{label}: headroom is --headroom plus the remainder")
 for kv in ("fp16", "fp8_e4m3"):
     rows = sorted((p for p in plans if p["kv_dtype"] == kv), key=lambda p: -p["bits_per_weight"])
     for more, fewer in zip(rows, rows[1:]):
@@ -54,6 +56,13 @@ check(c["model"]["name"] == "meta-llama/Meta-Llama-3-8B", "name from _name_or_pa
 check(c["model"]["num_parameters"] == 8030261248, "config.json gives 8,030,261,248 parameters")
 check(c["plans"] == p["plans"], "config.json plans as the preset")
 check(p["context"] == 4096 and p["gpu_memory"] == 80 << 30, "defaults: 4096 tokens, 80 GiB")
+check(p["headroom_reserved"] == 1 << 30, "default --headroom: 1 GiB")
+zero = run_json(program, "plan", "--model", "llama-3-8b", "-w", "fp16,int4", "--headroom", "0")
+check(zero["headroom_reserved"] == 0, "--headroom 0 reserves nothing")
+for z, d in zip(zero["plans"], p["plans"]):
+    check(z["kv_bytes"] - d["kv_bytes"] >= (1 << 30) - z["page_bytes"],
+          f"{z['weights_format']}: the default 1 GiB headroom costs its pages")
+    check(d["headroom_bytes"] >= 1 << 30, f"{d['weights_format']}: default headroom counted")
 
 # Too small: reported per format, not an error; units in the size.
 small = run_json(program, "plan", "-g", "16GB", "-w", "fp16,int4")

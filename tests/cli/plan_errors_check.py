@@ -27,6 +27,10 @@ expect(2, ["plan", "--gpu-memory", "80XB"], "80XB")
 expect(2, ["plan", "--gpu-memory", "lots"], "lots")
 expect(2, ["plan", "--model", "gpt-9"], "gpt-9", "llama-3-8b")
 expect(2, ["plan", "--weights-format", "fp3"], "fp3", "int4_g64")
+# The known names are listed once each, though int8 is both a simulator and a quantization format.
+_, _, err = run(program, "plan", "--weights-format", "fp3", timeout=60)
+known = [name.strip() for name in err.split("known:", 1)[-1].split(",")]
+check(len(known) > 10 and len(known) == len(set(known)), f"known formats listed once: {known}")
 expect(2, ["plan", "--kv-dtype", "fp4"], "fp4")
 expect(2, ["plan", "--headroom", "90GiB"], "--headroom")
 expect(2, ["plan", "--context", "100000"], "100000")

@@ -8,7 +8,7 @@ endif()
 
 set(_frugal_replay_quant_dir "${CMAKE_CURRENT_BINARY_DIR}/replay_quant")
 foreach(_case replay_json replay_allocators replay_synthetic replay_bad_input replay_truncated
-              replay_usage quant_json quant_bad_input)
+              replay_usage quant_json quant_mixed_dtypes quant_bad_input)
   add_test(NAME cli_${_case}
            COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/replay_quant_check.py
                    $<TARGET_FILE:frugal_cli> ${_frugal_replay_quant_dir}/${_case} ${_case})

@@ -244,7 +244,7 @@ def case_quant_json():
             cheaper = [f for f in formats if f["meets_bound"] and
                        f["bits_per_element"] < chosen[0]["bits_per_element"]]
             check(not cheaper, f"{t.get('name')}: nothing cheaper meets the bound")
-            check(chosen[0]["sqnr_db"] is None or chosen[0]["sqnr_db"] >= 30.0, "SQNR >= bound")
+            check(chosen[0]["sqnr_db"] == "inf" or chosen[0]["sqnr_db"] >= 30.0, "SQNR >= bound")
         check(t.get("bytes_after", 1 << 40) < t.get("bytes_before", 0), f"{t.get('name')}: smaller")
         total_before += t.get("bytes_before", 0)
         total_after += t.get("bytes_after", 0)
@@ -262,6 +262,67 @@ def case_quant_json():
               "--formats limits the candidates")
     code, out, err = run("quant", path)
     check(code == 0 and "total:" in out and "layers.0.mlp.up_proj.weight" in out, f"text: {out!r}")
+
+
+def case_quant_mixed_dtypes():
+    """Integer, boolean and F64 tensors are kept as they are (no format evaluated) and counted in
+    both totals; an all-zero matrix is quantized exactly, an SQNR of "inf"; NaN in the data gives
+    "nan" and no format meets the bound."""
+    w = gaussian(4 * 64, 4)
+    ids = list(range(7))
+    mask = [1, 0, 1, 1, 0]
+    f64 = gaussian(3, 5)
+    path = safetensors("mixed.safetensors", [
+        ("weight", "F32", [4, 64], struct.pack(f"<{len(w)}f", *w)),
+        ("position_ids", "I64", [1, 7], struct.pack("<7q", *ids)),
+        ("attention_mask", "BOOL", [5], bytes(mask)),
+        ("scale", "F64", [3], struct.pack("<3d", *f64)),
+        ("token_type", "I8", [2, 2], bytes([0, 1, 0, 1])),
+        ("zeros", "F32", [2, 64], bytes(2 * 64 * 4)),
+        ("broken", "F32", [1, 64], struct.pack("<64f", *([float("nan")] + w[:63]))),
+    ])
+    r = run_json("quant", path)
+    by = {t.get("name"): t for t in r.get("tensors", [])}
+    check(len(by) == 7, f"seven tensors reported: {sorted(by)}")
+    sizes = {"position_ids": 56, "attention_mask": 5, "scale": 24, "token_type": 4}
+    for name, dtype in [("position_ids", "I64"), ("attention_mask", "BOOL"), ("scale", "F64"),
+                        ("token_type", "I8")]:
+        t = by.get(name, {})
+        check(t.get("dtype") == dtype, f"{name}: dtype {t.get('dtype')}")
+        check(t.get("kept") == "dtype " + dtype, f"{name}: kept {t.get('kept')!r}")
+        check(t.get("chosen") is None and t.get("formats") == [], f"{name}: no format evaluated")
+        check(t.get("bytes_before") == t.get("bytes_after") == sizes[name],
+              f"{name}: {t.get('bytes_before')} -> {t.get('bytes_after')} bytes, {sizes[name]} kept")
+        check(t.get("sqnr_db") == "inf" and t.get("relative_l2") == 0, f"{name}: exact")
+    weight = by.get("weight", {})
+    check(weight.get("chosen") is not None and weight.get("kept") is None, "the F32 matrix planned")
+    check(weight.get("bytes_after", 1 << 40) < weight.get("bytes_before", 0) == 4 * 64 * 4,
+          "the F32 matrix shrinks")
+    zeros = by.get("zeros", {})
+    check(zeros.get("chosen") is not None and zeros.get("sqnr_db") == "inf",
+          f"zeros: exact, sqnr_db {zeros.get('sqnr_db')!r}")
+    check(all(f.get("sqnr_db") == "inf" for f in zeros.get("formats", [{}])),
+          "zeros: every format exact")
+    broken = by.get("broken", {})
+    check(broken.get("chosen") is None and broken.get("kept") == "no format meets the bound",
+          f"NaN: kept {broken.get('kept')!r}")
+    check(broken.get("formats") and all(f.get("sqnr_db") == "nan" for f in broken["formats"]),
+          "NaN: every format's SQNR is \"nan\"")
+    before = sum(t.get("bytes_before", 0) for t in by.values())
+    after = sum(t.get("bytes_after", 0) for t in by.values())
+    check(r.get("total_bytes_before") == before == (4 + 2 + 1) * 64 * 4 + sum(sizes.values()),
+          f"total before {r.get('total_bytes_before')} counts every tensor ({before})")
+    check(r.get("total_bytes_after") == after, f"total after {r.get('total_bytes_after')} = {after}")
+    code, out, err = run("quant", path)
+    check(code == 0 and err == "", f"text: exit {code}, stderr {err!r}")
+    check("position_ids I64 [1 x 7]: kept: dtype I64, 56 B" in out, f"text names the kept I64: {out!r}")
+    check("attention_mask BOOL [5]: kept: dtype BOOL, 5 B" in out, "text names the kept BOOL")
+    zero_line = [line for line in out.splitlines() if line.startswith("zeros F32")]
+    check(len(zero_line) == 1 and ", inf dB," in zero_line[0], f"zeros: inf dB in text: {zero_line}")
+    check("broken F32 [1 x 64]: kept: no format meets the bound, 256 B" in out, "text: NaN kept")
+    check(any(line.split()[2:3] == ["nan"] for line in out.splitlines() if line.strip()),
+          "text: nan in the SQNR column")
+    check("total: " in out, "text total")
 
 
 def case_quant_bad_input():
