@@ -7,8 +7,10 @@
 //     and cub_caching (cub::CachingDeviceAllocator caching every size of the workload).
 //     Host wall time of the whole replay plus a final stream synchronization; counter ns_per_op.
 //   BM_memcpy_d2d/bytes:<n>: cudaMemcpyAsync device to device, the bandwidth roofline.
-//   BM_quantize/<format>/<input type>, BM_dequantize/<format>: the kernels of
-//     frugal/quant/kernels.hpp on 256 MiB inputs (256 MiB of output for dequantize).
+//   BM_quantize/<format>/float32, BM_dequantize/<format>: the kernels of
+//     frugal/quant/kernels.hpp on 256 MiB inputs (256 MiB of output for dequantize), every
+//     format; BM_quantize/<format>/<float16|bfloat16> for the target formats (int8, fp8_e4m3,
+//     nvfp4, mxfp4) only. Fewer repetitions than the other kernels: 5.
 //   BM_kv_copy/<peer>/page_bytes:<n>: kv::copy_pages_device against one cudaMemcpyAsync per page.
 //
 // Kernels and copies are timed with CUDA events after a warm-up launch; every benchmark reports
@@ -124,6 +126,20 @@ void run_timed(benchmark::State& state, cudaStream_t stream, double bytes_per_ru
 void kernel_shape(benchmark::internal::Benchmark* b) {
   b->UseManualTime()->Iterations(g_smoke ? 2 : 20)->Repetitions(repetitions())
       ->ReportAggregatesOnly(true)->Unit(benchmark::kMicrosecond);
+}
+
+/// The quantization kernels: 5 repetitions of 20 launches (each run allocates and fills its own
+/// 256 MiB input, which costs more than the launches).
+void quant_shape(benchmark::internal::Benchmark* b) {
+  b->UseManualTime()->Iterations(g_smoke ? 2 : 20)->Repetitions(g_smoke ? 1 : 5)
+      ->ReportAggregatesOnly(true)->Unit(benchmark::kMicrosecond);
+}
+
+/// The formats with a bandwidth target (scripts/gpu_check_report.py): also benchmarked with
+/// 16-bit inputs.
+bool is_target_format(frugal::quant::format f) {
+  using frugal::quant::format;
+  return f == format::int8 || f == format::fp8_e4m3 || f == format::nvfp4 || f == format::mxfp4;
 }
 
 // ---- BM_alloc_random ------------------------------------------------------------------------
@@ -380,16 +396,18 @@ void register_benchmarks() {
                    ->Arg(static_cast<std::int64_t>(quant_input_bytes())));
   for (const auto& info : frugal::quant::all_formats()) {
     const std::string name(info.name);
-    kernel_shape(benchmark::RegisterBenchmark(
+    quant_shape(benchmark::RegisterBenchmark(
         ("BM_quantize/" + name + "/" + input_name(4, false)).c_str(), BM_quantize<float>, info.id));
-    kernel_shape(benchmark::RegisterBenchmark(
-        ("BM_quantize/" + name + "/" + input_name(2, false)).c_str(), BM_quantize<frugal::float16>,
-        info.id));
-    kernel_shape(benchmark::RegisterBenchmark(
-        ("BM_quantize/" + name + "/" + input_name(2, true)).c_str(), BM_quantize<frugal::bfloat16>,
-        info.id));
-    kernel_shape(benchmark::RegisterBenchmark(("BM_dequantize/" + name).c_str(), BM_dequantize,
-                                              info.id));
+    if (is_target_format(info.id)) {
+      quant_shape(benchmark::RegisterBenchmark(
+          ("BM_quantize/" + name + "/" + input_name(2, false)).c_str(),
+          BM_quantize<frugal::float16>, info.id));
+      quant_shape(benchmark::RegisterBenchmark(
+          ("BM_quantize/" + name + "/" + input_name(2, true)).c_str(),
+          BM_quantize<frugal::bfloat16>, info.id));
+    }
+    quant_shape(benchmark::RegisterBenchmark(("BM_dequantize/" + name).c_str(), BM_dequantize,
+                                             info.id));
   }
   for (const char* peer : {"frugal_kernel", "memcpy_per_page"})
     kv_shape(benchmark::RegisterBenchmark((std::string("BM_kv_copy/") + peer).c_str(), BM_kv_copy,

@@ -1,11 +1,12 @@
-// The quantization kernels of cuda/quant.cu (frugal/quant/kernels.hpp), in an internal header
-// so that the launchers read apart from the kernels. Every value the kernels write comes from
-// the FRUGAL_HOST_DEVICE block functions of frugal/quant/detail/block.hpp, the same calls the CPU
-// reference (src/quant/quantize.cpp) makes, so the bytes are identical; this file only decides
-// which thread handles which elements. Compiled only as part of cuda/quant.cu, with -fmad=false
-// (see CMakeLists.txt): no FMA contraction may change a rounded product or sum.
+// The quantization kernels of frugal/quant/kernels.hpp, in an internal header so that the
+// launchers (quant_launch.cuh, quant_*.cu) read apart from the kernels. Every value the kernels
+// write comes from the FRUGAL_HOST_DEVICE block functions of frugal/quant/detail/block.hpp, the
+// same calls the CPU reference (src/quant/quantize.cpp) makes, so the bytes are identical; this
+// file only decides which thread handles which elements. Included only by the cuda/quant*.cu
+// files, which are compiled with -fmad=false (see CMakeLists.txt): no FMA contraction may change
+// a rounded product or sum.
 //
-// Kernel families (launch shapes in docs/kernels.md):
+// Kernel families (launch shapes and access widths in docs/kernels.md):
 //   per-tensor formats: a grid-wide max reduction into scratch, then an element-wise encode;
 //   per-channel formats: one block per row: a block reduction, then the row's encode (the row's
 //     second read is served by the cache);
@@ -13,8 +14,9 @@
 //     its tile of groups with coalesced 16-byte accesses into shared memory (one 16-byte pad per
 //     group keeps the per-thread reads free of bank conflicts), then each thread encodes its
 //     group. NVFP4 first reduces the tensor's amax like a per-tensor format.
-// Dequantization mirrors this: element-wise for per-tensor and per-channel formats, one thread
-// per group (through a padded shared-memory tile for coalesced stores) for block formats.
+// Dequantization mirrors this: element-wise (up to 16 codes in one access per thread) for
+// per-tensor and per-channel formats, one thread per group (through a padded shared-memory tile
+// for coalesced 16-byte stores) for block formats.
 #pragma once
 
 #include <frugal/error.hpp>
@@ -257,11 +259,14 @@ __global__ void encode_rows_kernel(const raw_t<T>* in, std::size_t rows, std::si
   }
 }
 
-/// Per-tensor and per-channel decode: chunks of E codes; cols is a multiple of E.
+/// Per-tensor and per-channel decode: chunks of E codes (16, 8, 4 or 1) read in one access of
+/// E bytes; a chunk of 4 or more is written as E / 4 float4 stores. cols is a multiple of E, so
+/// a chunk never straddles two rows (per_row: its scale is its row's).
 template <int E, class Decoder>
 __global__ void decode_rows_kernel(const std::uint8_t* values, std::size_t chunks,
                                    std::size_t cols, bool per_row, const std::uint8_t* scales,
                                    const std::uint8_t* zero_points, float* out) {
+  static_assert(E == 1 || E == 4 || E == 8 || E == 16, "a chunk is 1, 4, 8 or 16 codes");
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   for (std::size_t c = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x; c < chunks;
        c += stride) {
@@ -271,11 +276,13 @@ __global__ void decode_rows_kernel(const std::uint8_t* values, std::size_t chunk
     float y[E];
     Decoder::decode(q, E, reinterpret_cast<const float*>(scales)[g],
                     zero_points != nullptr ? zero_points[g] : 0, y);
-    if constexpr (E == 4) {
-      reinterpret_cast<float4*>(out)[c] = make_float4(y[0], y[1], y[2], y[3]);
-    } else {
+    if constexpr (E % 4 == 0) {
+      float4* dst = reinterpret_cast<float4*>(out + c * E);
 #pragma unroll
-      for (int i = 0; i < E; ++i) out[c * E + i] = y[i];
+      for (int k = 0; k < E / 4; ++k)
+        dst[k] = make_float4(y[4 * k], y[4 * k + 1], y[4 * k + 2], y[4 * k + 3]);
+    } else {
+      out[c] = y[0];
     }
   }
 }

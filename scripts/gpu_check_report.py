@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
 """Turns the results of scripts/gpu-check into gpu-check.md and gpu-check.json.
 
-Inputs: ctest's JUnit file for the device tests (one <testcase> per Catch2 case) and the Google
-Benchmark JSON of gpu_bench. Output: one table with the columns check, result, figure, peer
-figure, ratio; the targets of the GPU work are rows whose result is "met" or "not met".
+Inputs: ctest's JUnit file for the device tests (one <testcase> per Catch2 case), the Google
+Benchmark JSON of gpu_bench (one file per benchmark group; --bench may be repeated and the files
+are merged), the seed of the test inputs, and how long each phase of the run took against its
+budget. Output: one table with the columns check, result, figure, peer figure, ratio; the
+targets of the GPU work are rows whose result is "met" or "not met", the phases rows whose
+result is "within budget" or "over budget".
 
-  gpu_check_report.py --tests test_gpu.xml --bench gpu_bench.json --out-dir OUT [--expect-device]
+  gpu_check_report.py --tests test_gpu.xml --bench a.json [--bench b.json ...] --out-dir OUT
+                      [--seed N] [--phase NAME=SECONDS/BUDGET[/timeout] ...] [--expect-device]
 
 Exit status: 0 when every check passed, 1 when a test failed (or, with --expect-device, was
 skipped), a benchmark reported an error, an input could not be read, a target was not met or
-its figures are missing. The table is printed last.
+its figures are missing, or a phase ran out of its budget. The table is printed last.
 """
 
 import argparse
@@ -25,7 +29,7 @@ QUANT_TARGET_FORMATS = ["int8", "fp8_e4m3", "nvfp4", "mxfp4"]
 ALLOC_TARGETS = [("cuda_malloc", 100.0, "cudaMalloc+cudaFree"),
                  ("cuda_malloc_async", 2.0, "cudaMallocAsync+cudaFreeAsync")]
 
-FAILING = {"fail", "error", "not met", "missing"}
+FAILING = {"fail", "error", "not met", "missing", "over budget"}
 
 
 def parse_tests(path, expect_device):
@@ -78,6 +82,45 @@ def load_benchmarks(path):
     for name, entry in singles.items():
         medians.setdefault(name, entry)
     return data.get("context", {}), medians, errors
+
+
+def merge_benchmarks(paths):
+    """load_benchmarks over several files: (context of the first, medians, errors, error rows)."""
+    context, medians, errors, bad = {}, {}, {}, []
+    for path in paths:
+        try:
+            ctx, m, e = load_benchmarks(path)
+        except (OSError, ValueError) as err:
+            bad.append(row(f"gpu_bench ({os.path.basename(path)})", "bench", "error",
+                           ratio_text=f"unreadable: {err}"))
+            continue
+        context = context or ctx
+        medians.update(m)
+        errors.update(e)
+    return context, medians, errors, bad
+
+
+def parse_phase(text):
+    """'build=57/200' or 'tests=100/100/timeout' -> {name, seconds, budget_seconds, timed_out}."""
+    name, _, rest = text.partition("=")
+    parts = rest.split("/")
+    if not name or len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "timeout"):
+        raise ValueError(f"--phase {text!r}: expected NAME=SECONDS/BUDGET[/timeout]")
+    return {"name": name, "seconds": float(parts[0]), "budget_seconds": float(parts[1]),
+            "timed_out": len(parts) == 3}
+
+
+def phase_rows(phases):
+    rows = []
+    for p in phases:
+        over = p["timed_out"] or p["seconds"] > p["budget_seconds"]
+        r = row(f"phase: {p['name']}", "phase", "over budget" if over else "within budget",
+                p["seconds"], p["budget_seconds"], p["seconds"] / p["budget_seconds"]
+                if p["budget_seconds"] else None, "s",
+                "stopped at its budget" if p["timed_out"] else None)
+        r["figure"], r["peer"] = f"{p['seconds']:.0f} s", f"budget {p['budget_seconds']:.0f} s"
+        rows.append(r)
+    return rows
 
 
 def human_bytes(text):
@@ -182,9 +225,17 @@ def bench_rows(medians, errors):
     return rows
 
 
-def markdown(rows, device, passed):
+def markdown(rows, device, passed, seed, phases):
     lines = ["# gpu-check", "", f"Device: {device}", "",
-             f"Result: {'all checks passed' if passed else 'some checks failed'}", "",
+             f"Result: {'all checks passed' if passed else 'some checks failed'}", ""]
+    if seed is not None:
+        lines += [f"Test inputs seed: {seed} (FRUGAL_TEST_SEED={seed} repeats them)", ""]
+    if phases:
+        total = sum(p["seconds"] for p in phases)
+        lines += ["Seconds per phase: " + ", ".join(
+            f"{p['name']} {p['seconds']:.0f} s (budget {p['budget_seconds']:.0f} s)"
+            for p in phases) + f"; {total:.0f} s in all", ""]
+    lines += [
              "| check | result | figure | peer figure | ratio |",
              "|---|---|---|---|---|"]
     for r in rows:
@@ -196,7 +247,11 @@ def markdown(rows, device, passed):
 def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tests", help="ctest JUnit XML of the device tests")
-    parser.add_argument("--bench", help="Google Benchmark JSON of gpu_bench")
+    parser.add_argument("--bench", action="append", default=[],
+                        help="Google Benchmark JSON of gpu_bench (repeat for several groups)")
+    parser.add_argument("--seed", help="the seed of the device tests' inputs (FRUGAL_TEST_SEED)")
+    parser.add_argument("--phase", action="append", default=[],
+                        help="NAME=SECONDS/BUDGET[/timeout]: how long a phase took")
     parser.add_argument("--out-dir", required=True)
     parser.add_argument("--device", default="unknown")
     parser.add_argument("--expect-device", action="store_true",
@@ -213,26 +268,30 @@ def main(argv):
     else:
         rows.append(row("device tests", "test", "missing"))
     if args.bench:
-        try:
-            context, medians, errors = load_benchmarks(args.bench)
-            rows += bench_rows(medians, errors)
-        except (OSError, ValueError) as e:
-            rows.append(row("gpu_bench", "bench", "error", ratio_text=f"unreadable: {e}"))
-            rows += bench_rows({}, {})
+        context, medians, errors, bad = merge_benchmarks(args.bench)
+        rows += bad + bench_rows(medians, errors)
     else:
         rows.append(row("gpu_bench", "bench", "missing"))
         rows += bench_rows({}, {})
+    try:
+        phases = [parse_phase(p) for p in args.phase]
+    except ValueError as e:
+        parser.error(str(e))
+    rows += phase_rows(phases)
 
-    # Targets first, then the tests, then the figures behind them.
-    order = {"target": 0, "test": 1, "bench": 2}
+    # Targets first, then the tests, then the figures behind them, then the phases.
+    order = {"target": 0, "test": 1, "bench": 2, "phase": 3}
     rows.sort(key=lambda r: order[r["kind"]])
     failures = [r for r in rows if r["result"] in FAILING]
     passed = not failures
     os.makedirs(args.out_dir, exist_ok=True)
-    table = markdown(rows, args.device, passed)
+    table = markdown(rows, args.device, passed, args.seed, phases)
     with open(os.path.join(args.out_dir, "gpu-check.md"), "w") as f:
         f.write(table)
     summary = {"device": args.device, "passed": passed, "failures": len(failures),
+               "seed": int(args.seed) if args.seed is not None and args.seed.isdigit()
+               else args.seed,
+               "phases": phases, "total_seconds": sum(p["seconds"] for p in phases),
                "benchmark_context": context, "rows": rows}
     with open(os.path.join(args.out_dir, "gpu-check.json"), "w") as f:
         json.dump(summary, f, indent=1)

@@ -1,7 +1,9 @@
 // The quantization kernels against the CPU reference, byte for byte: every format, every input
-// type, random inputs with zeros, outliers, tiny values and rows of very different scales. The
-// device output is poisoned first so that a byte the kernels miss shows; dequantization is then
-// compared bit for bit both ways.
+// type, fresh random inputs with zeros, outliers, tiny values and rows of very different scales.
+// The device output is poisoned first so that a byte the kernels miss shows; dequantization is
+// then compared bit for bit both ways. A small capped grid makes every grid-stride, row and tile
+// loop run more than once. The seed comes from FRUGAL_TEST_SEED when set, else from
+// std::random_device, and is printed so that a failure can be repeated.
 #include "gpu/gpu.hpp"
 
 #include <frugal/error.hpp>
@@ -13,6 +15,8 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <random>
@@ -26,6 +30,26 @@ namespace {
 namespace q = frugal::quant;
 
 constexpr std::uint8_t poison = 0xA5;
+
+/// The seed of this run's inputs: FRUGAL_TEST_SEED when set (a decimal number), else drawn from
+/// std::random_device; printed once so that a failing run can be repeated.
+std::uint64_t test_seed() {
+  static const std::uint64_t seed = [] {
+    std::uint64_t s = 0;
+    const char* text = std::getenv("FRUGAL_TEST_SEED");
+    if (text != nullptr && *text != '\0') {
+      s = std::strtoull(text, nullptr, 10);
+    } else {
+      std::random_device device;
+      s = (static_cast<std::uint64_t>(device()) << 32) ^ device();
+    }
+    std::printf("quant kernel tests: seed %llu (FRUGAL_TEST_SEED=%llu repeats these inputs)\n",
+                static_cast<unsigned long long>(s), static_cast<unsigned long long>(s));
+    std::fflush(stdout);
+    return s;
+  }();
+  return seed;
+}
 
 /// Device memory for one test, poisoned on request.
 struct device_buffer {
@@ -100,11 +124,23 @@ std::string region_of(const q::layout& l, std::size_t i) {
 
 /// Quantizes `x` on the device and with the CPU reference and compares the bytes, then
 /// dequantizes both ways and compares the floats' bits.
+/// `tuning`: the launch shape to pass explicitly (nullptr: the current device's policy).
 template <class T>
 void check_format(q::format f, const std::vector<T>& x, std::size_t rows, std::size_t cols,
-                  const q::options& opts = {}, cudaStream_t stream = nullptr) {
-  INFO("format " << q::to_string(f) << ", " << rows << " x " << cols << ", "
-                 << sizeof(T) * 8 << "-bit input" << (opts.mx_round_up_scale ? ", round-up" : ""));
+                  const q::options& opts = {}, cudaStream_t stream = nullptr,
+                  const q::kernel_tuning* tuning = nullptr) {
+  INFO("seed " << test_seed() << " (FRUGAL_TEST_SEED), format " << q::to_string(f) << ", "
+               << rows << " x " << cols << ", " << sizeof(T) * 8 << "-bit input"
+               << (opts.mx_round_up_scale ? ", round-up" : ""));
+  const std::string launch =
+      tuning == nullptr
+          ? std::string("the device's tuning policy")
+          : "threads_per_block " + std::to_string(tuning->threads_per_block) +
+                ", items_per_thread " + std::to_string(tuning->items_per_thread) +
+                ", vec_bytes " + std::to_string(tuning->vec_bytes) + ", block_tile_elements " +
+                std::to_string(tuning->block_tile_elements) + ", blocks_per_sm " +
+                std::to_string(tuning->blocks_per_sm);
+  INFO("launch: " << launch);
   frugal::host_resource host;
   const q::quantized_tensor expected = q::quantize(f, std::span<const T>(x), cols, host, opts);
   const q::layout& l = expected.layout();
@@ -112,7 +148,11 @@ void check_format(q::format f, const std::vector<T>& x, std::size_t rows, std::s
   device_buffer input(x.size() * sizeof(T)), packed(l.total_bytes);
   FRUGAL_CUDA_TRY(cudaMemcpy(input.p, x.data(), input.bytes, cudaMemcpyHostToDevice));
   packed.poison_all();
-  q::quantize_device(f, input.as<const T>(), rows, cols, packed.as<std::byte>(), stream, opts);
+  if (tuning != nullptr)
+    q::quantize_device(f, input.as<const T>(), rows, cols, packed.as<std::byte>(), stream, opts,
+                       *tuning);
+  else
+    q::quantize_device(f, input.as<const T>(), rows, cols, packed.as<std::byte>(), stream, opts);
   FRUGAL_CUDA_TRY(cudaDeviceSynchronize());
   const std::vector<std::uint8_t> got = packed.to_host();
   std::size_t first_diff = got.size();
@@ -128,7 +168,12 @@ void check_format(q::format f, const std::vector<T>& x, std::size_t rows, std::s
   q::dequantize(expected, cpu);
   device_buffer restored(rows * cols * sizeof(float));
   restored.poison_all();
-  q::dequantize_device(f, packed.as<const std::byte>(), rows, cols, restored.as<float>(), stream);
+  if (tuning != nullptr)
+    q::dequantize_device(f, packed.as<const std::byte>(), rows, cols, restored.as<float>(), stream,
+                         *tuning);
+  else
+    q::dequantize_device(f, packed.as<const std::byte>(), rows, cols, restored.as<float>(),
+                         stream);
   FRUGAL_CUDA_TRY(cudaDeviceSynchronize());
   const std::vector<std::uint8_t> gpu = restored.to_host();
   std::size_t first_float = cpu.size();
@@ -141,13 +186,16 @@ void check_format(q::format f, const std::vector<T>& x, std::size_t rows, std::s
   REQUIRE(first_float == cpu.size());
 }
 
-/// Shapes every format takes (cols a multiple of 128), and one that only per-tensor and
-/// per-channel formats take (cols = 100: rows not 16-byte aligned, the element-wise path).
+/// Shapes every format takes (cols a multiple of 128), and ones that only per-tensor and
+/// per-channel formats take: cols = 100 (float rows 16-byte aligned, half rows 8-byte aligned,
+/// 4 codes per decode access) and cols = 99 (one element per access everywhere).
 struct shape {
   std::size_t rows, cols;
 };
 constexpr shape common_shapes[] = {{1, 128}, {37, 256}, {513, 2048}};
-constexpr shape odd_shape{5, 100};
+constexpr shape odd_shapes[] = {{5, 100}, {7, 99}};
+
+bool is_block(q::format f) { return q::info(f).shared_by == q::granularity::block; }
 
 template <class T>
 void check_all_formats(std::uint64_t seed, const q::options& opts = {}) {
@@ -155,10 +203,23 @@ void check_all_formats(std::uint64_t seed, const q::options& opts = {}) {
     const std::vector<T> x = convert<T>(make_input(s.rows, s.cols, seed++));
     for (const q::format_info& fi : q::all_formats()) check_format<T>(fi.id, x, s.rows, s.cols, opts);
   }
-  const std::vector<T> x = convert<T>(make_input(odd_shape.rows, odd_shape.cols, seed));
-  for (const q::format_info& fi : q::all_formats())
-    if (fi.shared_by != q::granularity::block)
-      check_format<T>(fi.id, x, odd_shape.rows, odd_shape.cols, opts);
+  for (const shape& s : odd_shapes) {
+    const std::vector<T> x = convert<T>(make_input(s.rows, s.cols, seed++));
+    for (const q::format_info& fi : q::all_formats())
+      if (!is_block(fi.id)) check_format<T>(fi.id, x, s.rows, s.cols, opts);
+  }
+}
+
+/// A launch shape that makes every loop of the kernels turn more than once on any device: one
+/// warp per block, one block per SM (so at most a few hundred blocks), tiles of 32 groups.
+q::kernel_tuning small_grid(int vec_bytes) {
+  q::kernel_tuning t;
+  t.threads_per_block = 32;
+  t.items_per_thread = 1;
+  t.vec_bytes = vec_bytes;
+  t.block_tile_elements = 128;
+  t.blocks_per_sm = 1;
+  return t;
 }
 
 }  // namespace
@@ -166,7 +227,7 @@ void check_all_formats(std::uint64_t seed, const q::options& opts = {}) {
 TEMPLATE_TEST_CASE("quant kernels: every format matches the CPU reference byte for byte", "[gpu]",
                    float, frugal::float16, frugal::bfloat16) {
   FRUGAL_REQUIRE_DEVICE();
-  check_all_formats<TestType>(100);
+  check_all_formats<TestType>(test_seed());
 }
 
 TEST_CASE("quant kernels: MX formats with the round-up scale match the CPU reference", "[gpu]") {
@@ -174,7 +235,7 @@ TEST_CASE("quant kernels: MX formats with the round-up scale match the CPU refer
   q::options opts;
   opts.mx_round_up_scale = true;
   for (const shape& s : common_shapes) {
-    const std::vector<float> x = make_input(s.rows, s.cols, 7);
+    const std::vector<float> x = make_input(s.rows, s.cols, test_seed() + 7);
     check_format<float>(q::format::mxfp8, x, s.rows, s.cols, opts);
     check_format<float>(q::format::mxfp4, x, s.rows, s.cols, opts);
   }
@@ -182,7 +243,7 @@ TEST_CASE("quant kernels: MX formats with the round-up scale match the CPU refer
 
 TEST_CASE("quant kernels: non-finite inputs give the CPU reference's bytes", "[gpu]") {
   FRUGAL_REQUIRE_DEVICE();
-  std::vector<float> x = make_input(8, 256, 11);
+  std::vector<float> x = make_input(8, 256, test_seed() + 11);
   x[5] = std::numeric_limits<float>::quiet_NaN();
   x[300] = std::numeric_limits<float>::infinity();
   x[301] = -std::numeric_limits<float>::infinity();
@@ -190,33 +251,45 @@ TEST_CASE("quant kernels: non-finite inputs give the CPU reference's bytes", "[g
   for (const q::format_info& fi : q::all_formats()) check_format<float>(fi.id, x, 8, 256);
 }
 
+TEMPLATE_TEST_CASE("quant kernels: a small capped grid runs every loop more than once", "[gpu]",
+                   float, frugal::float16, frugal::bfloat16) {
+  FRUGAL_REQUIRE_DEVICE();
+  // 2048 x 1024 under small_grid: a per-tensor kernel walks its grid-stride loop hundreds of
+  // times, a per-channel block encodes several rows with several chunks each, a block-format
+  // block handles many tiles. vec_bytes 16, 8 and 4 give every access width of the per-tensor
+  // and per-channel kernels (the block formats do not depend on it). 1000 x 99 takes the
+  // one-element paths.
+  const std::vector<TestType> big = convert<TestType>(make_input(2048, 1024, test_seed() + 31));
+  const std::vector<TestType> odd = convert<TestType>(make_input(1000, 99, test_seed() + 37));
+  for (int vec : {16, 8, 4}) {
+    const q::kernel_tuning t = small_grid(vec);
+    for (const q::format_info& fi : q::all_formats()) {
+      if (!is_block(fi.id) || vec == 16)
+        check_format<TestType>(fi.id, big, 2048, 1024, {}, nullptr, &t);
+      if (!is_block(fi.id)) check_format<TestType>(fi.id, odd, 1000, 99, {}, nullptr, &t);
+    }
+  }
+}
+
 TEST_CASE("quant kernels: work on a caller's stream and under every tuning policy", "[gpu]") {
   FRUGAL_REQUIRE_DEVICE();
   cudaStream_t stream{};
   FRUGAL_CUDA_TRY(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-  const std::vector<float> x = make_input(37, 256, 21);
+  const std::vector<float> x = make_input(37, 256, test_seed() + 21);
   for (const q::format_info& fi : q::all_formats()) check_format<float>(fi.id, x, 37, 256, {}, stream);
   FRUGAL_CUDA_TRY(cudaStreamDestroy(stream));
 
-  // Every policy gives the same bytes: the tuning changes only who does what.
-  frugal::host_resource host;
+  // Every policy, at every access width, gives the same bytes: the tuning changes only who does
+  // what. 1025 x 1024 spans more than one wave of blocks under each policy's grid cap.
+  const std::vector<float> y = make_input(1025, 1024, test_seed() + 23);
   for (const auto& [major, minor] : {std::pair{7, 0}, std::pair{8, 0}, std::pair{9, 0}}) {
     q::kernel_tuning t = q::tuning_for(major, minor);
-    for (int vec : {16, 4}) {
+    for (int vec : {16, 8, 4}) {
       t.vec_bytes = vec;
       for (q::format f : {q::format::int8_asym, q::format::fp8_e4m3_channel, q::format::int4_g128,
-                          q::format::nvfp4, q::format::q4_0}) {
-        INFO("policy " << major << "." << minor << ", vec_bytes " << vec << ", "
-                       << q::to_string(f));
-        const q::quantized_tensor expected = q::quantize(f, std::span<const float>(x), 256, host);
-        device_buffer input(x.size() * sizeof(float)), packed(expected.bytes());
-        FRUGAL_CUDA_TRY(cudaMemcpy(input.p, x.data(), input.bytes, cudaMemcpyHostToDevice));
-        packed.poison_all();
-        q::quantize_device(f, input.as<const float>(), 37, 256, packed.as<std::byte>(), nullptr,
-                           {}, t);
-        FRUGAL_CUDA_TRY(cudaDeviceSynchronize());
-        const std::vector<std::uint8_t> got = packed.to_host();
-        CHECK(std::memcmp(got.data(), expected.data(), got.size()) == 0);
+                          q::format::int8_g128_asym, q::format::nvfp4, q::format::q4_0}) {
+        INFO("policy " << major << "." << minor);
+        check_format<float>(f, y, 1025, 1024, {}, nullptr, &t);
       }
     }
   }
@@ -264,6 +337,16 @@ TEST_CASE("quant kernels: bad arguments throw invalid_argument and queue nothing
                     frugal::invalid_argument);
     CHECK_THROWS_AS(q::dequantize_device(q::format::mxfp4, out, rows, cols,
                                          restored.as<float>() + 1),
+                    frugal::invalid_argument);
+  }
+  SECTION("a format value outside the enumeration") {
+    const auto bad = static_cast<q::format>(200);
+    CHECK_THROWS_WITH(q::quantize_device(bad, in, rows, cols, out),
+                      Catch::Contains("format value 200"));
+    CHECK_THROWS_AS(q::dequantize_device(bad, out, rows, cols, restored.as<float>()),
+                    frugal::invalid_argument);
+    CHECK_THROWS_AS(q::dequantize_device(static_cast<q::format>(q::format_count), out, rows, cols,
+                                         restored.as<float>()),
                     frugal::invalid_argument);
   }
   SECTION("a tuning knob out of range") {

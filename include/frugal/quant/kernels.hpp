@@ -1,4 +1,4 @@
-// frugal/quant/kernels.hpp: the CUDA quantization kernels (cuda/quant.cu, in frugal::cuda). They
+// frugal/quant/kernels.hpp: the CUDA quantization kernels (cuda/quant*.cu, in frugal::cuda). They
 // write the same bytes as the CPU reference quant::quantize, into a buffer laid out by layout_of.
 //   auto l = frugal::quant::layout_of(frugal::quant::format::nvfp4, rows, cols);
 //   frugal::quant::quantize_device(frugal::quant::format::nvfp4, d_weights, rows, cols, d_bytes, stream);
@@ -26,9 +26,13 @@ struct kernel_tuning {
   /// Threads per block of the element-wise kernels (per-tensor and per-channel formats) and of
   /// the reductions; a multiple of 32 in [32, 1024].
   int threads_per_block = 256;
-  /// Elements one thread handles per tile in the element-wise kernels (a power of two, 1-64).
+  /// Elements per thread that the element-wise grids are sized for (a power of two, 1-64),
+  /// before the blocks_per_sm cap; grid-stride loops cover the rest.
   int items_per_thread = 16;
-  /// Widest access in bytes (16, 8 or 4); narrower when a pointer is not aligned to it.
+  /// Widest access in bytes (16, 8 or 4) of the per-tensor and per-channel kernels: bytes of
+  /// input per load when quantizing, codes per load when dequantizing; narrower (down to one
+  /// element) when a row's length is not a multiple of it. The block-format kernels always
+  /// stage their tiles with 16-byte accesses.
   int vec_bytes = 16;
   /// Elements per tile of the block-format kernels (a power of two, at least 128 and at most
   /// 8192); each thread of such a block handles one group, so the block has tile / group threads.
@@ -58,7 +62,8 @@ unsigned quantize_input_reads(format f) noexcept;
 /// @param input device-accessible, rows * cols elements
 /// @param output device-accessible, layout_of(f, rows, cols).total_bytes bytes; padding bytes
 ///   between regions are written as zero
-/// @throws invalid_argument for a null pointer or a shape layout_of rejects (nothing is queued)
+/// @throws invalid_argument for a null pointer, a pointer not 16-byte aligned, a shape layout_of
+///   rejects or a format value outside the enumeration (nothing is queued)
 /// @throws cuda_error when a launch or an allocation fails
 void quantize_device(format f, const float* input, std::size_t rows, std::size_t cols,
                      std::byte* output, cudaStream_t stream = nullptr, const options& opts = {});
@@ -81,7 +86,8 @@ void quantize_device(format f, const bfloat16* input, std::size_t rows, std::siz
 
 /// @brief Dequantizes `input` (laid out by layout_of(f, rows, cols)) into rows * cols floats on
 /// `stream`: the same floats, bit for bit, as quant::dequantize. Asynchronous.
-/// @throws invalid_argument for a null pointer or a shape layout_of rejects (nothing is queued)
+/// @throws invalid_argument for a null pointer, a pointer not 16-byte aligned, a shape layout_of
+///   rejects or a format value outside the enumeration (nothing is queued)
 /// @throws cuda_error when a launch fails
 void dequantize_device(format f, const std::byte* input, std::size_t rows, std::size_t cols,
                        float* output, cudaStream_t stream = nullptr);
