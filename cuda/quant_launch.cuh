@@ -270,3 +270,52 @@ void with_input_type(device_detail::input_type type, F&& f) {
 
 }  // namespace
 }  // namespace frugal::quant
+
+namespace frugal::quant::device_detail {
+
+/// Calls `f.template operator()<int_group<Bits, asymmetric, G>>()` for the Bits-bit integer
+/// group format `fmt`; false when `fmt` is not one. The six formats of each width are declared
+/// in the order g32, g32_asym, g64, g64_asym, g128, g128_asym (format.hpp).
+template <int Bits, class F>
+bool with_int_group(format fmt, F&& f) {
+  constexpr format first = Bits == 8 ? format::int8_g32 : format::int4_g32;
+  switch (static_cast<int>(fmt) - static_cast<int>(first)) {
+    case 0: f.template operator()<int_group<Bits, false, 32>>(); return true;
+    case 1: f.template operator()<int_group<Bits, true, 32>>(); return true;
+    case 2: f.template operator()<int_group<Bits, false, 64>>(); return true;
+    case 3: f.template operator()<int_group<Bits, true, 64>>(); return true;
+    case 4: f.template operator()<int_group<Bits, false, 128>>(); return true;
+    case 5: f.template operator()<int_group<Bits, true, 128>>(); return true;
+    default: return false;
+  }
+}
+
+/// The int8 (quant_int8.cu) and int4 (quant_int4.cu) block families: one thread per group
+/// through a shared-memory tile.
+template <int Bits>
+void quantize_int_groups(const quantize_job& job) {
+  const launch_plan plan = plan_of(job);
+  const regions out(job.l, job.output);
+  const std::size_t n = job.rows * job.cols;
+  const group_context ctx;
+  bool known = true;
+  with_input_type(job.type, [&]<class T>() {
+    const auto* in = static_cast<const raw_t<T>*>(job.input);
+    known = with_int_group<Bits>(job.f, [&]<class P>() {
+      quantize_groups<T, P>(in, n, out, ctx, nullptr, plan);
+    });
+  });
+  if (!known) not_in_family(job.f, Bits == 8 ? "int8 block" : "int4 block");
+}
+
+template <int Bits>
+void dequantize_int_groups(const dequantize_job& job) {
+  const launch_plan plan = plan_of(job);
+  const regions in(job.l, const_cast<std::uint8_t*>(job.input));
+  const std::size_t n = job.rows * job.cols;
+  const bool known = with_int_group<Bits>(
+      job.f, [&]<class P>() { dequantize_groups<P>(in, n, job.output, plan); });
+  if (!known) not_in_family(job.f, Bits == 8 ? "int8 block" : "int4 block");
+}
+
+}  // namespace frugal::quant::device_detail
