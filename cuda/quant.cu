@@ -52,6 +52,18 @@ std::string caller(const char* function, format f) {
   return std::string("quant::") + function + "(" + std::string(to_string(f)) + ")";
 }
 
+/// The checks every launcher makes before it queues anything: the tuning, non-null pointers and
+/// 16-byte alignment of both buffers.
+void check_launch(const std::string& who, const kernel_tuning& tuning, const void* input,
+                  const void* output) {
+  check_tuning(tuning, who);
+  FRUGAL_EXPECTS(input != nullptr && output != nullptr, who + ": null pointer", invalid_argument);
+  FRUGAL_EXPECTS(aligned16(input) && aligned16(output),
+                 who + ": input and output must be 16-byte aligned (cudaMalloc and "
+                       "quantized_tensor give 256)",
+                 invalid_argument);
+}
+
 /// Zeroes the padding between regions, as the CPU reference does, so every byte is defined.
 void zero_padding(const layout& l, std::uint8_t* base, cudaStream_t stream) {
   struct region { std::size_t offset, bytes; };
@@ -78,12 +90,7 @@ void quantize_any(format f, const T* input, std::size_t rows, std::size_t cols,
                   std::byte* output, cudaStream_t stream, const options& opts,
                   const kernel_tuning& tuning) {
   const std::string who = caller("quantize_device", f);
-  check_tuning(tuning, who);
-  FRUGAL_EXPECTS(input != nullptr && output != nullptr, who + ": null pointer", invalid_argument);
-  FRUGAL_EXPECTS(aligned16(input) && aligned16(output),
-                 who + ": input and output must be 16-byte aligned (cudaMalloc and "
-                       "quantized_tensor give 256)",
-                 invalid_argument);
+  check_launch(who, tuning, input, output);
   dd::quantize_job job;
   job.f = f;
   job.type = input_type_of<T>;
@@ -131,12 +138,7 @@ void quantize_any(format f, const T* input, std::size_t rows, std::size_t cols,
 void dequantize_any(format f, const std::byte* input, std::size_t rows, std::size_t cols,
                     float* output, cudaStream_t stream, const kernel_tuning& tuning) {
   const std::string who = caller("dequantize_device", f);
-  check_tuning(tuning, who);
-  FRUGAL_EXPECTS(input != nullptr && output != nullptr, who + ": null pointer", invalid_argument);
-  FRUGAL_EXPECTS(aligned16(input) && aligned16(output),
-                 who + ": input and output must be 16-byte aligned (cudaMalloc and "
-                       "quantized_tensor give 256)",
-                 invalid_argument);
+  check_launch(who, tuning, input, output);
   dd::dequantize_job job;
   job.f = f;
   job.input = reinterpret_cast<const std::uint8_t*>(input);
