@@ -249,8 +249,8 @@ def quant_report(rows):
     def gbs(r):
         return r["bytes_per_second"] / 1e9
     memcpy = gbs(next(r for r in rows if r["bench"] == "BM_memcpy"))
-    quant = {r["peer"]: r for r in rows if r["bench"] == "BM_quantize"}
-    dequant = {r["peer"]: r for r in rows if r["bench"] == "BM_dequantize"}
+    quant = by_peer(rows, "BM_quantize")
+    dequant = by_peer(rows, "BM_dequantize")
     print("### CPU quantize and dequantize, 4,096 x 1,024 float32 (16 MiB), one core\n")
     print(f"memcpy of the same 16 MiB in the same run: {memcpy:.2f} GB/s.\n")
     print("| format | quantize GB/s | / memcpy | dequantize GB/s | / memcpy |")

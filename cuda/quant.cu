@@ -64,6 +64,42 @@ void check_launch(const std::string& who, const kernel_tuning& tuning, const voi
                  invalid_argument);
 }
 
+/// Which translation unit holds a format's kernels (quant_launch.cuh).
+enum class kernel_family { scaled, int8_groups, int4_groups, other_blocks };
+
+kernel_family family_of(format f, const std::string& who) {
+  switch (f) {
+    case format::int8:
+    case format::int8_asym:
+    case format::int8_channel:
+    case format::int8_channel_asym:
+    case format::fp8_e4m3:
+    case format::fp8_e5m2:
+    case format::fp8_e4m3_channel:
+    case format::fp8_e5m2_channel: return kernel_family::scaled;
+    case format::int8_g32:
+    case format::int8_g32_asym:
+    case format::int8_g64:
+    case format::int8_g64_asym:
+    case format::int8_g128:
+    case format::int8_g128_asym: return kernel_family::int8_groups;
+    case format::int4_g32:
+    case format::int4_g32_asym:
+    case format::int4_g64:
+    case format::int4_g64_asym:
+    case format::int4_g128:
+    case format::int4_g128_asym: return kernel_family::int4_groups;
+    case format::mxfp8:
+    case format::mxfp4:
+    case format::nvfp4:
+    case format::nf4:
+    case format::q8_0:
+    case format::q4_0: return kernel_family::other_blocks;
+  }
+  ::frugal::detail::throw_error<invalid_argument>(__FILE__, __LINE__,
+                                                  who + ": no kernel for this format value");
+}
+
 /// Zeroes the padding between regions, as the CPU reference does, so every byte is defined.
 void zero_padding(const layout& l, std::uint8_t* base, cudaStream_t stream) {
   struct region { std::size_t offset, bytes; };
@@ -104,35 +140,12 @@ void quantize_any(format f, const T* input, std::size_t rows, std::size_t cols,
   job.stream = stream;
   job.mx_round_up = opts.mx_round_up_scale;
   zero_padding(job.l, job.output, stream);
-  switch (f) {
-    case format::int8:
-    case format::int8_asym:
-    case format::int8_channel:
-    case format::int8_channel_asym:
-    case format::fp8_e4m3:
-    case format::fp8_e5m2:
-    case format::fp8_e4m3_channel:
-    case format::fp8_e5m2_channel: return dd::quantize_scaled_family(job);
-    case format::int8_g32:
-    case format::int8_g32_asym:
-    case format::int8_g64:
-    case format::int8_g64_asym:
-    case format::int8_g128:
-    case format::int8_g128_asym: return dd::quantize_int8_groups(job);
-    case format::int4_g32:
-    case format::int4_g32_asym:
-    case format::int4_g64:
-    case format::int4_g64_asym:
-    case format::int4_g128:
-    case format::int4_g128_asym: return dd::quantize_int4_groups(job);
-    case format::mxfp8:
-    case format::mxfp4:
-    case format::nvfp4:
-    case format::nf4:
-    case format::q8_0:
-    case format::q4_0: return dd::quantize_other_blocks(job);
+  switch (family_of(f, who)) {
+    case kernel_family::scaled: return dd::quantize_scaled_family(job);
+    case kernel_family::int8_groups: return dd::quantize_int8_groups(job);
+    case kernel_family::int4_groups: return dd::quantize_int4_groups(job);
+    case kernel_family::other_blocks: return dd::quantize_other_blocks(job);
   }
-  FRUGAL_EXPECTS(false, who + ": no kernel for this format value", invalid_argument);
 }
 
 void dequantize_any(format f, const std::byte* input, std::size_t rows, std::size_t cols,
@@ -149,35 +162,12 @@ void dequantize_any(format f, const std::byte* input, std::size_t rows, std::siz
   job.tuning = tuning;
   job.sms = sm_count();
   job.stream = stream;
-  switch (f) {
-    case format::int8:
-    case format::int8_asym:
-    case format::int8_channel:
-    case format::int8_channel_asym:
-    case format::fp8_e4m3:
-    case format::fp8_e5m2:
-    case format::fp8_e4m3_channel:
-    case format::fp8_e5m2_channel: return dd::dequantize_scaled_family(job);
-    case format::int8_g32:
-    case format::int8_g32_asym:
-    case format::int8_g64:
-    case format::int8_g64_asym:
-    case format::int8_g128:
-    case format::int8_g128_asym: return dd::dequantize_int8_groups(job);
-    case format::int4_g32:
-    case format::int4_g32_asym:
-    case format::int4_g64:
-    case format::int4_g64_asym:
-    case format::int4_g128:
-    case format::int4_g128_asym: return dd::dequantize_int4_groups(job);
-    case format::mxfp8:
-    case format::mxfp4:
-    case format::nvfp4:
-    case format::nf4:
-    case format::q8_0:
-    case format::q4_0: return dd::dequantize_other_blocks(job);
+  switch (family_of(f, who)) {
+    case kernel_family::scaled: return dd::dequantize_scaled_family(job);
+    case kernel_family::int8_groups: return dd::dequantize_int8_groups(job);
+    case kernel_family::int4_groups: return dd::dequantize_int4_groups(job);
+    case kernel_family::other_blocks: return dd::dequantize_other_blocks(job);
   }
-  FRUGAL_EXPECTS(false, who + ": no kernel for this format value", invalid_argument);
 }
 
 }  // namespace
