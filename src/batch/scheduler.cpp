@@ -156,6 +156,7 @@ void scheduler::schedule(entry& e, std::uint32_t tokens, bool prefill, step_plan
   const auto pages = e.seq.pages();
   const std::size_t first = e.computed - (prefill ? 0 : 1);
   if (prefill) e.computed += tokens;
+  cache_->mark_computed(e.seq, e.computed);  // written by this step's kernels before any read
   for (std::size_t t = first; t < first + tokens; ++t)
     plan.slot_mapping.push_back(static_cast<std::int64_t>(pages[t / page_size]) *
                                     static_cast<std::int64_t>(page_size) +
@@ -176,7 +177,9 @@ void scheduler::schedule(entry& e, std::uint32_t tokens, bool prefill, step_plan
 bool scheduler::admit(entry& e, std::uint32_t& budget, step_plan& plan) {
   std::vector<token_id> tokens = e.req.prompt;
   tokens.insert(tokens.end(), e.output.begin(), e.output.end());
-  auto seq = cache_->try_add_sequence(tokens, e.req.extra_key);
+  // Pages are registered for prefix hits only as their tokens are scheduled (schedule()), so no
+  // request can hit a page whose prefill has not run.
+  auto seq = cache_->try_add_sequence(tokens, e.req.extra_key, 0);
   if (!seq) return false;
   const std::size_t to_compute = tokens.size() - seq->cached_tokens();
   if (!options_.chunked_prefill && to_compute > budget) return false;  // seq releases itself

@@ -2,6 +2,7 @@
 #include <frugal/kv/cache.hpp>
 
 #include <algorithm>
+#include <limits>
 #include <cmath>
 #include <cstring>
 
@@ -144,12 +145,35 @@ void cache::feed_tokens(sequence_state& s, std::span<const token_id> tokens) {
     const std::uint64_t h = hash_finish(s.partial_hash);
     s.last_hash = h;
     if (!options_.enable_prefix_caching) continue;
-    const page_id p = s.pages[s.num_tokens / page_size - 1];
-    if (hash_[p] == 0 && prefix_.find(h) == detail::pointer_map::npos) {
-      prefix_.insert(h, p);  // capacity reserved for one entry per page
-      hash_[p] = h;
+    const std::size_t index = s.num_tokens / page_size - 1;
+    if (s.pending.empty() && s.num_tokens <= s.register_limit) {
+      register_page(s.pages[index], h);
+      s.pages_registered = index + 1;
+    } else {
+      s.pending.push_back(h);
     }
   }
+}
+
+void cache::register_page(page_id p, std::uint64_t h) noexcept {
+  if (hash_[p] == 0 && prefix_.find(h) == detail::pointer_map::npos) {
+    prefix_.insert(h, p);  // capacity reserved for one entry per page
+    hash_[p] = h;
+  }
+}
+
+void cache::mark_computed(sequence& seq, std::size_t num_tokens) {
+  sequence_state& s = state_of(seq, "mark_computed");
+  s.register_limit = std::max(s.register_limit, num_tokens);
+  const std::size_t page_size = layout().page_size;
+  std::size_t done = 0;
+  while (done < s.pending.size() && (s.pages_registered + 1) * page_size <= s.register_limit &&
+         !s.swapped) {
+    register_page(s.pages[s.pages_registered], s.pending[done]);
+    ++s.pages_registered;
+    ++done;
+  }
+  s.pending.erase(s.pending.begin(), s.pending.begin() + static_cast<std::ptrdiff_t>(done));
 }
 
 std::uint32_t cache::new_slot() {
@@ -181,6 +205,12 @@ const cache::sequence_state& cache::state_of(const sequence& seq, const char* op
 
 std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens,
                                                 std::uint64_t extra_key) {
+  return try_add_sequence(tokens, extra_key, std::numeric_limits<std::size_t>::max());
+}
+
+std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens,
+                                                std::uint64_t extra_key,
+                                                std::size_t computed_tokens) {
   FRUGAL_EXPECTS(!tokens.empty(), "kv::cache::add_sequence: the prompt is empty", invalid_argument);
   const std::size_t page_size = layout().page_size;
   const std::size_t needed = (tokens.size() + page_size - 1) / page_size;
@@ -219,6 +249,9 @@ std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens
   s.extra_key = extra_key;
   s.cached_tokens = hits * page_size;
   s.num_tokens = s.cached_tokens;
+  s.register_limit = std::max(computed_tokens, s.cached_tokens);
+  s.pages_registered = hits;
+  s.pending.clear();
   s.last_hash = hits == 0 ? 0 : hashes[hits - 1];
   s.new_begin = s.cached_tokens;
   s.live = true;
@@ -329,6 +362,9 @@ sequence cache::fork(const sequence& seq) {
   s.extra_key = from.extra_key;
   s.cached_tokens = from.cached_tokens;
   s.new_begin = from.num_tokens;
+  s.register_limit = from.register_limit;
+  s.pages_registered = from.pages_registered;
+  s.pending = from.pending;
   s.live = true;
   s.swapped = false;
   for (const page_id p : s.pages) pages_.retain(p);
@@ -351,6 +387,7 @@ void cache::release(std::uint32_t slot) noexcept {
   s.partial_hash = 0;
   s.num_tokens = 0;
   s.last_hash = 0;
+  s.pending.clear();
   s.live = false;
   ++s.generation;
   free_slots_.push_back(slot);  // capacity: at most one entry per slot ever made
@@ -379,6 +416,7 @@ std::vector<copy_op> cache::swap_out(sequence& seq) {
   }
   for (auto it = s.pages.rbegin(); it != s.pages.rend(); ++it) drop_holder(*it);
   s.pages.clear();
+  s.pending.clear();  // the pages it gets back are not registered (see swap_in)
   s.swapped = true;
   ++swaps_out_;
   return ops;

@@ -370,3 +370,32 @@ TEST_CASE("kv: swaps hand out pending copy-on-write copies first, so one ordered
   CHECK(out.size() == 1);
   CHECK(kv.is_valid());
 }
+
+TEST_CASE("kv::cache: pages held back until computed are never prefix hits", "[kv][cache]") {
+  frugal::host_resource host;
+  cache kv{small_layout(), 16, host, no_watermark()};
+  const std::vector<token_id> prompt{1, 2, 3, 4, 5, 6, 7, 8, 9};  // two full pages of 4
+  auto a = kv.try_add_sequence(prompt, 0, 0);
+  REQUIRE(a);
+  // Nothing of a is computed yet: an equal prompt finds no page to reuse.
+  auto b = kv.try_add_sequence(prompt, 0, 0);
+  REQUIRE(b);
+  CHECK(b->cached_tokens() == 0);
+  b->release();  // never computed either: its pages are freed, not cached
+  CHECK(kv.stats().cached_pages == 0);
+  kv.mark_computed(*a, 5);  // the first page is written
+  auto c = kv.add_sequence(prompt);
+  CHECK(c.cached_tokens() == 4);
+  c.release();
+  kv.mark_computed(*a, 9);
+  auto d = kv.add_sequence(prompt);
+  CHECK(d.cached_tokens() == 8);
+  CHECK(kv.is_valid());
+  // Released before its second page was computed: that page is freed, not cached.
+  auto e = kv.try_add_sequence(std::vector<token_id>{7, 7, 7, 7, 7, 7, 7, 7, 7}, 0, 4);
+  REQUIRE(e);
+  const auto cached_before = kv.stats().cached_pages;
+  e->release();
+  CHECK(kv.stats().cached_pages == cached_before + 1);
+  CHECK(kv.is_valid());
+}

@@ -102,6 +102,17 @@ class cache {
   /// @throws invalid_argument for an empty prompt, or one needing more pages than the cache has
   std::optional<sequence> try_add_sequence(std::span<const token_id> tokens,
                                            std::uint64_t extra_key = 0);
+  /// @brief As try_add_sequence, for an engine that computes the prompt in chunks: only the
+  /// full pages within the first `computed_tokens` tokens (those whose KV exists, or is written
+  /// before anything else reads the cache) are registered for prefix hits now; the others when
+  /// mark_computed() reaches them, so no other sequence can hit a page whose KV is not there.
+  /// Pages filled by later appends are held back too until mark_computed covers them.
+  std::optional<sequence> try_add_sequence(std::span<const token_id> tokens,
+                                           std::uint64_t extra_key, std::size_t computed_tokens);
+  /// @brief Registers for prefix hits the full pages of `seq` within its first `num_tokens`
+  /// tokens that were held back by try_add_sequence's computed_tokens. Never unregisters.
+  /// @throws invalid_argument for an empty, released or foreign sequence
+  void mark_computed(sequence& seq, std::size_t num_tokens);
   /// @brief As try_add_sequence. @throws out_of_memory when the pages do not fit now
   sequence add_sequence(std::span<const token_id> tokens, std::uint64_t extra_key = 0);
 
@@ -199,6 +210,11 @@ class cache {
     std::uint64_t extra_key = 0;
     std::size_t cached_tokens = 0;
     std::size_t new_begin = 0;            // first token of the last add/append
+    // Full pages held back from the prefix map until computed (see mark_computed): the hashes
+    // of pages [pages_registered, pages_registered + pending.size()), in order.
+    std::size_t register_limit = 0;       // tokens whose full pages may be registered
+    std::size_t pages_registered = 0;
+    std::vector<std::uint64_t> pending;
     std::uint32_t generation = 0;
     bool live = false;
     bool swapped = false;
@@ -215,6 +231,7 @@ class cache {
   /// Adds tokens to s's partial last page, registering each page that fills (its page must be
   /// in s.pages already).
   void feed_tokens(sequence_state& s, std::span<const token_id> tokens);
+  void register_page(page_id p, std::uint64_t h) noexcept;
   void set_fill(page_id p, std::size_t tokens) noexcept;
   void lru_push_back(page_id p) noexcept;
   void lru_remove(page_id p) noexcept;

@@ -9,11 +9,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace frugal::kv {
 
-/// @brief Element type of the cache. The 8-bit types carry scales (see scale_granularity).
-enum class dtype : std::uint8_t { fp16, bf16, fp8_e4m3, fp8_e5m2, int8 };
+/// @brief Element type of the cache. The 8-bit types carry scales (see scale_granularity);
+/// fp32 is for CPU engines and exact tests.
+enum class dtype : std::uint8_t { fp16, bf16, fp8_e4m3, fp8_e5m2, int8, fp32 };
 
 /// @brief Order of one layer's page: NHD is [page, 2, page_size, heads, dim], HND is
 /// [page, 2, heads, page_size, dim] (FlashInfer's kv_layout "NHD" / "HND"); 2 is K then V.
@@ -25,7 +27,34 @@ enum class scale_granularity : std::uint8_t { per_tensor, per_head };
 
 /// @brief Bytes per element of `t`.
 constexpr std::size_t element_bytes(dtype t) noexcept {
-  return t == dtype::fp16 || t == dtype::bf16 ? 2 : 1;
+  return t == dtype::fp32 ? 4 : t == dtype::fp16 || t == dtype::bf16 ? 2 : 1;
+}
+
+/// @brief The stable name of `t` ("fp16", "fp8_e4m3", ...), as the CLI and examples spell it.
+constexpr std::string_view to_string(dtype t) noexcept {
+  switch (t) {
+    case dtype::fp16: return "fp16";
+    case dtype::bf16: return "bf16";
+    case dtype::fp8_e4m3: return "fp8_e4m3";
+    case dtype::fp8_e5m2: return "fp8_e5m2";
+    case dtype::int8: return "int8";
+    case dtype::fp32: return "fp32";
+  }
+  return "?";
+}
+
+/// @brief The dtype named `name` (a to_string() name, or "fp8" for fp8_e4m3).
+/// @throws invalid_argument for an unknown name, listing the known ones
+inline dtype parse_dtype(std::string_view name) {
+  if (name == "fp8") return dtype::fp8_e4m3;
+  for (const dtype t : {dtype::fp16, dtype::bf16, dtype::fp8_e4m3, dtype::fp8_e5m2, dtype::int8,
+                        dtype::fp32})
+    if (to_string(t) == name) return t;
+  FRUGAL_EXPECTS(false,
+                 "kv: unknown KV dtype \"" + std::string(name) +
+                     "\"; known: fp16, bf16, fp8 (fp8_e4m3), fp8_e5m2, int8, fp32",
+                 invalid_argument);
+  return dtype::fp16;
 }
 
 /// @brief The shape of a paged KV cache. Validated by validate() (every kv constructor calls it).

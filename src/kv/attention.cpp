@@ -1,0 +1,313 @@
+// Paged attention on the CPU: write_kv encodes rows into their slots; paged_attention walks each
+// query's pages with an online softmax, one page of keys at a time.
+#include <frugal/kv/attention.hpp>
+#include <frugal/kv/detail/attention_math.hpp>
+
+#include <array>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace frugal::kv {
+
+namespace detail {
+
+std::size_t kv_len_of(const paged_kv& table, std::size_t i, std::uint32_t page_size) noexcept {
+  if (table.kind == paged_kv::format::block_tables) return static_cast<std::size_t>(table.seq_lens[i]);
+  const auto pages = static_cast<std::size_t>(table.indptr[i + 1] - table.indptr[i]);
+  return pages == 0 ? 0 : (pages - 1) * page_size + static_cast<std::size_t>(table.last_page_len[i]);
+}
+
+void check_table(const paged_kv& table, const page_pool& pages, const char* who) {
+  const std::string name = who;
+  const std::uint32_t page_size = pages.layout().page_size;
+  auto check_page = [&](std::int32_t id) {
+    FRUGAL_EXPECTS(id >= 0 && static_cast<std::uint32_t>(id) < pages.num_pages(),
+                   name + ": page id " + std::to_string(id) + " is outside the pool (" +
+                       std::to_string(pages.num_pages()) + " pages)",
+                   invalid_argument);
+  };
+  if (table.kind == paged_kv::format::flashinfer) {
+    FRUGAL_EXPECTS(!table.indptr.empty() && table.indptr.front() == 0,
+                   name + ": indptr must start at 0", invalid_argument);
+    const std::size_t batch = table.indptr.size() - 1;
+    FRUGAL_EXPECTS(table.last_page_len.size() == batch,
+                   name + ": last_page_len has " + std::to_string(table.last_page_len.size()) +
+                       " entries for " + std::to_string(batch) + " sequences",
+                   invalid_argument);
+    for (std::size_t i = 0; i < batch; ++i) {
+      FRUGAL_EXPECTS(table.indptr[i + 1] >= table.indptr[i] &&
+                         static_cast<std::size_t>(table.indptr[i + 1]) <= table.indices.size(),
+                     name + ": indptr is not ascending within indices", invalid_argument);
+      const bool has_pages = table.indptr[i + 1] > table.indptr[i];
+      FRUGAL_EXPECTS(!has_pages || (table.last_page_len[i] >= 1 &&
+                                    static_cast<std::uint32_t>(table.last_page_len[i]) <= page_size),
+                     name + ": last_page_len of sequence " + std::to_string(i) +
+                         " is outside 1.." + std::to_string(page_size),
+                     invalid_argument);
+      for (std::int32_t p = table.indptr[i]; p < table.indptr[i + 1]; ++p) check_page(table.indices[p]);
+    }
+    return;
+  }
+  const std::size_t batch = table.seq_lens.size();
+  FRUGAL_EXPECTS(table.tables.size() >= batch * table.max_pages,
+                 name + ": block tables hold fewer than batch x max_pages entries",
+                 invalid_argument);
+  for (std::size_t i = 0; i < batch; ++i) {
+    const std::int32_t len = table.seq_lens[i];
+    FRUGAL_EXPECTS(len >= 0 && static_cast<std::size_t>(len) <= table.max_pages * page_size,
+                   name + ": seq_lens[" + std::to_string(i) + "] = " + std::to_string(len) +
+                       " does not fit max_pages = " + std::to_string(table.max_pages),
+                   invalid_argument);
+    const std::size_t used = (static_cast<std::size_t>(len) + page_size - 1) / page_size;
+    for (std::size_t p = 0; p < used; ++p) check_page(table.tables[i * table.max_pages + p]);
+  }
+}
+
+void check_scales(const layout& l, std::span<const float> scales, const char* who) {
+  const std::size_t wanted = l.scales_per_layer();
+  FRUGAL_EXPECTS(scales.size() == wanted,
+                 std::string(who) + ": " + std::string(to_string(l.dtype)) + " KV takes " +
+                     std::to_string(wanted) + " scales per layer, " +
+                     std::to_string(scales.size()) + " given",
+                 invalid_argument);
+  for (const float s : scales)
+    FRUGAL_EXPECTS(std::isfinite(s) && s > 0.0f,
+                   std::string(who) + ": KV scales must be positive and finite", invalid_argument);
+}
+
+}  // namespace detail
+
+namespace {
+
+/// The id of page `j` of sequence `i`.
+std::int32_t page_of(const paged_kv& table, std::size_t i, std::size_t j) noexcept {
+  return table.kind == paged_kv::format::flashinfer
+             ? table.indices[static_cast<std::size_t>(table.indptr[i]) + j]
+             : table.tables[i * table.max_pages + j];
+}
+
+/// Decodes rows of one dtype into floats (times the row's scale), with a table for the types
+/// whose decode is more than a shift: one load per element in the inner loop.
+class row_decoder {
+ public:
+  explicit row_decoder(dtype t) : type_(t) {
+    if (t == dtype::fp16) {
+      table_.resize(1u << 16);
+      for (std::uint32_t b = 0; b < (1u << 16); ++b)
+        table_[b] = frugal::detail::half_bits_to_float(static_cast<std::uint16_t>(b));
+    } else if (t == dtype::fp8_e4m3 || t == dtype::fp8_e5m2 || t == dtype::int8) {
+      table_.resize(256);
+      for (std::uint32_t b = 0; b < 256; ++b) {
+        const auto byte = static_cast<std::byte>(b);
+        table_[b] = detail::load_code(t, &byte);
+      }
+    }
+  }
+
+  void decode(const std::byte* p, std::size_t n, float scale, float* out) const noexcept {
+    switch (type_) {
+      case dtype::fp32:
+        std::memcpy(out, p, n * sizeof(float));
+        return;
+      case dtype::fp16: {
+        const float* t = table_.data();
+        for (std::size_t d = 0; d < n; ++d) {
+          std::uint16_t bits;
+          std::memcpy(&bits, p + 2 * d, 2);
+          out[d] = t[bits];
+        }
+        return;
+      }
+      case dtype::bf16:
+        for (std::size_t d = 0; d < n; ++d) {
+          std::uint16_t bits;
+          std::memcpy(&bits, p + 2 * d, 2);
+          const std::uint32_t wide = std::uint32_t{bits} << 16;
+          std::memcpy(out + d, &wide, 4);
+        }
+        return;
+      case dtype::fp8_e4m3:
+      case dtype::fp8_e5m2:
+      case dtype::int8: {
+        const float* t = table_.data();
+        const auto* b = reinterpret_cast<const std::uint8_t*>(p);
+        for (std::size_t d = 0; d < n; ++d) out[d] = t[b[d]] * scale;
+        return;
+      }
+    }
+  }
+
+ private:
+  dtype type_;
+  std::vector<float> table_;
+};
+
+/// Scratch of one (query row, KV head) pass: the group's queries, scores of one page, the
+/// decoded K or V row, and per query head its softmax state and accumulator.
+struct scratch {
+  std::vector<float> scores, row, acc;
+  std::vector<detail::softmax_state> state;
+  void size(std::size_t group, std::size_t page_size, std::size_t dim) {
+    scores.assign(group * page_size, 0.0f);
+    row.assign(dim, 0.0f);
+    acc.assign(group * dim, 0.0f);
+    state.assign(group, {});
+  }
+};
+
+}  // namespace
+
+void write_kv(page_pool& pages, std::uint32_t layer, std::span<const float> k,
+              std::span<const float> v, std::span<const std::int64_t> slot_mapping,
+              std::span<const float> scales) {
+  const layout& l = pages.layout();
+  FRUGAL_EXPECTS(layer < l.num_layers,
+                 "kv::write_kv: layer " + std::to_string(layer) + " of a " +
+                     std::to_string(l.num_layers) + "-layer cache",
+                 invalid_argument);
+  const std::size_t row = std::size_t{l.num_kv_heads} * l.head_dim;
+  FRUGAL_EXPECTS(k.size() == slot_mapping.size() * row && v.size() == k.size(),
+                 "kv::write_kv: k and v must hold tokens x num_kv_heads x head_dim = " +
+                     std::to_string(slot_mapping.size() * row) + " floats (k " +
+                     std::to_string(k.size()) + ", v " + std::to_string(v.size()) + ")",
+                 invalid_argument);
+  detail::check_scales(l, scales, "kv::write_kv");
+  const std::int64_t slots = std::int64_t{pages.num_pages()} * l.page_size;
+  for (const std::int64_t slot : slot_mapping)
+    FRUGAL_EXPECTS(slot < slots, "kv::write_kv: slot " + std::to_string(slot) +
+                                     " is beyond the pool's " + std::to_string(slots) + " slots",
+                   invalid_argument);
+
+  const page_addressing a = pages.addressing();
+  for (std::size_t t = 0; t < slot_mapping.size(); ++t) {
+    const std::int64_t slot = slot_mapping[t];
+    if (slot < 0) continue;
+    const auto page = static_cast<page_id>(slot / l.page_size);
+    const auto offset = static_cast<std::size_t>(slot % l.page_size);
+    for (std::size_t kv = 0; kv < 2; ++kv) {
+      const float* src = (kv == 0 ? k : v).data() + t * row;
+      for (std::size_t h = 0; h < l.num_kv_heads; ++h) {
+        const float scale = detail::scale_of(l, scales.data(), kv, h);
+        std::byte* dst = a.base + a.offset(layer, page, kv, offset, h);
+        for (std::size_t d = 0; d < l.head_dim; ++d)
+          detail::store_element(l.dtype, dst + d * a.element_size, src[h * l.head_dim + d], scale);
+      }
+    }
+  }
+}
+
+void paged_attention(const page_pool& pages, std::uint32_t layer, std::span<const float> q,
+                     std::span<const std::int32_t> qo_indptr, const paged_kv& table,
+                     std::span<float> out, const attention_options& options,
+                     std::span<const float> scales) {
+  const layout& l = pages.layout();
+  const char* who = "kv::paged_attention";
+  FRUGAL_EXPECTS(layer < l.num_layers,
+                 "kv::paged_attention: layer " + std::to_string(layer) + " of a " +
+                     std::to_string(l.num_layers) + "-layer cache",
+                 invalid_argument);
+  FRUGAL_EXPECTS(options.num_qo_heads > 0 && options.num_qo_heads % l.num_kv_heads == 0,
+                 "kv::paged_attention: num_qo_heads (" + std::to_string(options.num_qo_heads) +
+                     ") must be a positive multiple of num_kv_heads (" +
+                     std::to_string(l.num_kv_heads) + ")",
+                 invalid_argument);
+  detail::check_table(table, pages, who);
+  detail::check_scales(l, scales, who);
+  const std::size_t batch = table.batch_size();
+  FRUGAL_EXPECTS(qo_indptr.size() == batch + 1 && qo_indptr.front() == 0,
+                 "kv::paged_attention: qo_indptr must hold batch + 1 = " +
+                     std::to_string(batch + 1) + " entries starting at 0",
+                 invalid_argument);
+  for (std::size_t i = 0; i < batch; ++i) {
+    const std::int32_t qo_len = qo_indptr[i + 1] - qo_indptr[i];
+    FRUGAL_EXPECTS(qo_len >= 0 && static_cast<std::size_t>(qo_len) <= detail::kv_len_of(table, i, l.page_size),
+                   "kv::paged_attention: sequence " + std::to_string(i) + " has " +
+                       std::to_string(qo_len) + " queries but " +
+                       std::to_string(detail::kv_len_of(table, i, l.page_size)) + " tokens",
+                   invalid_argument);
+  }
+  const std::size_t dim = l.head_dim;
+  const std::size_t q_row = std::size_t{options.num_qo_heads} * dim;
+  const auto rows = static_cast<std::size_t>(qo_indptr.back());
+  FRUGAL_EXPECTS(q.size() == rows * q_row && out.size() == q.size(),
+                 "kv::paged_attention: q and out must hold rows x num_qo_heads x head_dim = " +
+                     std::to_string(rows * q_row) + " floats (q " + std::to_string(q.size()) +
+                     ", out " + std::to_string(out.size()) + ")",
+                 invalid_argument);
+
+  const float sm_scale =
+      options.sm_scale != 0.0f ? options.sm_scale : 1.0f / std::sqrt(static_cast<float>(dim));
+  const std::size_t group = options.num_qo_heads / l.num_kv_heads;
+  const std::size_t page_size = l.page_size;
+  const page_addressing a = pages.addressing();
+  const row_decoder decoder(l.dtype);
+  scratch s;
+  s.size(group, page_size, dim);
+
+  for (std::size_t i = 0; i < batch; ++i) {
+    const std::size_t kv_len = detail::kv_len_of(table, i, l.page_size);
+    const auto q_begin = static_cast<std::size_t>(qo_indptr[i]);
+    const auto qo_len = static_cast<std::size_t>(qo_indptr[i + 1]) - q_begin;
+    for (std::size_t j = 0; j < qo_len; ++j) {
+      const std::size_t position = options.causal ? kv_len - qo_len + j : kv_len - 1;
+      const std::size_t first = options.causal ? detail::first_key(position, options.window_left) : 0;
+      const float* q_heads = q.data() + (q_begin + j) * q_row;
+      float* o_heads = out.data() + (q_begin + j) * q_row;
+      for (std::size_t h = 0; h < l.num_kv_heads; ++h) {
+        const float* qg = q_heads + h * group * dim;
+        std::fill(s.acc.begin(), s.acc.end(), 0.0f);
+        std::fill(s.state.begin(), s.state.end(), detail::softmax_state{});
+        const float k_scale = detail::scale_of(l, scales.data(), 0, h);
+        const float v_scale = detail::scale_of(l, scales.data(), 1, h);
+        for (std::size_t p = first / page_size; p * page_size <= position; ++p) {
+          const auto page = static_cast<page_id>(page_of(table, i, p));
+          const std::size_t t0 = std::max(first, p * page_size) - p * page_size;
+          const std::size_t t1 = std::min(position + 1, (p + 1) * page_size) - p * page_size;
+          // Scores of this page's visible keys for every query head of the group.
+          for (std::size_t t = t0; t < t1; ++t) {
+            decoder.decode(a.base + a.offset(layer, page, 0, t, h), dim, k_scale, s.row.data());
+            for (std::size_t g = 0; g < group; ++g) {
+              const float* qh = qg + g * dim;
+              float dot = 0.0f;
+              for (std::size_t d = 0; d < dim; ++d) dot += qh[d] * s.row[d];
+              s.scores[g * page_size + t] = dot * sm_scale;
+            }
+          }
+          // Rescale each head's state to the page's new maximum, then fold the page's values.
+          for (std::size_t g = 0; g < group; ++g) {
+            detail::softmax_state& st = s.state[g];
+            float page_max = st.max;
+            for (std::size_t t = t0; t < t1; ++t) page_max = std::max(page_max, s.scores[g * page_size + t]);
+            const float correction = st.sum == 0.0f ? 0.0f : std::exp(st.max - page_max);
+            if (correction != 1.0f)
+              for (std::size_t d = 0; d < dim; ++d) s.acc[g * dim + d] *= correction;
+            st.sum *= correction;
+            st.max = page_max;
+            for (std::size_t t = t0; t < t1; ++t) {
+              const float weight = std::exp(s.scores[g * page_size + t] - page_max);
+              s.scores[g * page_size + t] = weight;
+              st.sum += weight;
+            }
+          }
+          for (std::size_t t = t0; t < t1; ++t) {
+            decoder.decode(a.base + a.offset(layer, page, 1, t, h), dim, v_scale, s.row.data());
+            for (std::size_t g = 0; g < group; ++g) {
+              const float weight = s.scores[g * page_size + t];
+              float* acc = s.acc.data() + g * dim;
+              for (std::size_t d = 0; d < dim; ++d) acc[d] += weight * s.row[d];
+            }
+          }
+        }
+        for (std::size_t g = 0; g < group; ++g) {
+          const float inv = s.state[g].sum > 0.0f ? 1.0f / s.state[g].sum : 0.0f;
+          float* o = o_heads + (h * group + g) * dim;
+          for (std::size_t d = 0; d < dim; ++d) o[d] = s.acc[g * dim + d] * inv;
+        }
+      }
+    }
+  }
+}
+
+}  // namespace frugal::kv
