@@ -106,6 +106,14 @@ class row_decoder {
     }
   }
 
+  /// The row at `p` as floats: in place for fp32 (pages and rows are 4-byte aligned), else
+  /// decoded into `out`.
+  const float* row(const std::byte* p, std::size_t n, float scale, float* out) const noexcept {
+    if (type_ == dtype::fp32) return reinterpret_cast<const float*>(p);
+    decode(p, n, scale, out);
+    return out;
+  }
+
   void decode(const std::byte* p, std::size_t n, float scale, float* out) const noexcept {
     switch (type_) {
       case dtype::fp32:
@@ -144,18 +152,169 @@ class row_decoder {
   std::vector<float> table_;
 };
 
+/// Eight floats: GCC's vector extension, lowered to SSE or AVX by the clone that inlines it.
+typedef float lanes8 __attribute__((vector_size(8 * sizeof(float))));
+
+/// a . b over n floats in a fixed order that depends only on n: eight running sums (one per
+/// lane, over elements i = lane (mod 8)), added pairwise at the end, then the tail in order.
+/// The same order for every call, so a query's scores never depend on the batch.
+template <std::size_t N>
+inline float dot(const float* a, const float* b, std::size_t runtime_n) noexcept {
+  const std::size_t n = N != 0 ? N : runtime_n;
+  lanes8 sum = {};
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    lanes8 x, y;
+    std::memcpy(&x, a + i, sizeof x);
+    std::memcpy(&y, b + i, sizeof y);
+    sum = sum + x * y;
+  }
+  float total = ((sum[0] + sum[4]) + (sum[2] + sum[6])) + ((sum[1] + sum[5]) + (sum[3] + sum[7]));
+  if constexpr (N == 0 || N % 8 != 0)
+    for (; i < n; ++i) total += a[i] * b[i];
+  return total;
+}
+
+/// exp(x) of eight scores at once, for x <= 0 (a score minus the running maximum): Cody-Waite
+/// reduction x = k ln2 + r, |r| <= ln2 / 2, a degree-6 Taylor polynomial of exp(r) (relative
+/// error below 2e-7), and 2^k built in the exponent bits. Below -87 the result is 0 (exp's own
+/// result is a float denormal there); NaN stays NaN. Only multiplies and adds, each rounded on
+/// its own, so every clone gives the same bits.
+/// In place on eight floats at `values` (memcpy'd: no alignment assumed).
+inline void exp_nonpositive(float* values, float minus) noexcept {
+  lanes8 x;
+  std::memcpy(&x, values, sizeof x);
+  x = x - minus;
+  typedef std::int32_t ints8 __attribute__((vector_size(8 * sizeof(std::int32_t))));
+  const lanes8 floor_value = lanes8{} - 87.0f;
+  const ints8 underflow = x < floor_value;
+  const lanes8 xc = underflow ? floor_value : x;
+  const lanes8 magic = lanes8{} + 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
+  const lanes8 k = (xc * 1.44269504088896341f + magic) - magic;
+  const lanes8 r = (xc - k * 0.693145751953125f) - k * 1.428606765330187045e-06f;
+  lanes8 p = lanes8{} + (1.0f / 720.0f);
+  p = p * r + (1.0f / 120.0f);
+  p = p * r + (1.0f / 24.0f);
+  p = p * r + (1.0f / 6.0f);
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const ints8 exponent = (__builtin_convertvector(k, ints8) + 127) << 23;
+  lanes8 two_k;
+  std::memcpy(&two_k, &exponent, sizeof two_k);
+  const lanes8 result = underflow ? lanes8{} : p * two_k;
+  std::memcpy(values, &result, sizeof result);
+}
+
 /// Scratch of one (query row, KV head) pass: the group's queries, scores of one page, the
 /// decoded K or V row, and per query head its softmax state and accumulator.
 struct scratch {
   std::vector<float> scores, row, acc;
   std::vector<detail::softmax_state> state;
+  std::size_t scores_stride = 0;  // page_size rounded up to 8: whole vectors per head
   void size(std::size_t group, std::size_t page_size, std::size_t dim) {
-    scores.assign(group * page_size, 0.0f);
+    scores_stride = (page_size + 7) / 8 * 8;
+    scores.assign(group * scores_stride, 0.0f);
     row.assign(dim, 0.0f);
     acc.assign(group * dim, 0.0f);
     state.assign(group, {});
   }
 };
+
+/// Everything one paged_attention call reads, checked.
+struct attention_pass {
+  const page_pool& pages;
+  std::uint32_t layer;
+  std::span<const float> q;
+  std::span<const std::int32_t> qo_indptr;
+  const paged_kv& table;
+  std::span<float> out;
+  const attention_options& options;
+  std::span<const float> scales;
+  const layout& l;
+  page_addressing a;
+  const row_decoder& decoder;
+  float sm_scale;
+  std::size_t group, page_size, q_row, batch;
+  scratch s;
+};
+
+/// The attention loop, for head size Dim (0: the layout's, known at run time). Each query row
+/// and KV head walks its pages one at a time: scores of the group's query heads for the page's
+/// keys, one rescale of each head's running state to the page's maximum, then the page's
+/// values. Inlined into each clone of paged_attention.
+template <std::size_t Dim>
+[[gnu::always_inline]] inline void run_attention(attention_pass& pass) {
+  const layout& l = pass.l;
+  const page_addressing& a = pass.a;
+  const std::size_t dim = Dim != 0 ? Dim : l.head_dim;
+  const std::size_t group = pass.group, page_size = pass.page_size;
+  scratch& s = pass.s;
+  for (std::size_t i = 0; i < pass.batch; ++i) {
+    const std::size_t kv_len = detail::kv_len_of(pass.table, i, l.page_size);
+    const auto q_begin = static_cast<std::size_t>(pass.qo_indptr[i]);
+    const auto qo_len = static_cast<std::size_t>(pass.qo_indptr[i + 1]) - q_begin;
+    for (std::size_t j = 0; j < qo_len; ++j) {
+      const std::size_t position = pass.options.causal ? kv_len - qo_len + j : kv_len - 1;
+      const std::size_t first =
+          pass.options.causal ? detail::first_key(position, pass.options.window_left) : 0;
+      const float* q_heads = pass.q.data() + (q_begin + j) * pass.q_row;
+      float* o_heads = pass.out.data() + (q_begin + j) * pass.q_row;
+      for (std::size_t h = 0; h < l.num_kv_heads; ++h) {
+        const float* qg = q_heads + h * group * dim;
+        std::fill(s.acc.begin(), s.acc.end(), 0.0f);
+        std::fill(s.state.begin(), s.state.end(), detail::softmax_state{});
+        const float k_scale = detail::scale_of(l, pass.scales.data(), 0, h);
+        const float v_scale = detail::scale_of(l, pass.scales.data(), 1, h);
+        for (std::size_t p = first / page_size; p * page_size <= position; ++p) {
+          const auto page = static_cast<page_id>(page_of(pass.table, i, p));
+          const std::size_t t0 = std::max(first, p * page_size) - p * page_size;
+          const std::size_t t1 = std::min(position + 1, (p + 1) * page_size) - p * page_size;
+          const std::byte* k_page = a.base + a.offset(pass.layer, page, 0, 0, h);
+          const std::byte* v_page = a.base + a.offset(pass.layer, page, 1, 0, h);
+          // Scores of this page's visible keys for every query head of the group.
+          for (std::size_t t = t0; t < t1; ++t) {
+            const float* key =
+                pass.decoder.row(k_page + t * a.slot_stride, dim, k_scale, s.row.data());
+            for (std::size_t g = 0; g < group; ++g)
+              s.scores[g * s.scores_stride + t] = dot<Dim>(qg + g * dim, key, dim) * pass.sm_scale;
+          }
+          // Rescale each head's state to the page's new maximum, then fold the page's values.
+          for (std::size_t g = 0; g < group; ++g) {
+            detail::softmax_state& st = s.state[g];
+            float* scores = s.scores.data() + g * s.scores_stride;
+            float page_max = st.max;
+            for (std::size_t t = t0; t < t1; ++t) page_max = std::max(page_max, scores[t]);
+            if (std::isnan(page_max)) page_max = 0.0f;  // a NaN score stays NaN below
+            const float correction = st.sum == 0.0f ? 0.0f : std::exp(st.max - page_max);
+            if (correction != 1.0f) {
+              float* acc = s.acc.data() + g * dim;
+              for (std::size_t d = 0; d < dim; ++d) acc[d] *= correction;
+            }
+            st.sum *= correction;
+            st.max = page_max;
+            for (std::size_t t = t0 / 8 * 8; t < t1; t += 8) exp_nonpositive(scores + t, page_max);
+            for (std::size_t t = t0; t < t1; ++t) st.sum += scores[t];
+          }
+          for (std::size_t t = t0; t < t1; ++t) {
+            const float* value =
+                pass.decoder.row(v_page + t * a.slot_stride, dim, v_scale, s.row.data());
+            for (std::size_t g = 0; g < group; ++g) {
+              const float weight = s.scores[g * s.scores_stride + t];
+              float* acc = s.acc.data() + g * dim;
+              for (std::size_t d = 0; d < dim; ++d) acc[d] += weight * value[d];
+            }
+          }
+        }
+        for (std::size_t g = 0; g < group; ++g) {
+          const float inv = s.state[g].sum > 0.0f ? 1.0f / s.state[g].sum : 0.0f;
+          float* o = o_heads + (h * group + g) * dim;
+          for (std::size_t d = 0; d < dim; ++d) o[d] = s.acc[g * dim + d] * inv;
+        }
+      }
+    }
+  }
+}
 
 }  // namespace
 
@@ -198,6 +357,9 @@ void write_kv(page_pool& pages, std::uint32_t layer, std::span<const float> k,
   }
 }
 
+// Compiled for AVX2 and for the baseline ISA, chosen at load time; both clones do the same
+// arithmetic (no contraction), so results do not depend on the machine's SIMD width.
+__attribute__((target_clones("avx2", "default")))
 void paged_attention(const page_pool& pages, std::uint32_t layer, std::span<const float> q,
                      std::span<const std::int32_t> qo_indptr, const paged_kv& table,
                      std::span<float> out, const attention_options& options,
@@ -243,70 +405,17 @@ void paged_attention(const page_pool& pages, std::uint32_t layer, std::span<cons
   const std::size_t page_size = l.page_size;
   const page_addressing a = pages.addressing();
   const row_decoder decoder(l.dtype);
-  scratch s;
-  s.size(group, page_size, dim);
-
-  for (std::size_t i = 0; i < batch; ++i) {
-    const std::size_t kv_len = detail::kv_len_of(table, i, l.page_size);
-    const auto q_begin = static_cast<std::size_t>(qo_indptr[i]);
-    const auto qo_len = static_cast<std::size_t>(qo_indptr[i + 1]) - q_begin;
-    for (std::size_t j = 0; j < qo_len; ++j) {
-      const std::size_t position = options.causal ? kv_len - qo_len + j : kv_len - 1;
-      const std::size_t first = options.causal ? detail::first_key(position, options.window_left) : 0;
-      const float* q_heads = q.data() + (q_begin + j) * q_row;
-      float* o_heads = out.data() + (q_begin + j) * q_row;
-      for (std::size_t h = 0; h < l.num_kv_heads; ++h) {
-        const float* qg = q_heads + h * group * dim;
-        std::fill(s.acc.begin(), s.acc.end(), 0.0f);
-        std::fill(s.state.begin(), s.state.end(), detail::softmax_state{});
-        const float k_scale = detail::scale_of(l, scales.data(), 0, h);
-        const float v_scale = detail::scale_of(l, scales.data(), 1, h);
-        for (std::size_t p = first / page_size; p * page_size <= position; ++p) {
-          const auto page = static_cast<page_id>(page_of(table, i, p));
-          const std::size_t t0 = std::max(first, p * page_size) - p * page_size;
-          const std::size_t t1 = std::min(position + 1, (p + 1) * page_size) - p * page_size;
-          // Scores of this page's visible keys for every query head of the group.
-          for (std::size_t t = t0; t < t1; ++t) {
-            decoder.decode(a.base + a.offset(layer, page, 0, t, h), dim, k_scale, s.row.data());
-            for (std::size_t g = 0; g < group; ++g) {
-              const float* qh = qg + g * dim;
-              float dot = 0.0f;
-              for (std::size_t d = 0; d < dim; ++d) dot += qh[d] * s.row[d];
-              s.scores[g * page_size + t] = dot * sm_scale;
-            }
-          }
-          // Rescale each head's state to the page's new maximum, then fold the page's values.
-          for (std::size_t g = 0; g < group; ++g) {
-            detail::softmax_state& st = s.state[g];
-            float page_max = st.max;
-            for (std::size_t t = t0; t < t1; ++t) page_max = std::max(page_max, s.scores[g * page_size + t]);
-            const float correction = st.sum == 0.0f ? 0.0f : std::exp(st.max - page_max);
-            if (correction != 1.0f)
-              for (std::size_t d = 0; d < dim; ++d) s.acc[g * dim + d] *= correction;
-            st.sum *= correction;
-            st.max = page_max;
-            for (std::size_t t = t0; t < t1; ++t) {
-              const float weight = std::exp(s.scores[g * page_size + t] - page_max);
-              s.scores[g * page_size + t] = weight;
-              st.sum += weight;
-            }
-          }
-          for (std::size_t t = t0; t < t1; ++t) {
-            decoder.decode(a.base + a.offset(layer, page, 1, t, h), dim, v_scale, s.row.data());
-            for (std::size_t g = 0; g < group; ++g) {
-              const float weight = s.scores[g * page_size + t];
-              float* acc = s.acc.data() + g * dim;
-              for (std::size_t d = 0; d < dim; ++d) acc[d] += weight * s.row[d];
-            }
-          }
-        }
-        for (std::size_t g = 0; g < group; ++g) {
-          const float inv = s.state[g].sum > 0.0f ? 1.0f / s.state[g].sum : 0.0f;
-          float* o = o_heads + (h * group + g) * dim;
-          for (std::size_t d = 0; d < dim; ++d) o[d] = s.acc[g * dim + d] * inv;
-        }
-      }
-    }
+  attention_pass pass{pages,  layer, q, qo_indptr, table, out, options, scales, l, a,
+                      decoder, sm_scale, group, page_size, q_row, batch, {}};
+  pass.s.size(group, page_size, dim);
+  switch (dim) {
+    case 8: run_attention<8>(pass); break;
+    case 16: run_attention<16>(pass); break;
+    case 32: run_attention<32>(pass); break;
+    case 64: run_attention<64>(pass); break;
+    case 128: run_attention<128>(pass); break;
+    case 256: run_attention<256>(pass); break;
+    default: run_attention<0>(pass); break;
   }
 }
 
