@@ -188,14 +188,16 @@ serve_result engine::serve(std::span<const prompt> prompts) {
     std::vector<std::pair<batch::request_id, kv::token_id>> sampled;
     const auto start = clock_type::now();
     std::size_t idle_steps = 0;
-    while (sched.has_unfinished()) {
+    // Until every request is done; a request refused at submission shows in the first plan.
+    for (bool first = true; first || sched.has_unfinished(); first = false) {
       const batch::step_plan& plan = sched.plan_step();
       for (const auto& [id, reason] : plan.rejected)
         throw std::invalid_argument("request " + std::to_string(id + 1) + " refused: " + reason);
       for (const batch::request_id id : plan.preempted) live[id].admitting = true;
       kv::perform_copies_host(cache, plan.copies);
       if (plan.sequences.empty()) {
-        if (++idle_steps > 2) throw std::runtime_error("the scheduler makes no progress");
+        if (sched.has_unfinished() && ++idle_steps > 2)
+          throw std::runtime_error("the scheduler makes no progress");
         continue;
       }
       idle_steps = 0;

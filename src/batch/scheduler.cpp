@@ -295,6 +295,22 @@ const step_plan& scheduler::plan_step() {
   csr.indices.resize(total_pages);
   csr.last_page_len.resize(batch_.size());
   cache_->export_flashinfer(batch_, csr.indptr, csr.indices, csr.last_page_len);
+  // A prompt's pages are all allocated at admission, but attention this step reads only the
+  // tokens computed by its end (context_len): the tables say so.
+  std::size_t kept = 0;
+  for (std::size_t i = 0; i < plan.sequences.size(); ++i) {
+    const std::size_t context = plan.sequences[i].context_len;
+    const std::size_t pages = (context + page_size - 1) / page_size;
+    const auto begin = static_cast<std::size_t>(csr.indptr[i]);
+    std::copy_n(csr.indices.begin() + static_cast<std::ptrdiff_t>(begin), pages,
+                csr.indices.begin() + static_cast<std::ptrdiff_t>(kept));
+    csr.indptr[i] = static_cast<std::int32_t>(kept);
+    kept += pages;
+    csr.last_page_len[i] = static_cast<std::int32_t>(context - (pages - 1) * page_size);
+    tables.seq_lens[i] = static_cast<std::int32_t>(context);
+  }
+  csr.indptr[plan.sequences.size()] = static_cast<std::int32_t>(kept);
+  csr.indices.resize(kept);
   const auto cow = cache_->take_copy_ops();
   plan.copies.insert(plan.copies.end(), cow.begin(), cow.end());
   ++stats_.steps;

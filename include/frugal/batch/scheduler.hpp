@@ -69,7 +69,9 @@ struct step_plan {
   std::vector<scheduled_sequence> sequences;
   /// KV slot (page * page_size + offset) of every token computed this step, in sequence order.
   std::vector<std::int64_t> slot_mapping;
-  /// vLLM block tables and FlashInfer page table of the scheduled sequences, same order.
+  /// vLLM block tables and FlashInfer page table of the scheduled sequences, same order, each
+  /// covering the sequence's context_len tokens: what attention reads this step (a prompt
+  /// still being prefilled in chunks holds pages for the rest, which are not listed).
   kv::block_tables block_tables;
   kv::flashinfer_page_table page_table;
   /// Page copies to perform, in order, before the step's kernels (copy-on-write, swaps).
