@@ -265,3 +265,43 @@ TEST_CASE("scheduler: complete_step refuses tokens for sequences that did not sa
   complete(s, plan);  // the right list is still accepted: nothing was recorded before
   CHECK(s.take_finished().empty());
 }
+
+TEST_CASE("scheduler: a chunked prompt's page tables cover only what attention reads") {
+  frugal::host_resource host;
+  frugal::kv::cache kv{tiny_layout(), 32, host, {.enable_prefix_caching = true, .watermark = 0}};
+  scheduler s{kv, {.max_batched_tokens = 6, .watermark = 0}};
+  s.submit(make(1, 14, 2));
+  // Step 1: 4 of 14 prompt tokens (chunks are whole pages): one page, 4 tokens, although all
+  // four of the prompt's pages are allocated.
+  const step_plan& first = s.plan_step();
+  REQUIRE(first.sequences.size() == 1);
+  CHECK(first.sequences[0].context_len == 4);
+  CHECK(first.page_table.indptr == std::vector<std::int32_t>{0, 1});
+  CHECK(first.page_table.indices.size() == 1);
+  CHECK(first.page_table.last_page_len == std::vector<std::int32_t>{4});
+  CHECK(first.block_tables.seq_lens == std::vector<std::int32_t>{4});
+  CHECK(first.slot_mapping.size() == 4);
+  complete(s, first);
+  // Step 2: tokens 4..7; the table grows to two pages.
+  const step_plan& second = s.plan_step();
+  CHECK(second.sequences[0].context_len == 8);
+  CHECK(second.page_table.indptr == std::vector<std::int32_t>{0, 2});
+  CHECK(second.block_tables.seq_lens == std::vector<std::int32_t>{8});
+  complete(s, second);
+  // An equal prompt submitted now reuses only pages whose tokens were scheduled before it (8
+  // by the end of step 2, 12 by step 3, when it is admitted), never the prompt's later pages.
+  s.submit(make(2, 14, 2, 0, 1000));
+  std::int64_t first_computed = -1;
+  std::uint32_t request_one_context = 0;
+  for (int step = 0; step < 4 && first_computed < 0; ++step) {
+    const step_plan& plan = s.plan_step();
+    for (const auto& seq : plan.sequences) {
+      if (seq.id == 1) request_one_context = seq.context_len;
+      if (seq.id == 2) first_computed = seq.context_len - seq.num_tokens;
+    }
+    complete(s, plan);
+  }
+  CHECK(first_computed >= 8);
+  CHECK(first_computed <= static_cast<std::int64_t>(request_one_context));
+  CHECK(first_computed % 4 == 0);
+}
