@@ -104,7 +104,8 @@ int main(int argc, char** argv) {
   app.add_option("--weights", weights, "weight format of the projections (float32 or a frugal format)");
   app.add_option("--kv-dtype", kv_dtype, "fp32, fp16, bf16, fp8_e4m3, fp8_e5m2 or int8");
   app.add_option("--kv-memory", kv_memory, "bytes of KV pages (e.g. 4MiB)")->transform(CLI::AsSizeValue(false));
-  app.add_option("--pages", options.pages, "KV pages (when --kv-memory is not given)");
+  app.add_option("--pages", options.pages, "KV pages (when --kv-memory is not given)")
+      ->check(CLI::PositiveNumber);
   app.add_option("--page-size", options.page_size, "tokens per page")->check(CLI::PositiveNumber);
   app.add_option("--preemption", preemption, "recompute or swap")
       ->check(CLI::IsMember({"recompute", "swap"}));
