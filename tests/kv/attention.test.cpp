@@ -438,3 +438,56 @@ TEST_CASE("kv dtype names round trip", "[kv][attention]") {
   CHECK(kv::element_bytes(kv::dtype::fp32) == 4);
   CHECK_THROWS_WITH(kv::parse_dtype("fp4"), Catch::Contains("known: fp16"));
 }
+
+TEST_CASE("decode splits merge into the whole attention (the device kernel's plan, on the CPU)",
+          "[kv][attention]") {
+  // paged_decode_device cuts each sequence's pages into splits, computes a softmax state and an
+  // unnormalised accumulator per split, then merges them with detail::merge_partials. The same
+  // plan and merge, run here over contiguous keys, must give dense attention.
+  std::mt19937_64 rng(21);
+  std::normal_distribution<float> normal;
+  const std::size_t dim = 16, page_size = 16;
+  for (const std::size_t length : {std::size_t{1}, std::size_t{16}, std::size_t{17}, std::size_t{999}}) {
+    for (const std::size_t per_split : {std::size_t{1}, std::size_t{3}, std::size_t{64}}) {
+      std::vector<float> k(length * dim), v(length * dim), q(dim);
+      for (float& x : k) x = normal(rng);
+      for (float& x : v) x = normal(rng);
+      for (float& x : q) x = normal(rng);
+      const std::size_t pages = (length + page_size - 1) / page_size;
+      const std::size_t splits = kv::detail::num_splits(pages + 2, per_split);  // room to spare
+      std::vector<float> maxes(splits), sums(splits), accs(splits * dim, 0.0f);
+      for (std::size_t s = 0; s < splits; ++s) {
+        kv::detail::softmax_state state;
+        for (std::size_t t = s * per_split * page_size;
+             t < std::min(length, (s + 1) * per_split * page_size); ++t) {
+          float score = 0;
+          for (std::size_t d = 0; d < dim; ++d) score += q[d] * k[t * dim + d];
+          score /= 4.0f;  // 1 / sqrt(16)
+          const float max = std::max(state.max, score);
+          const float correction = state.sum == 0 ? 0.0f : std::exp(state.max - max);
+          const float weight = std::exp(score - max);
+          state.sum = state.sum * correction + weight;
+          state.max = max;
+          for (std::size_t d = 0; d < dim; ++d)
+            accs[s * dim + d] = accs[s * dim + d] * correction + weight * v[t * dim + d];
+        }
+        maxes[s] = state.max;
+        sums[s] = state.sum;
+      }
+      test_case c;
+      c.layout = {.num_layers = 1, .num_kv_heads = 1, .head_dim = dim, .page_size = 16,
+                  .dtype = kv::dtype::fp32};
+      c.num_qo_heads = 1;
+      test_sequence seq;
+      std::vector<float> want(dim), got(dim);
+      dense_attention(seq, k, v, q.data(), want.data(), c, length - 1, 0, 0.25);
+      for (std::size_t d = 0; d < dim; ++d)
+        got[d] = kv::detail::merge_partials(maxes.data(), sums.data(), accs.data(), splits, dim, d);
+      INFO("length " << length << ", " << per_split << " pages per split, " << splits << " splits");
+      CHECK(max_relative_error(got, want, dim) <= 1e-5);
+    }
+  }
+  // No key at all: 0, not NaN.
+  const float none_max = -INFINITY, none_sum = 0, none_acc = 0;
+  CHECK(kv::detail::merge_partials(&none_max, &none_sum, &none_acc, 1, 1, 0) == 0.0f);
+}

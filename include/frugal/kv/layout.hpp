@@ -4,6 +4,7 @@
 //   std::size_t bytes = l.page_bytes();   // one page across all layers, K and V
 #pragma once
 
+#include <frugal/config.hpp>
 #include <frugal/error.hpp>
 
 #include <cstddef>
@@ -26,7 +27,7 @@ enum class order : std::uint8_t { nhd, hnd };
 enum class scale_granularity : std::uint8_t { per_tensor, per_head };
 
 /// @brief Bytes per element of `t`.
-constexpr std::size_t element_bytes(dtype t) noexcept {
+FRUGAL_HOST_DEVICE constexpr std::size_t element_bytes(dtype t) noexcept {
   return t == dtype::fp32 ? 4 : t == dtype::fp16 || t == dtype::bf16 ? 2 : 1;
 }
 

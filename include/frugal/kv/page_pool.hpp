@@ -46,9 +46,13 @@ struct page_addressing {
   std::size_t head_stride = 0;
   std::size_t element_size = 0;
 
-  std::byte* k_base(std::size_t layer) const noexcept { return base + layer * layer_stride; }
-  std::byte* v_base(std::size_t layer) const noexcept { return k_base(layer) + kv_stride; }
-  std::size_t offset(std::size_t layer, page_id page, std::size_t kv, std::size_t slot,
+  FRUGAL_HOST_DEVICE std::byte* k_base(std::size_t layer) const noexcept {
+    return base + layer * layer_stride;
+  }
+  FRUGAL_HOST_DEVICE std::byte* v_base(std::size_t layer) const noexcept {
+    return k_base(layer) + kv_stride;
+  }
+  FRUGAL_HOST_DEVICE std::size_t offset(std::size_t layer, page_id page, std::size_t kv, std::size_t slot,
                      std::size_t head, std::size_t dim = 0) const noexcept {
     return page * page_stride + layer * layer_stride + kv * kv_stride + slot * slot_stride +
            head * head_stride + dim * element_size;

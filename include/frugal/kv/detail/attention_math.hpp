@@ -90,7 +90,7 @@ FRUGAL_HOST_DEVICE inline float scale_of(const layout& l, const float* scales, s
 /// exp(score - max) and, beside it, the accumulator of exp(score - max) * V. Two states over
 /// disjoint key ranges merge exactly (up to rounding) into the state over their union.
 struct softmax_state {
-  float max = -__builtin_huge_valf();
+  float max = __builtin_bit_cast(float, 0xFF800000u);  // -infinity
   float sum = 0.0f;
 };
 
@@ -110,6 +110,33 @@ FRUGAL_HOST_DEVICE inline void merge_softmax(softmax_state& a, float* acc_a,
   a.sum = a.sum * wa + b.sum * wb;
   for (std::size_t d = 0; d < dim; ++d) acc_a[d] = acc_a[d] * wa + acc_b[d] * wb;
   a.max = max;
+}
+
+/// @brief How paged_decode_device cuts a sequence's pages among thread blocks (flash-decoding):
+/// split s walks pages [s * pages_per_split, (s + 1) * pages_per_split) of the sequence, and a
+/// second pass merges the splits' softmax states. Splits past a short sequence's pages are empty.
+FRUGAL_HOST_DEVICE constexpr std::size_t num_splits(std::size_t max_pages,
+                                                    std::size_t pages_per_split) noexcept {
+  return max_pages == 0 ? 1 : (max_pages + pages_per_split - 1) / pages_per_split;
+}
+
+/// @brief Dimension `d` of the attention output from `splits` partial results: their maxima,
+/// sums and unnormalised accumulators (acc of split s at accs[s * acc_stride + d]). Empty
+/// splits (sum 0) count for nothing; with no key at all the output is 0.
+FRUGAL_HOST_DEVICE inline float merge_partials(const float* maxes, const float* sums,
+                                               const float* accs, std::size_t splits,
+                                               std::size_t acc_stride, std::size_t d) noexcept {
+  float max = __builtin_bit_cast(float, 0xFF800000u);
+  for (std::size_t s = 0; s < splits; ++s)
+    if (sums[s] > 0.0f && maxes[s] > max) max = maxes[s];
+  float sum = 0.0f, acc = 0.0f;
+  for (std::size_t s = 0; s < splits; ++s) {
+    if (!(sums[s] > 0.0f)) continue;
+    const float w = expf(maxes[s] - max);
+    sum += sums[s] * w;
+    acc += accs[s * acc_stride + d] * w;
+  }
+  return sum > 0.0f ? acc / sum : 0.0f;
 }
 
 /// @brief The first key position a query at `position` sees: 0, or with a sliding window of
