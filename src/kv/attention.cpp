@@ -4,6 +4,9 @@
 #include <frugal/kv/detail/attention_math.hpp>
 
 #include <array>
+#if defined(__x86_64__)
+#  include <immintrin.h>
+#endif
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -88,6 +91,24 @@ std::int32_t page_of(const paged_kv& table, std::size_t i, std::size_t j) noexce
              : table.tables[i * table.max_pages + j];
 }
 
+#if defined(__x86_64__)
+/// fp16 -> fp32 with the F16C instructions, 8 at a time: exact, as the table below.
+__attribute__((target("avx,f16c"))) void fp16_row_f16c(const std::byte* p, std::size_t n,
+                                                       float* out) noexcept {
+  std::size_t d = 0;
+  for (; d + 8 <= n; d += 8) {
+    const __m128i half = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 2 * d));
+    _mm256_storeu_ps(out + d, _mm256_cvtph_ps(half));
+  }
+  for (; d < n; ++d) {
+    std::uint16_t bits;
+    std::memcpy(&bits, p + 2 * d, 2);
+    out[d] = _cvtsh_ss(bits);
+  }
+}
+const bool has_f16c = __builtin_cpu_supports("f16c");
+#endif
+
 /// Decodes rows of one dtype into floats (times the row's scale), with a table for the types
 /// whose decode is more than a shift: one load per element in the inner loop.
 class row_decoder {
@@ -120,6 +141,12 @@ class row_decoder {
         std::memcpy(out, p, n * sizeof(float));
         return;
       case dtype::fp16: {
+#if defined(__x86_64__)
+        if (has_f16c) {
+          fp16_row_f16c(p, n, out);
+          return;
+        }
+#endif
         const float* t = table_.data();
         for (std::size_t d = 0; d < n; ++d) {
           std::uint16_t bits;
@@ -175,6 +202,24 @@ inline float dot(const float* a, const float* b, std::size_t runtime_n) noexcept
   return total;
 }
 
+/// acc[i] = acc[i] * scale + weight * x[i] over n floats, eight lanes at a time (each element's
+/// arithmetic is the same in every lane and in the tail).
+template <std::size_t N>
+inline void scale_add(float* acc, float scale, float weight, const float* x,
+                      std::size_t runtime_n) noexcept {
+  const std::size_t n = N != 0 ? N : runtime_n;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    lanes8 a, b;
+    std::memcpy(&a, acc + i, sizeof a);
+    std::memcpy(&b, x + i, sizeof b);
+    a = a * scale + weight * b;
+    std::memcpy(acc + i, &a, sizeof a);
+  }
+  if constexpr (N == 0 || N % 8 != 0)
+    for (; i < n; ++i) acc[i] = acc[i] * scale + weight * x[i];
+}
+
 /// exp(x) of eight scores at once, for x <= 0 (a score minus the running maximum): Cody-Waite
 /// reduction x = k ln2 + r, |r| <= ln2 / 2, a degree-6 Taylor polynomial of exp(r) (relative
 /// error below 2e-7), and 2^k built in the exponent bits. Below -87 the result is 0 (exp's own
@@ -206,18 +251,18 @@ inline void exp_nonpositive(float* values, float minus) noexcept {
   std::memcpy(values, &result, sizeof result);
 }
 
-/// Scratch of one (query row, KV head) pass: the group's queries, scores of one page, the
-/// decoded K or V row, and per query head its softmax state and accumulator.
+/// Scratch of one query row: scores of one page per query head, the decoded K or V row, and per
+/// query head its softmax state and accumulator.
 struct scratch {
   std::vector<float> scores, row, acc;
   std::vector<detail::softmax_state> state;
   std::size_t scores_stride = 0;  // page_size rounded up to 8: whole vectors per head
-  void size(std::size_t group, std::size_t page_size, std::size_t dim) {
+  void size(std::size_t heads, std::size_t page_size, std::size_t dim) {
     scores_stride = (page_size + 7) / 8 * 8;
-    scores.assign(group * scores_stride, 0.0f);
+    scores.assign(heads * scores_stride, 0.0f);
     row.assign(dim, 0.0f);
-    acc.assign(group * dim, 0.0f);
-    state.assign(group, {});
+    acc.assign(heads * dim, 0.0f);
+    state.assign(heads, {});
   }
 };
 
@@ -260,57 +305,62 @@ template <std::size_t Dim>
           pass.options.causal ? detail::first_key(position, pass.options.window_left) : 0;
       const float* q_heads = pass.q.data() + (q_begin + j) * pass.q_row;
       float* o_heads = pass.out.data() + (q_begin + j) * pass.q_row;
-      for (std::size_t h = 0; h < l.num_kv_heads; ++h) {
-        const float* qg = q_heads + h * group * dim;
-        std::fill(s.acc.begin(), s.acc.end(), 0.0f);
-        std::fill(s.state.begin(), s.state.end(), detail::softmax_state{});
-        const float k_scale = detail::scale_of(l, pass.scales.data(), 0, h);
-        const float v_scale = detail::scale_of(l, pass.scales.data(), 1, h);
-        for (std::size_t p = first / page_size; p * page_size <= position; ++p) {
-          const auto page = static_cast<page_id>(page_of(pass.table, i, p));
-          const std::size_t t0 = std::max(first, p * page_size) - p * page_size;
-          const std::size_t t1 = std::min(position + 1, (p + 1) * page_size) - p * page_size;
-          const std::byte* k_page = a.base + a.offset(pass.layer, page, 0, 0, h);
-          const std::byte* v_page = a.base + a.offset(pass.layer, page, 1, 0, h);
-          // Scores of this page's visible keys for every query head of the group.
-          for (std::size_t t = t0; t < t1; ++t) {
-            const float* key =
-                pass.decoder.row(k_page + t * a.slot_stride, dim, k_scale, s.row.data());
+      // Every query head's state at once, so that each page is read once, all heads together.
+      std::fill(s.acc.begin(), s.acc.end(), 0.0f);
+      std::fill(s.state.begin(), s.state.end(), detail::softmax_state{});
+      for (std::size_t p = first / page_size; p * page_size <= position; ++p) {
+        const auto page = static_cast<page_id>(page_of(pass.table, i, p));
+        const std::size_t t0 = std::max(first, p * page_size) - p * page_size;
+        const std::size_t t1 = std::min(position + 1, (p + 1) * page_size) - p * page_size;
+        // Memory order: token-major for NHD (a token's heads are contiguous), head-major for HND.
+        const bool token_major = l.order == order::nhd;
+        const std::size_t outer = token_major ? t1 - t0 : l.num_kv_heads;
+        const std::size_t inner = token_major ? l.num_kv_heads : t1 - t0;
+        const auto head_of = [&](std::size_t o, std::size_t n) { return token_major ? n : o; };
+        const auto token_of = [&](std::size_t o, std::size_t n) { return t0 + (token_major ? o : n); };
+        // Scores of this page's visible keys for every query head.
+        for (std::size_t o = 0; o < outer; ++o)
+          for (std::size_t n = 0; n < inner; ++n) {
+            const std::size_t h = head_of(o, n), t = token_of(o, n);
+            const float* key = pass.decoder.row(a.base + a.offset(pass.layer, page, 0, t, h), dim,
+                                                detail::scale_of(l, pass.scales.data(), 0, h),
+                                                s.row.data());
+            const float* qg = q_heads + h * group * dim;
             for (std::size_t g = 0; g < group; ++g)
-              s.scores[g * s.scores_stride + t] = dot<Dim>(qg + g * dim, key, dim) * pass.sm_scale;
+              s.scores[(h * group + g) * s.scores_stride + t] =
+                  dot<Dim>(qg + g * dim, key, dim) * pass.sm_scale;
           }
-          // Rescale each head's state to the page's new maximum, then fold the page's values.
-          for (std::size_t g = 0; g < group; ++g) {
-            detail::softmax_state& st = s.state[g];
-            float* scores = s.scores.data() + g * s.scores_stride;
-            float page_max = st.max;
-            for (std::size_t t = t0; t < t1; ++t) page_max = std::max(page_max, scores[t]);
-            if (std::isnan(page_max)) page_max = 0.0f;  // a NaN score stays NaN below
-            const float correction = st.sum == 0.0f ? 0.0f : std::exp(st.max - page_max);
-            if (correction != 1.0f) {
-              float* acc = s.acc.data() + g * dim;
-              for (std::size_t d = 0; d < dim; ++d) acc[d] *= correction;
-            }
-            st.sum *= correction;
-            st.max = page_max;
-            for (std::size_t t = t0 / 8 * 8; t < t1; t += 8) exp_nonpositive(scores + t, page_max);
-            for (std::size_t t = t0; t < t1; ++t) st.sum += scores[t];
-          }
-          for (std::size_t t = t0; t < t1; ++t) {
-            const float* value =
-                pass.decoder.row(v_page + t * a.slot_stride, dim, v_scale, s.row.data());
-            for (std::size_t g = 0; g < group; ++g) {
-              const float weight = s.scores[g * s.scores_stride + t];
-              float* acc = s.acc.data() + g * dim;
-              for (std::size_t d = 0; d < dim; ++d) acc[d] += weight * value[d];
-            }
-          }
+        // Rescale each head's state to the page's new maximum; the page's weights.
+        for (std::size_t qh = 0; qh < pass.options.num_qo_heads; ++qh) {
+          detail::softmax_state& st = s.state[qh];
+          float* scores = s.scores.data() + qh * s.scores_stride;
+          float page_max = st.max;
+          for (std::size_t t = t0; t < t1; ++t) page_max = std::max(page_max, scores[t]);
+          if (std::isnan(page_max)) page_max = 0.0f;  // a NaN score stays NaN below
+          const float correction = st.sum == 0.0f ? 0.0f : std::exp(st.max - page_max);
+          if (correction != 1.0f)
+            scale_add<Dim>(s.acc.data() + qh * dim, correction, 0.0f, s.acc.data(), dim);
+          st.sum *= correction;
+          st.max = page_max;
+          for (std::size_t t = t0 / 8 * 8; t < t1; t += 8) exp_nonpositive(scores + t, page_max);
+          for (std::size_t t = t0; t < t1; ++t) st.sum += scores[t];
         }
-        for (std::size_t g = 0; g < group; ++g) {
-          const float inv = s.state[g].sum > 0.0f ? 1.0f / s.state[g].sum : 0.0f;
-          float* o = o_heads + (h * group + g) * dim;
-          for (std::size_t d = 0; d < dim; ++d) o[d] = s.acc[g * dim + d] * inv;
-        }
+        // The page's values, weighted.
+        for (std::size_t o = 0; o < outer; ++o)
+          for (std::size_t n = 0; n < inner; ++n) {
+            const std::size_t h = head_of(o, n), t = token_of(o, n);
+            const float* value = pass.decoder.row(a.base + a.offset(pass.layer, page, 1, t, h), dim,
+                                                  detail::scale_of(l, pass.scales.data(), 1, h),
+                                                  s.row.data());
+            for (std::size_t g = 0; g < group; ++g)
+              scale_add<Dim>(s.acc.data() + (h * group + g) * dim, 1.0f,
+                             s.scores[(h * group + g) * s.scores_stride + t], value, dim);
+          }
+      }
+      for (std::size_t qh = 0; qh < pass.options.num_qo_heads; ++qh) {
+        const float inv = s.state[qh].sum > 0.0f ? 1.0f / s.state[qh].sum : 0.0f;
+        float* o = o_heads + qh * dim;
+        for (std::size_t d = 0; d < dim; ++d) o[d] = s.acc[qh * dim + d] * inv;
       }
     }
   }
@@ -407,7 +457,7 @@ void paged_attention(const page_pool& pages, std::uint32_t layer, std::span<cons
   const row_decoder decoder(l.dtype);
   attention_pass pass{pages,  layer, q, qo_indptr, table, out, options, scales, l, a,
                       decoder, sm_scale, group, page_size, q_row, batch, {}};
-  pass.s.size(group, page_size, dim);
+  pass.s.size(options.num_qo_heads, page_size, dim);
   switch (dim) {
     case 8: run_attention<8>(pass); break;
     case 16: run_attention<16>(pass); break;
