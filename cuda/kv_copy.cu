@@ -3,6 +3,7 @@
 #include <frugal/error.hpp>
 #include <frugal/kv/copy_kernel.hpp>
 
+#include "stream_memory.cuh"
 #include "vector_access.cuh"
 
 #include <cuda_runtime_api.h>
@@ -103,15 +104,6 @@ void check_tuning(const copy_kernel_tuning& tuning) {
                  invalid_argument);
 }
 
-/// Stream-ordered device memory freed on the same stream when it goes out of scope.
-struct stream_buffer {
-  void* p = nullptr;
-  cudaStream_t stream = nullptr;
-  ~stream_buffer() {
-    if (p != nullptr) (void)cudaFreeAsync(p, stream);
-  }
-};
-
 }  // namespace
 
 void copy_pages_device(const std::byte* src_base, std::byte* dst_base, std::size_t page_stride_src,
@@ -186,11 +178,13 @@ void copy_pages_device(const page_pool& src, page_pool& dst, std::span<const cop
   const std::byte* src_base = device_view(src, "source");
   std::byte* dst_base = device_view(dst, "destination");
 
-  stream_buffer staged{nullptr, stream};
-  FRUGAL_CUDA_TRY(cudaMallocAsync(&staged.p, ops.size_bytes(), stream));
-  FRUGAL_CUDA_TRY(cudaMemcpyAsync(staged.p, ops.data(), ops.size_bytes(), cudaMemcpyHostToDevice,
-                                  stream));
-  const auto* staged_ops = static_cast<const copy_op*>(staged.p);
+  // The copy list, staged on the stream; freed on it on every way out (an out-of-memory here
+  // throws out_of_memory with the runtime's error cleared).
+  const cuda_detail::stream_allocation staged(ops.size_bytes(), stream,
+                                              "kv::copy_pages_device (staged copy list)");
+  FRUGAL_CUDA_TRY(cudaMemcpyAsync(staged.get(), ops.data(), ops.size_bytes(),
+                                  cudaMemcpyHostToDevice, stream));
+  const auto* staged_ops = static_cast<const copy_op*>(staged.get());
   for (std::size_t k = 0; k + 1 < cuts.size(); ++k)
     copy_pages_device(src_base, dst_base, src.page_stride(), dst.page_stride(),
                       src.layout().page_bytes(), staged_ops + cuts[k], cuts[k + 1] - cuts[k],

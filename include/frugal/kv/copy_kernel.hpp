@@ -61,7 +61,8 @@ void copy_pages_device(const std::byte* src_base, std::byte* dst_base, std::size
 /// stream has passed the copy. Asynchronous on `stream`.
 /// @throws invalid_argument when the layouts differ, an op names a page outside its pool, or a
 ///   pool's memory is not device-accessible (pageable host memory); nothing is copied then
-/// @throws cuda_error when staging or the launch fails
+/// @throws out_of_memory when the stream's pool has no room to stage the ops, cuda_error when
+///   staging or the launch fails otherwise (the runtime's last error is cleared either way)
 void copy_pages_device(const page_pool& src, page_pool& dst, std::span<const copy_op> ops,
                        cudaStream_t stream = nullptr, const copy_kernel_tuning& tuning = {});
 
