@@ -357,8 +357,11 @@ void BM_kv_copy(benchmark::State& state, const char* peer) {
   for (std::size_t i = 0; i < num_ops; ++i)
     ops[i] = {static_cast<frugal::kv::page_id>(rng() % pages), dst_pages[i]};
   device_buffer ops_device(num_ops * sizeof(frugal::kv::copy_op));
-  FRUGAL_CUDA_TRY(cudaMemcpy(ops_device.p, ops.data(), num_ops * sizeof(frugal::kv::copy_op),
-                             cudaMemcpyHostToDevice));
+  // On the benchmark's stream: a legacy-stream cudaMemcpy from pageable memory is not ordered
+  // before the non-blocking stream's kernels, which could then read stale page ids.
+  FRUGAL_CUDA_TRY(cudaMemcpyAsync(ops_device.p, ops.data(), num_ops * sizeof(frugal::kv::copy_op),
+                                  cudaMemcpyHostToDevice, s.stream));
+  FRUGAL_CUDA_TRY(cudaStreamSynchronize(s.stream));
   const auto* src_base = src.as<const std::byte>();
   auto* dst_base = dst.as<std::byte>();
   const double moved = 2.0 * static_cast<double>(num_ops * page_bytes);

@@ -5,6 +5,8 @@
 #include <frugal/kv/attention_kernels.hpp>
 #include <frugal/kv/detail/attention_math.hpp>
 
+#include "stream_memory.cuh"
+
 #include <cuda_runtime_api.h>
 
 #include <cmath>
@@ -147,23 +149,6 @@ __global__ void decode_merge_kernel(std::size_t dim, std::size_t splits, std::ui
                                                 part_acc + row * splits * dim, splits, dim, d);
 }
 
-/// Stream-ordered device memory returned on its stream when it goes out of scope, also when a
-/// later call throws.
-struct stream_scratch {
-  void* p = nullptr;
-  cudaStream_t stream = nullptr;
-  ~stream_scratch() {
-    if (p != nullptr) (void)cudaFreeAsync(p, stream);
-  }
-};
-
-/// FRUGAL_CUDA_TRY for a launch: a failed launch leaves its error pending, so take it first.
-void check_launch(const char* who) {
-  const cudaError_t status = cudaGetLastError();
-  FRUGAL_EXPECTS(status == cudaSuccess,
-                 std::string(who) + ": launch failed: " + cudaGetErrorString(status), cuda_error);
-}
-
 }  // namespace
 
 void write_kv_device(page_pool& pages, std::uint32_t layer, const float* k, const float* v,
@@ -184,7 +169,7 @@ void write_kv_device(page_pool& pages, std::uint32_t layer, const float* k, cons
   const std::int64_t capacity = std::int64_t{pages.num_pages()} * l.page_size;
   write_kv_kernel<<<blocks, 128, 0, stream>>>(l, a, layer, k, v, slot_mapping, num_tokens, capacity,
                                               packed);
-  check_launch(who);
+  FRUGAL_CUDA_TRY(cudaGetLastError());
 }
 
 void paged_decode_device(const page_pool& pages, std::uint32_t layer, const float* q,
@@ -226,14 +211,8 @@ void paged_decode_device(const page_pool& pages, std::uint32_t layer, const floa
                  invalid_argument);
   const std::size_t rows = batch * options.num_qo_heads;
   const std::size_t floats = rows * splits * (2 + l.head_dim);
-  stream_scratch scratch{nullptr, stream};
-  const cudaError_t allocated = cudaMallocAsync(&scratch.p, floats * sizeof(float), stream);
-  if (allocated != cudaSuccess) {
-    (void)cudaGetLastError();  // an allocation failure is not left pending for the next launch
-    scratch.p = nullptr;
-    FRUGAL_CUDA_TRY(allocated);
-  }
-  float* part_max = static_cast<float*>(scratch.p);
+  const cuda_detail::stream_allocation scratch(floats * sizeof(float), stream, who);
+  float* part_max = static_cast<float*>(scratch.get());
   float* part_sum = part_max + rows * splits;
   float* part_acc = part_sum + rows * splits;
   const float sm_scale = options.sm_scale != 0.0f
@@ -245,12 +224,12 @@ void paged_decode_device(const page_pool& pages, std::uint32_t layer, const floa
                                                     sm_scale, options.window_left,
                                                     tuning.pages_per_split, splits, packed,
                                                     part_max, part_sum, part_acc);
-  check_launch(who);
+  FRUGAL_CUDA_TRY(cudaGetLastError());
   const dim3 merge_grid(static_cast<unsigned>(batch), options.num_qo_heads);
   decode_merge_kernel<<<merge_grid, static_cast<unsigned>(l.head_dim < 256 ? l.head_dim : 256), 0,
                         stream>>>(l.head_dim, splits, options.num_qo_heads, part_max, part_sum,
                                   part_acc, out);
-  check_launch(who);
+  FRUGAL_CUDA_TRY(cudaGetLastError());
 }
 
 }  // namespace frugal::kv

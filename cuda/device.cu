@@ -2,6 +2,8 @@
 #include <frugal/device.hpp>
 #include <frugal/error.hpp>
 
+#include "stream_memory.cuh"
+
 #include <cuda_runtime_api.h>
 
 namespace frugal::device {
@@ -56,16 +58,19 @@ void fill_bytes(void* p, std::size_t bytes, std::uint8_t value, cudaStream_t str
 
 std::size_t count_bytes(const void* p, std::size_t bytes, std::uint8_t value, cudaStream_t stream) {
   if (bytes == 0) return 0;
-  unsigned long long* result = nullptr;
-  FRUGAL_CUDA_TRY(cudaMallocAsync(&result, sizeof *result, stream));
-  FRUGAL_CUDA_TRY(cudaMemsetAsync(result, 0, sizeof *result, stream));
-  const byte_kernel_tuning tuning{};
-  count_kernel<<<blocks_for(bytes, tuning), tuning.threads_per_block, 0, stream>>>(
-      static_cast<const std::uint8_t*>(p), bytes, value, result);
-  FRUGAL_CUDA_TRY(cudaGetLastError());
   unsigned long long host = 0;
-  FRUGAL_CUDA_TRY(cudaMemcpyAsync(&host, result, sizeof host, cudaMemcpyDeviceToHost, stream));
-  FRUGAL_CUDA_TRY(cudaFreeAsync(result, stream));
+  {
+    // Freed on `stream` on every way out, a failed launch included.
+    const cuda_detail::stream_allocation counter(sizeof(unsigned long long), stream,
+                                                 "device::count_bytes");
+    auto* result = static_cast<unsigned long long*>(counter.get());
+    FRUGAL_CUDA_TRY(cudaMemsetAsync(result, 0, sizeof *result, stream));
+    const byte_kernel_tuning tuning{};
+    count_kernel<<<blocks_for(bytes, tuning), tuning.threads_per_block, 0, stream>>>(
+        static_cast<const std::uint8_t*>(p), bytes, value, result);
+    FRUGAL_CUDA_TRY(cudaGetLastError());
+    FRUGAL_CUDA_TRY(cudaMemcpyAsync(&host, result, sizeof host, cudaMemcpyDeviceToHost, stream));
+  }
   FRUGAL_CUDA_TRY(cudaStreamSynchronize(stream));
   return static_cast<std::size_t>(host);
 }

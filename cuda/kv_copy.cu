@@ -2,7 +2,9 @@
 // (copy-on-write, swap_out, swap_in), each op a whole page, with 16-byte accesses when aligned.
 #include <frugal/error.hpp>
 #include <frugal/kv/copy_kernel.hpp>
+#include <frugal/kv/detail/copy_pages.hpp>
 
+#include "stream_memory.cuh"
 #include "vector_access.cuh"
 
 #include <cuda_runtime_api.h>
@@ -20,56 +22,35 @@ template <int N> using access = cuda_detail::vector_word<N>;
 
 /// Grid: x walks the ops (grid-stride), y walks a page's chunks of `chunk_bytes` (grid-stride).
 /// Every base pointer and stride is a multiple of N (checked on the host), so each page start is
-/// N-aligned; the last page_bytes % N bytes are copied byte by byte by chunk 0.
+/// N-aligned; the last page_bytes % N bytes are copied byte by byte by chunk 0. The work of each
+/// thread is detail::copy_pages_thread, which the CPU tests run through a host emulation.
 template <int N>
 __global__ void copy_pages_kernel(const std::byte* __restrict__ src_base,
                                   std::byte* __restrict__ dst_base, std::size_t src_stride,
                                   std::size_t dst_stride, std::size_t page_bytes,
                                   const copy_op* __restrict__ ops, std::size_t num_ops,
                                   std::size_t chunk_bytes) {
-  using vec = typename access<N>::type;
-  const std::size_t vecs = page_bytes / N;
-  const std::size_t vecs_per_chunk = chunk_bytes / N;
-  const std::size_t tail_begin = vecs * N;
-  for (std::size_t i = blockIdx.x; i < num_ops; i += gridDim.x) {
-    const copy_op op = ops[i];
-    const std::byte* src = src_base + static_cast<std::size_t>(op.src) * src_stride;
-    std::byte* dst = dst_base + static_cast<std::size_t>(op.dst) * dst_stride;
-    const vec* s = reinterpret_cast<const vec*>(src);
-    vec* d = reinterpret_cast<vec*>(dst);
-    for (std::size_t chunk = blockIdx.y; chunk * vecs_per_chunk < vecs; chunk += gridDim.y) {
-      const std::size_t begin = chunk * vecs_per_chunk;
-      const std::size_t end = begin + vecs_per_chunk < vecs ? begin + vecs_per_chunk : vecs;
-      for (std::size_t v = begin + threadIdx.x; v < end; v += blockDim.x) d[v] = s[v];
-    }
-    if (N > 1 && blockIdx.y == 0)
-      for (std::size_t b = tail_begin + threadIdx.x; b < page_bytes; b += blockDim.x) dst[b] = src[b];
-  }
+  detail::copy_pages_thread<N, typename access<N>::type>(
+      src_base, dst_base, src_stride, dst_stride, page_bytes, ops, num_ops, chunk_bytes,
+      blockIdx.x, blockIdx.y, gridDim.x, gridDim.y, threadIdx.x, blockDim.x);
 }
 
 /// The widest access up to `limit` bytes that divides every address the kernel forms.
 int access_width(const std::byte* src_base, const std::byte* dst_base, std::size_t src_stride,
                  std::size_t dst_stride, int limit) {
-  const std::uintptr_t bits = reinterpret_cast<std::uintptr_t>(src_base) |
-                              reinterpret_cast<std::uintptr_t>(dst_base) | src_stride | dst_stride;
-  int width = limit;
-  while (width > 1 && (bits % static_cast<std::uintptr_t>(width)) != 0) width /= 2;
-  return width;
+  return detail::copy_access_width(reinterpret_cast<std::uintptr_t>(src_base),
+                                   reinterpret_cast<std::uintptr_t>(dst_base), src_stride,
+                                   dst_stride, limit);
 }
 
 template <int N>
 void launch(const std::byte* src_base, std::byte* dst_base, std::size_t src_stride,
             std::size_t dst_stride, std::size_t page_bytes, const copy_op* ops, std::size_t num_ops,
             cudaStream_t stream, const copy_kernel_tuning& tuning) {
-  std::size_t chunk_bytes = tuning.bytes_per_block / N * N;
-  if (chunk_bytes < N) chunk_bytes = N;
-  const std::size_t vecs = page_bytes / N;
-  const std::size_t chunks = (vecs * N + chunk_bytes - 1) / chunk_bytes;
-  dim3 grid;
-  grid.x = static_cast<unsigned>(num_ops < tuning.max_blocks_x ? num_ops : tuning.max_blocks_x);
-  grid.y = static_cast<unsigned>(chunks == 0 ? 1 : chunks < 65535 ? chunks : 65535);
-  copy_pages_kernel<N><<<grid, static_cast<unsigned>(tuning.threads_per_block), 0, stream>>>(
-      src_base, dst_base, src_stride, dst_stride, page_bytes, ops, num_ops, chunk_bytes);
+  const detail::copy_launch shape = detail::plan_copy(page_bytes, num_ops, N, tuning);
+  const dim3 grid(shape.grid_x, shape.grid_y);
+  copy_pages_kernel<N><<<grid, shape.threads, 0, stream>>>(
+      src_base, dst_base, src_stride, dst_stride, page_bytes, ops, num_ops, shape.chunk_bytes);
   FRUGAL_CUDA_TRY(cudaGetLastError());
 }
 
@@ -102,15 +83,6 @@ void check_tuning(const copy_kernel_tuning& tuning) {
                  "kv::copy_pages_device: max_blocks_x and bytes_per_block must be positive",
                  invalid_argument);
 }
-
-/// Stream-ordered device memory freed on the same stream when it goes out of scope.
-struct stream_buffer {
-  void* p = nullptr;
-  cudaStream_t stream = nullptr;
-  ~stream_buffer() {
-    if (p != nullptr) (void)cudaFreeAsync(p, stream);
-  }
-};
 
 }  // namespace
 
@@ -186,11 +158,13 @@ void copy_pages_device(const page_pool& src, page_pool& dst, std::span<const cop
   const std::byte* src_base = device_view(src, "source");
   std::byte* dst_base = device_view(dst, "destination");
 
-  stream_buffer staged{nullptr, stream};
-  FRUGAL_CUDA_TRY(cudaMallocAsync(&staged.p, ops.size_bytes(), stream));
-  FRUGAL_CUDA_TRY(cudaMemcpyAsync(staged.p, ops.data(), ops.size_bytes(), cudaMemcpyHostToDevice,
-                                  stream));
-  const auto* staged_ops = static_cast<const copy_op*>(staged.p);
+  // The copy list, staged on the stream; freed on it on every way out (an out-of-memory here
+  // throws out_of_memory with the runtime's error cleared).
+  const cuda_detail::stream_allocation staged(ops.size_bytes(), stream,
+                                              "kv::copy_pages_device (staged copy list)");
+  FRUGAL_CUDA_TRY(cudaMemcpyAsync(staged.get(), ops.data(), ops.size_bytes(),
+                                  cudaMemcpyHostToDevice, stream));
+  const auto* staged_ops = static_cast<const copy_op*>(staged.get());
   for (std::size_t k = 0; k + 1 < cuts.size(); ++k)
     copy_pages_device(src_base, dst_base, src.page_stride(), dst.page_stride(),
                       src.layout().page_bytes(), staged_ops + cuts[k], cuts[k + 1] - cuts[k],

@@ -9,6 +9,7 @@
 #pragma once
 
 #include "quant_kernels.cuh"
+#include "stream_memory.cuh"
 
 #include <frugal/quant/format.hpp>
 
@@ -72,20 +73,18 @@ void dequantize_other_blocks(const dequantize_job& job);
 namespace frugal::quant {
 namespace {
 
-/// Stream-ordered scratch for a reduction, freed on the same stream when it goes out of scope
-/// (after the kernels that use it are queued, or when a launch throws).
+/// Stream-ordered scratch for a reduction (two zeroed words), freed on the same stream when it
+/// goes out of scope: after the kernels that use it are queued, or when anything after the
+/// allocation throws (the zeroing included, since the allocation is a finished member by then).
+/// @throws out_of_memory when the stream's pool has no room for it, cuda_error otherwise
 struct stream_scratch {
-  unsigned* p = nullptr;
-  cudaStream_t stream = nullptr;
-  explicit stream_scratch(cudaStream_t s) : stream(s) {
-    FRUGAL_CUDA_TRY(cudaMallocAsync(reinterpret_cast<void**>(&p), 2 * sizeof(unsigned), stream));
+  cuda_detail::stream_allocation memory;
+  unsigned* p;
+  explicit stream_scratch(cudaStream_t stream)
+      : memory(2 * sizeof(unsigned), stream, "quant::quantize_device (reduction scratch)"),
+        p(static_cast<unsigned*>(memory.get())) {
     FRUGAL_CUDA_TRY(cudaMemsetAsync(p, 0, 2 * sizeof(unsigned), stream));
   }
-  ~stream_scratch() {
-    if (p != nullptr) (void)cudaFreeAsync(p, stream);
-  }
-  stream_scratch(const stream_scratch&) = delete;
-  stream_scratch& operator=(const stream_scratch&) = delete;
 };
 
 /// What one launch needs to know about the device and the shape.

@@ -63,3 +63,54 @@ TEST_CASE("misuse reports reach the installed handler, which can be restored") {
 TEST_CASE("the library reports its version") {
   CHECK(std::string(frugal::version()) == "0.1.0");
 }
+
+// FRUGAL_CUDA_TRY names the CUDA runtime's functions unqualified, so a stand-in for the runtime's
+// error state shows what the macro does on a host without CUDA: it reports the failed call and
+// clears the last error, so that the next `FRUGAL_CUDA_TRY(cudaGetLastError())` (after a
+// successful launch) does not throw the same failure again.
+namespace stand_in_cuda {
+
+enum cudaError_t { cudaSuccess = 0, cudaErrorMemoryAllocation = 2 };
+cudaError_t last_error = cudaSuccess;  // what the runtime keeps per thread
+
+cudaError_t cudaGetLastError() {
+  const cudaError_t e = last_error;
+  last_error = cudaSuccess;
+  return e;
+}
+const char* cudaGetErrorName(cudaError_t e) {
+  return e == cudaSuccess ? "cudaSuccess" : "cudaErrorMemoryAllocation";
+}
+const char* cudaGetErrorString(cudaError_t e) {
+  return e == cudaSuccess ? "no error" : "out of memory";
+}
+/// A call that fails the way cudaMallocAsync does when its pool is exhausted.
+cudaError_t failing_allocation() {
+  last_error = cudaErrorMemoryAllocation;
+  return cudaErrorMemoryAllocation;
+}
+cudaError_t succeeding_call() { return cudaSuccess; }
+
+TEST_CASE("FRUGAL_CUDA_TRY reports a failed call and clears the pending error") {
+  last_error = cudaSuccess;
+  try {
+    FRUGAL_CUDA_TRY(failing_allocation());
+    FAIL("no exception");
+  } catch (const frugal::cuda_error& e) {
+    const std::string what = e.what();
+    CHECK(what.find("error.test.cpp:") != std::string::npos);
+    CHECK(what.find("failing_allocation() failed: cudaErrorMemoryAllocation: out of memory") !=
+          std::string::npos);
+  }
+  CHECK(last_error == cudaSuccess);
+  // The check after the next launch sees no stale failure.
+  CHECK_NOTHROW([] { FRUGAL_CUDA_TRY(cudaGetLastError()); }());
+  // A successful call leaves a pending error alone (it is not the macro's to report).
+  last_error = cudaErrorMemoryAllocation;
+  CHECK_NOTHROW([] { FRUGAL_CUDA_TRY(succeeding_call()); }());
+  CHECK(last_error == cudaErrorMemoryAllocation);
+  CHECK_THROWS_AS([] { FRUGAL_CUDA_TRY(cudaGetLastError()); }(), frugal::cuda_error);
+  CHECK(last_error == cudaSuccess);
+}
+
+}  // namespace stand_in_cuda

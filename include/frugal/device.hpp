@@ -23,6 +23,9 @@ int count() noexcept;
 void fill_bytes(void* p, std::size_t bytes, std::uint8_t value, cudaStream_t stream = nullptr);
 
 /// @brief Counts bytes equal to `value` in [p, p + bytes) on the device (synchronizes `stream`).
+/// Its 8-byte counter comes from the stream's pool and goes back to it on every path.
+/// @throws frugal::out_of_memory when the counter cannot be allocated, frugal::cuda_error when
+/// a call or the launch fails (the runtime's last error is cleared either way).
 std::size_t count_bytes(const void* p, std::size_t bytes, std::uint8_t value,
                         cudaStream_t stream = nullptr);
 #endif

@@ -122,14 +122,20 @@ template <class Error>
   } while (0)
 
 /// Throws frugal::cuda_error naming the call and the CUDA error unless it returns cudaSuccess.
+/// The runtime's last error is cleared (cudaGetLastError) before the throw: the failure is
+/// reported by the exception, and left pending it would make the next successful launch's
+/// `FRUGAL_CUDA_TRY(cudaGetLastError())` throw a false error (an out-of-memory from
+/// cudaMallocAsync, say). Sticky errors (a kernel's illegal address) stay, as CUDA keeps them.
 #define FRUGAL_CUDA_TRY(call)                                                                 \
   do {                                                                                        \
     const auto frugal_cuda_status_ = (call);                                                  \
-    if (frugal_cuda_status_ != cudaSuccess) [[unlikely]]                                      \
+    if (frugal_cuda_status_ != cudaSuccess) [[unlikely]] {                                    \
+      (void)cudaGetLastError();                                                               \
       ::frugal::detail::throw_error<::frugal::cuda_error>(                                    \
           __FILE__, __LINE__,                                                                 \
           std::string(#call) + " failed: " + cudaGetErrorName(frugal_cuda_status_) + ": " +   \
               cudaGetErrorString(frugal_cuda_status_));                                       \
+    }                                                                                         \
   } while (0)
 
 #if FRUGAL_DEBUG_LEVEL >= 1

@@ -485,7 +485,10 @@ TEST_CASE("cuda_virtual_resource: random allocations never overlap", "[gpu]") {
   CHECK(gpu.is_valid());
 }
 
-TEST_CASE("cuda_virtual_resource: out of address space and out of device memory", "[gpu]") {
+// Commits 2 MiB granules until the device refuses, so nearly all of its memory is taken for a
+// moment: tagged [fills-gpu], which ctest runs alone (tests/gpu/CMakeLists.txt).
+TEST_CASE("cuda_virtual_resource: out of address space and out of device memory",
+          "[gpu][fills-gpu]") {
   FRUGAL_REQUIRE_DEVICE();
   {
     frugal::cuda_virtual_resource gpu{{.reserve_bytes = 64 * MiB}};

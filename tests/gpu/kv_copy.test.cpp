@@ -1,9 +1,11 @@
 // The batched page-copy kernel against copy_pages_host, byte for byte: random pages, random copy
-// lists, the destination poisoned first so that a missed byte shows.
+// lists, the destination poisoned first so that a missed byte shows; raw-pointer copies of odd
+// page sizes (the byte-wise tail) against memcpy and the kernel's host emulation.
 #include "gpu/gpu.hpp"
 
 #include <frugal/error.hpp>
 #include <frugal/kv/copy_kernel.hpp>
+#include <frugal/kv/detail/copy_pages.hpp>
 #include <frugal/kv/page_pool.hpp>
 #include <frugal/mr/cuda_resource.hpp>
 #include <frugal/mr/host_resource.hpp>
@@ -12,6 +14,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <numeric>
 #include <random>
@@ -118,39 +121,88 @@ TEST_CASE("kv copy kernel: every access width and odd page sizes", "[gpu]") {
   }
 }
 
-TEST_CASE("kv copy kernel: raw pointers with unaligned bases and strides", "[gpu]") {
-  FRUGAL_REQUIRE_DEVICE();
-  // Page 1,000 bytes, strides 1,004 and 1,012, bases offset by 4 and 2 bytes: the kernel must
-  // fall back to narrower accesses and still match memcpy.
-  const std::size_t page_bytes = 1000, src_stride = 1004, dst_stride = 1012;
+namespace {
+
+/// Copies 35 random pages of `page_bytes` bytes between raw device buffers (bases `src_offset` /
+/// `dst_offset` bytes past cudaMalloc's 256-byte alignment) with the kernel; true when every
+/// destination byte equals memcpy's result and the host emulation of the same launch
+/// (detail::copy_pages_emulated on host buffers with the same offsets).
+bool raw_copy_matches(std::size_t page_bytes, std::size_t src_stride, std::size_t dst_stride,
+                      std::size_t src_offset, std::size_t dst_offset,
+                      const frugal::kv::copy_kernel_tuning& tuning, std::uint64_t seed) {
   const std::uint32_t src_pages = 30, dst_pages = 40;
-  std::vector<std::byte> host_src(src_pages * src_stride + 4), expected(dst_pages * dst_stride + 2);
-  fill_random(host_src, 9);
+  const std::size_t src_bytes = src_pages * src_stride + src_offset;
+  const std::size_t dst_bytes = dst_pages * dst_stride + dst_offset;
+  std::vector<std::byte> host_src(src_bytes), expected(dst_bytes);
+  fill_random(host_src, seed);
   std::memset(expected.data(), poison, expected.size());
-  const auto ops = random_ops(35, src_pages, dst_pages, 3);
+  const auto ops = random_ops(35, src_pages, dst_pages, seed + 1);
   for (const copy_op& op : ops)
-    std::memcpy(expected.data() + 2 + op.dst * dst_stride, host_src.data() + 4 + op.src * src_stride,
-                page_bytes);
+    std::memcpy(expected.data() + dst_offset + op.dst * dst_stride,
+                host_src.data() + src_offset + op.src * src_stride, page_bytes);
+
+  // The emulation runs on host copies placed at the same offsets from a 256-byte boundary.
+  std::vector<std::byte> emulated_src(src_bytes + 256), emulated_dst(dst_bytes + 256);
+  auto aligned = [](std::vector<std::byte>& v) {
+    const auto a = reinterpret_cast<std::uintptr_t>(v.data());
+    return v.data() + (256 - a % 256) % 256;
+  };
+  std::byte* esrc = aligned(emulated_src);
+  std::byte* edst = aligned(emulated_dst);
+  std::memcpy(esrc, host_src.data(), src_bytes);
+  std::memset(edst, poison, dst_bytes);
+  frugal::kv::detail::copy_pages_emulated(esrc + src_offset, edst + dst_offset, src_stride,
+                                          dst_stride, page_bytes, ops.data(), ops.size(), tuning);
+  const bool emulation_ok = std::memcmp(edst, expected.data(), dst_bytes) == 0;
 
   void *src_memory = nullptr, *dst_memory = nullptr, *ops_memory = nullptr;
-  FRUGAL_CUDA_TRY(cudaMalloc(&src_memory, host_src.size()));
-  FRUGAL_CUDA_TRY(cudaMalloc(&dst_memory, expected.size()));
+  FRUGAL_CUDA_TRY(cudaMalloc(&src_memory, src_bytes));
+  FRUGAL_CUDA_TRY(cudaMalloc(&dst_memory, dst_bytes));
   FRUGAL_CUDA_TRY(cudaMalloc(&ops_memory, ops.size() * sizeof(copy_op)));
   auto* src = static_cast<std::byte*>(src_memory);
   auto* dst = static_cast<std::byte*>(dst_memory);
   auto* ops_device = static_cast<copy_op*>(ops_memory);
-  FRUGAL_CUDA_TRY(cudaMemcpy(src, host_src.data(), host_src.size(), cudaMemcpyHostToDevice));
-  FRUGAL_CUDA_TRY(cudaMemset(dst, poison, expected.size()));
+  FRUGAL_CUDA_TRY(cudaMemcpy(src, host_src.data(), src_bytes, cudaMemcpyHostToDevice));
+  FRUGAL_CUDA_TRY(cudaMemset(dst, poison, dst_bytes));
   FRUGAL_CUDA_TRY(cudaMemcpy(ops_device, ops.data(), ops.size() * sizeof(copy_op), cudaMemcpyHostToDevice));
-  frugal::kv::copy_pages_device(src + 4, dst + 2, src_stride, dst_stride, page_bytes, ops_device,
-                                ops.size(), nullptr);
+  FRUGAL_CUDA_TRY(cudaDeviceSynchronize());  // the kernel below runs on the legacy stream too
+  frugal::kv::copy_pages_device(src + src_offset, dst + dst_offset, src_stride, dst_stride,
+                                page_bytes, ops_device, ops.size(), nullptr, tuning);
   FRUGAL_CUDA_TRY(cudaDeviceSynchronize());
-  std::vector<std::byte> device(expected.size());
+  std::vector<std::byte> device(dst_bytes);
   FRUGAL_CUDA_TRY(cudaMemcpy(device.data(), dst, device.size(), cudaMemcpyDeviceToHost));
-  CHECK(std::memcmp(device.data(), expected.data(), device.size()) == 0);
   FRUGAL_CUDA_TRY(cudaFree(src));
   FRUGAL_CUDA_TRY(cudaFree(dst));
   FRUGAL_CUDA_TRY(cudaFree(ops_device));
+  CHECK(emulation_ok);
+  return std::memcmp(device.data(), expected.data(), device.size()) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("kv copy kernel: raw pointers with unaligned bases and strides", "[gpu]") {
+  FRUGAL_REQUIRE_DEVICE();
+  // Page 1,000 bytes, strides 1,004 and 1,012, bases offset by 4 and 2 bytes: the kernel must
+  // fall back to narrower accesses and still match memcpy.
+  CHECK(raw_copy_matches(1000, 1004, 1012, 4, 2, {}, 9));
+}
+
+TEST_CASE("kv copy kernel: odd page sizes copy their byte-wise tail", "[gpu]") {
+  FRUGAL_REQUIRE_DEVICE();
+  // 1001 and 1003 bytes with 256-aligned bases and 16-byte multiple strides: 62 words of 16
+  // bytes, then a tail of 9 or 11 bytes that only the tail loop copies. Small chunks put the
+  // words in several blocks along y; the tail belongs to the blocks with y == 0.
+  for (const std::size_t page_bytes : {std::size_t{1001}, std::size_t{1003}}) {
+    for (const std::size_t chunk : {std::size_t{64}, std::size_t{16} << 10}) {
+      for (const int width : {16, 8, 4}) {
+        CAPTURE(page_bytes, chunk, width);
+        const frugal::kv::copy_kernel_tuning tuning{
+            .threads_per_block = 64, .vec_bytes = width, .bytes_per_block = chunk,
+            .max_blocks_x = 7};
+        CHECK(raw_copy_matches(page_bytes, 1008, 1024, 0, 0, tuning, page_bytes + chunk));
+      }
+    }
+  }
 }
 
 TEST_CASE("kv copy kernel: a dependent copy list in one pool runs in order", "[gpu]") {

@@ -51,7 +51,10 @@ std::uint64_t test_seed() {
   return seed;
 }
 
-/// Device memory for one test, poisoned on request.
+/// Device memory for one test, poisoned on request. Uploads, poisoning and read-backs are queued
+/// on the stream the kernels run on: the legacy stream's cudaMemcpy / cudaMemset would not be
+/// ordered before a launch on a cudaStreamNonBlocking stream (and a cudaMemcpy from pageable
+/// memory may return before the data has arrived).
 struct device_buffer {
   void* p = nullptr;
   std::size_t bytes = 0;
@@ -60,10 +63,19 @@ struct device_buffer {
   device_buffer(const device_buffer&) = delete;
   device_buffer& operator=(const device_buffer&) = delete;
   template <class T> T* as() const { return static_cast<T*>(p); }
-  void poison_all() { FRUGAL_CUDA_TRY(cudaMemset(p, poison, bytes)); }
-  std::vector<std::uint8_t> to_host() const {
+  /// Queues the copy of `bytes` bytes from `host` on `stream`; `host` must live until the stream
+  /// has passed it (the caller synchronizes before it goes).
+  void upload(const void* host, cudaStream_t stream) {
+    FRUGAL_CUDA_TRY(cudaMemcpyAsync(p, host, bytes, cudaMemcpyHostToDevice, stream));
+  }
+  void poison_all(cudaStream_t stream = nullptr) {
+    FRUGAL_CUDA_TRY(cudaMemsetAsync(p, poison, bytes, stream));
+  }
+  /// The bytes after everything queued on `stream` so far (synchronizes it).
+  std::vector<std::uint8_t> to_host(cudaStream_t stream = nullptr) const {
     std::vector<std::uint8_t> host(bytes);
-    FRUGAL_CUDA_TRY(cudaMemcpy(host.data(), p, bytes, cudaMemcpyDeviceToHost));
+    FRUGAL_CUDA_TRY(cudaMemcpyAsync(host.data(), p, bytes, cudaMemcpyDeviceToHost, stream));
+    FRUGAL_CUDA_TRY(cudaStreamSynchronize(stream));
     return host;
   }
 };
@@ -146,15 +158,14 @@ void check_format(q::format f, const std::vector<T>& x, std::size_t rows, std::s
   const q::layout& l = expected.layout();
 
   device_buffer input(x.size() * sizeof(T)), packed(l.total_bytes);
-  FRUGAL_CUDA_TRY(cudaMemcpy(input.p, x.data(), input.bytes, cudaMemcpyHostToDevice));
-  packed.poison_all();
+  input.upload(x.data(), stream);
+  packed.poison_all(stream);
   if (tuning != nullptr)
     q::quantize_device(f, input.as<const T>(), rows, cols, packed.as<std::byte>(), stream, opts,
                        *tuning);
   else
     q::quantize_device(f, input.as<const T>(), rows, cols, packed.as<std::byte>(), stream, opts);
-  FRUGAL_CUDA_TRY(cudaDeviceSynchronize());
-  const std::vector<std::uint8_t> got = packed.to_host();
+  const std::vector<std::uint8_t> got = packed.to_host(stream);
   std::size_t first_diff = got.size();
   for (std::size_t i = 0; i < got.size(); ++i)
     if (got[i] != expected.data()[i]) {
@@ -167,15 +178,14 @@ void check_format(q::format f, const std::vector<T>& x, std::size_t rows, std::s
   std::vector<float> cpu(rows * cols);
   q::dequantize(expected, cpu);
   device_buffer restored(rows * cols * sizeof(float));
-  restored.poison_all();
+  restored.poison_all(stream);
   if (tuning != nullptr)
     q::dequantize_device(f, packed.as<const std::byte>(), rows, cols, restored.as<float>(), stream,
                          *tuning);
   else
     q::dequantize_device(f, packed.as<const std::byte>(), rows, cols, restored.as<float>(),
                          stream);
-  FRUGAL_CUDA_TRY(cudaDeviceSynchronize());
-  const std::vector<std::uint8_t> gpu = restored.to_host();
+  const std::vector<std::uint8_t> gpu = restored.to_host(stream);
   std::size_t first_float = cpu.size();
   for (std::size_t i = 0; i < cpu.size(); ++i)
     if (std::memcmp(gpu.data() + i * sizeof(float), &cpu[i], sizeof(float)) != 0) {

@@ -7,6 +7,7 @@
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/quant/codecs.hpp>
 #include <frugal/quant/detail/block.hpp>
+#include <frugal/quant/detail/fast_codecs.hpp>
 #include <frugal/quant/quantize.hpp>
 
 #include "mr/test_resources.hpp"
@@ -518,6 +519,182 @@ TEST_CASE("NaN and infinity: skipped by scales, then encoded per format", "[quan
       INFO(fi.name);
       const std::vector<float> back = dequantized(quantize(fi.id, zeros, 128, host));
       for (const float v : back) CHECK(v == 0.0f);
+    }
+  }
+}
+
+// ---- the one decoded NaN ---------------------------------------------------------------------------
+// A CUDA device returns 0x7FFFFFFF for a float product with a NaN operand, x86 returns the NaN
+// operand itself and gives 0xFFC00000 for 0 * inf; every decoder therefore writes one pattern,
+// 0x7FC00000, whatever NaN its product gave. These tests pin that pattern on the CPU, so the
+// device's bit-for-bit comparison (tests/gpu/quant.test.cpp) can only pass if the device writes
+// it too.
+
+namespace {
+
+constexpr std::uint32_t decoded_nan = 0x7FC00000u;
+
+std::uint32_t bits_of(float v) {
+  std::uint32_t b;
+  std::memcpy(&b, &v, 4);
+  return b;
+}
+
+float float_from_bits(std::uint32_t b) {
+  float v;
+  std::memcpy(&v, &b, 4);
+  return v;
+}
+
+/// A negative quiet NaN with a payload: what x86 would hand through a product unchanged.
+const float payload_nan = float_from_bits(0xFFC01234u);
+
+}  // namespace
+
+TEST_CASE("canonical_nan: every NaN becomes 0x7FC00000, everything else is unchanged",
+          "[quant][nan]") {
+  for (const std::uint32_t b : {0x7FC00000u, 0xFFC00000u, 0x7FFFFFFFu, 0xFFFFFFFFu, 0x7F800001u,
+                                0xFFC01234u, 0x7FA00000u})
+    CHECK(bits_of(detail::canonical_nan(float_from_bits(b))) == decoded_nan);
+  for (const std::uint32_t b : {0x7F800000u, 0xFF800000u, 0x00000000u, 0x80000000u, 0x3F800000u,
+                                0x00000001u, 0x7F7FFFFFu, 0xFF7FFFFFu})
+    CHECK(bits_of(detail::canonical_nan(float_from_bits(b))) == b);
+  static_assert(detail::decoded_nan_bits == decoded_nan);
+}
+
+TEST_CASE("decoders write the NaN 0x7FC00000 for NaN codes, NaN scales and 0 * inf",
+          "[quant][nan]") {
+  float out[32];
+  auto all_nan = [&](std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i)
+      if (bits_of(out[i]) != decoded_nan) return false;
+    return true;
+  };
+  SECTION("fp8 NaN codes times a finite scale (fp8_e4m3/e5m2 tensor and channel, mxfp8)") {
+    const std::uint8_t e4m3[2] = {0x7F, 0xFF};
+    detail::decode_fp8_e4m3(e4m3, 2, 0.25f, out);
+    CHECK(all_nan(2));
+    const std::uint8_t e5m2[6] = {0x7D, 0x7E, 0x7F, 0xFD, 0xFE, 0xFF};
+    detail::decode_fp8_e5m2(e5m2, 6, 3.0f, out);
+    CHECK(all_nan(6));
+    detail::decode_fp8_e4m3(e4m3, 2, from_e8m0(120), out);  // mxfp8's decode
+    CHECK(all_nan(2));
+  }
+  SECTION("a NaN scale, whatever its bits") {
+    const std::uint8_t codes[4] = {0x00, 0x38, 0xB8, 0x7F};
+    detail::decode_fp8_e4m3(codes, 4, payload_nan, out);
+    CHECK(all_nan(4));
+    detail::decode_fp8_e5m2(codes, 4, payload_nan, out);
+    CHECK(all_nan(4));
+    detail::decode_int8<false>(codes, 4, payload_nan, 0, out);
+    CHECK(all_nan(4));
+    detail::decode_int8<true>(codes, 4, payload_nan, 7, out);
+    CHECK(all_nan(4));
+    detail::decode_int4<true>(codes, 4, payload_nan, 3, out);
+    CHECK(all_nan(4));
+    detail::decode_fp4(codes, 4, from_e8m0(e8m0_nan_code), out);  // mxfp4's NaN scale code
+    CHECK(all_nan(4));
+    detail::decode_fp4(codes, 4, detail::nvfp4_decode_scale(0x7F, 0.5f), out);  // NaN block code
+    CHECK(all_nan(4));
+    detail::decode_fp4(codes, 4, detail::nvfp4_decode_scale(0x38, payload_nan), out);
+    CHECK(all_nan(4));
+    detail::decode_nf4(codes, 4, payload_nan, out);
+    CHECK(all_nan(4));
+  }
+  SECTION("zero codes times an infinite scale") {
+    const std::uint8_t zeros[4] = {0x00, 0x00, 0x80, 0x80};
+    detail::decode_fp8_e4m3(zeros, 4, inf, out);
+    CHECK(all_nan(4));
+    detail::decode_int8<false>(zeros, 2, -inf, 0, out);
+    CHECK(all_nan(2));
+    const std::uint8_t at_zero_point[2] = {0x99, 0x99};  // int4 codes 9 with zero point 9
+    detail::decode_int4<true>(at_zero_point, 4, inf, 9, out);
+    CHECK(all_nan(4));
+    const std::uint8_t nf4_zero[2] = {0x77, 0x77};  // code 7 is 0.0
+    detail::decode_nf4(nf4_zero, 4, inf, out);
+    CHECK(all_nan(4));
+    detail::decode_fp4(zeros, 4, inf, out);
+    CHECK(all_nan(4));
+    // ±inf codes (E5M2 0x7C / 0xFC) times a zero scale
+    const std::uint8_t infinities[2] = {0x7C, 0xFC};
+    detail::decode_fp8_e5m2(infinities, 2, 0.0f, out);
+    CHECK(all_nan(2));
+  }
+  SECTION("GGUF records with a NaN or infinite FP16 d") {
+    std::uint8_t record[detail::q8_0_record_bytes] = {};
+    record[0] = 0x01;  // d = 0xFE01: a negative NaN with a payload
+    record[1] = 0xFE;
+    record[2] = 0x05;
+    detail::decode_q8_0(record, out);
+    CHECK(all_nan(32));
+    detail::decode_q4_0(record, out);
+    CHECK(all_nan(32));
+    record[0] = 0x00;  // d = +inf: code 0 (q8_0) and nibble 8 (q4_0) are 0 * inf
+    record[1] = 0x7C;
+    record[2] = 0x00;
+    record[3] = 0x88;
+    detail::decode_q8_0(record, out);
+    CHECK(bits_of(out[0]) == decoded_nan);
+    detail::decode_q4_0(record, out);
+    CHECK(bits_of(out[1]) == decoded_nan);
+    CHECK(bits_of(out[17]) == decoded_nan);
+  }
+  SECTION("the vectorized CPU decoders write the same NaN") {
+    const std::uint8_t codes[4] = {0x7F, 0xFF, 0x00, 0x38};
+    detail::fast_decode_fp8_e4m3(codes, 2, 0.5f, out);
+    CHECK(all_nan(2));
+    detail::fast_decode_fp8_e5m2(codes, 2, 0.5f, out);
+    CHECK(all_nan(2));
+    detail::fast_decode_fp8_e4m3(codes, 4, payload_nan, out);
+    CHECK(all_nan(4));
+    detail::fast_decode_fp4(codes, 4, payload_nan, out);
+    CHECK(all_nan(4));
+    detail::fast_decode_fp4(codes + 2, 4, inf, out);  // 0x00 and 0x38: nibbles 0, 0, 8 (-0), 3
+    CHECK(bits_of(out[0]) == decoded_nan);
+    CHECK(bits_of(out[1]) == decoded_nan);
+    CHECK(bits_of(out[2]) == decoded_nan);
+    CHECK(bits_of(out[3]) == 0x7F800000u);
+  }
+}
+
+TEST_CASE("dequantize writes the NaN 0x7FC00000 for every format", "[quant][nan]") {
+  frugal::host_resource host;
+  std::vector<float> x = random_values(4 * 128, 19);
+  x[5] = qnan;
+  x[130] = -qnan;
+  x[300] = inf;
+  x[301] = -inf;
+  SECTION("NaN inputs that come back as NaN (fp8 tensor and channel, mxfp8)") {
+    for (const format f : {format::fp8_e4m3, format::fp8_e5m2, format::fp8_e4m3_channel,
+                           format::fp8_e5m2_channel, format::mxfp8}) {
+      INFO(to_string(f));
+      const std::vector<float> back = dequantized(quantize(f, x, 128, host));
+      CHECK(bits_of(back[5]) == decoded_nan);
+      CHECK(bits_of(back[130]) == decoded_nan);
+      std::size_t nans = 0;
+      for (const float v : back) nans += std::isnan(v) ? 1 : 0;
+      CHECK(nans == 2);
+    }
+  }
+  SECTION("every scale overwritten with a NaN: every element is the one NaN") {
+    for (const format_info& fi : all_formats()) {
+      INFO(fi.name);
+      quantized_tensor q = quantize(fi.id, x, 128, host);
+      const layout& l = q.layout();
+      if (fi.id == format::q8_0 || fi.id == format::q4_0) {
+        const std::size_t record =
+            fi.id == format::q8_0 ? detail::q8_0_record_bytes : detail::q4_0_record_bytes;
+        for (std::size_t r = 0; r < l.values_bytes / record; ++r) {
+          q.values()[r * record] = 0x01;  // FP16 0xFE01, a NaN with a payload
+          q.values()[r * record + 1] = 0xFE;
+        }
+      } else {
+        std::memset(q.scales(), 0xFF, l.scales_bytes);  // FP32 0xFFFFFFFF; E8M0 / E4M3 NaN
+      }
+      const std::vector<float> back = dequantized(q);
+      std::size_t other = 0;
+      for (const float v : back) other += bits_of(v) != decoded_nan ? 1 : 0;
+      CHECK(other == 0);
     }
   }
 }

@@ -57,7 +57,8 @@ void write_kv_device(page_pool& pages, std::uint32_t layer, const float* k, cons
 /// @throws invalid_argument as paged_attention's checks that need no device data (options,
 ///   layer, scales, head_dim above 256, num_qo_heads / num_kv_heads above 32), or a pool in
 ///   pageable host memory; nothing is launched then
-/// @throws cuda_error when scratch or the launch fails (the scratch is freed)
+/// @throws out_of_memory when the stream's pool cannot supply the scratch; cuda_error when a
+///   launch fails (the scratch is freed either way, and no CUDA error is left pending)
 void paged_decode_device(const page_pool& pages, std::uint32_t layer, const float* q,
                          const device_page_table& table, std::size_t batch, std::size_t max_pages,
                          float* out, const attention_options& options,

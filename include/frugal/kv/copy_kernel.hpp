@@ -16,8 +16,6 @@
 
 namespace frugal::kv {
 
-#if FRUGAL_HAS_CUDA
-
 /// @brief Launch shape of the page-copy kernel (CUB's habit: knobs in one aggregate, not magic
 /// numbers in the kernel). The grid is ops x chunks: blockIdx.x walks the ops (grid-stride),
 /// blockIdx.y the chunks of bytes_per_block bytes within a page, so a 2 MiB page spreads over
@@ -33,6 +31,8 @@ struct copy_kernel_tuning {
   /// Cap on gridDim.x (ops per launch before the grid-stride loop takes over).
   unsigned max_blocks_x = 1u << 20;
 };
+
+#if FRUGAL_HAS_CUDA
 
 /// @brief Copies whole pages on `stream`: for each op, page_bytes bytes from
 /// src_base + op.src * page_stride_src to dst_base + op.dst * page_stride_dst. Asynchronous.
@@ -61,7 +61,8 @@ void copy_pages_device(const std::byte* src_base, std::byte* dst_base, std::size
 /// stream has passed the copy. Asynchronous on `stream`.
 /// @throws invalid_argument when the layouts differ, an op names a page outside its pool, or a
 ///   pool's memory is not device-accessible (pageable host memory); nothing is copied then
-/// @throws cuda_error when staging or the launch fails
+/// @throws out_of_memory when the stream's pool has no room to stage the ops, cuda_error when
+///   staging or the launch fails otherwise (the runtime's last error is cleared either way)
 void copy_pages_device(const page_pool& src, page_pool& dst, std::span<const copy_op> ops,
                        cudaStream_t stream = nullptr, const copy_kernel_tuning& tuning = {});
 

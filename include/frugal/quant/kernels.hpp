@@ -64,7 +64,9 @@ unsigned quantize_input_reads(format f) noexcept;
 ///   between regions are written as zero
 /// @throws invalid_argument for a null pointer, a pointer not 16-byte aligned, a shape layout_of
 ///   rejects or a format value outside the enumeration (nothing is queued)
-/// @throws cuda_error when a launch or an allocation fails
+/// @throws out_of_memory when the stream's pool has no room for the 8 bytes of scratch
+/// @throws cuda_error when a launch or another call fails (the runtime's last error is cleared
+///   after any of these failures, so it does not surface at a later launch's check)
 void quantize_device(format f, const float* input, std::size_t rows, std::size_t cols,
                      std::byte* output, cudaStream_t stream = nullptr, const options& opts = {});
 void quantize_device(format f, const float16* input, std::size_t rows, std::size_t cols,

@@ -70,6 +70,11 @@
 //   - nf4: NaN encodes as code 7 (0.0); ±inf as codes 15 / 0 (±absmax);
 //   - fp8, mxfp8, mxfp4, nvfp4: the element codec decides (E4M3/E5M2: NaN -> 0x7F, ±inf ->
 //     ±max; E2M1: NaN -> +6, ±inf -> ±6).
+//   - decoding: every decoder passes its results through canonical_nan(), so any NaN it
+//     produces (a NaN code, a NaN scale read from a file, 0 * inf) is the positive quiet NaN
+//     0x7FC00000 on the host and on the device alike. A float operation with a NaN operand
+//     keeps that operand's bits on x86 but gives 0x7FFFFFFF on a CUDA device, and x86's 0 * inf
+//     is 0xFFC00000, so the raw products would differ.
 // ---------------------------------------------------------------------------------------------
 #pragma once
 
@@ -133,6 +138,16 @@ FRUGAL_HOST_DEVICE constexpr float nf4_threshold(int t) noexcept {
 /// @brief True when x is neither NaN nor ±infinity (bit test: no library call, same on device).
 FRUGAL_HOST_DEVICE constexpr bool is_finite(float x) noexcept {
   return (float_bits(x) & 0x7F800000u) != 0x7F800000u;
+}
+
+/// @brief What every decoder writes for a NaN: the positive quiet NaN with no payload.
+inline constexpr std::uint32_t decoded_nan_bits = float_quiet_nan_bits;
+
+/// @brief v, or the float with bits decoded_nan_bits (0x7FC00000) when v is any NaN. A bit test
+/// and an integer select, so neither compiler nor hardware can give the NaN other bits.
+FRUGAL_HOST_DEVICE constexpr float canonical_nan(float v) noexcept {
+  const std::uint32_t bits = float_bits(v);
+  return bits_float((bits & 0x7FFFFFFFu) > float_inf_bits ? decoded_nan_bits : bits);
 }
 
 /// @brief max / min of two non-NaN floats as a plain comparison, which compilers vectorize
@@ -292,22 +307,26 @@ FRUGAL_HOST_DEVICE constexpr int int4_value(std::uint8_t nibble) noexcept {
   return Asymmetric ? v : (v ^ 8) - 8;
 }
 
-/// @brief out[i] = (code - zero_point) * scale for n int8 codes.
+/// @brief out[i] = (code - zero_point) * scale for n int8 codes (a NaN result, from a NaN or
+/// infinite scale, is canonical_nan's).
 template <bool Asymmetric>
 FRUGAL_HOST_DEVICE inline void decode_int8(const std::uint8_t* in, std::size_t n, float scale,
                                            int zero_point, float* out) noexcept {
   for (std::size_t i = 0; i < n; ++i)
-    out[i] = static_cast<float>(int8_value<Asymmetric>(in[i]) - zero_point) * scale;
+    out[i] = canonical_nan(static_cast<float>(int8_value<Asymmetric>(in[i]) - zero_point) * scale);
 }
 
-/// @brief out[i] = (code - zero_point) * scale for n (even) int4 codes packed in n / 2 bytes.
+/// @brief out[i] = (code - zero_point) * scale for n (even) int4 codes packed in n / 2 bytes
+/// (NaN results as decode_int8).
 template <bool Asymmetric>
 FRUGAL_HOST_DEVICE inline void decode_int4(const std::uint8_t* in, std::size_t n, float scale,
                                            int zero_point, float* out) noexcept {
   for (std::size_t k = 0; k < n / 2; ++k) {
     const std::uint8_t b = in[k];
-    out[2 * k] = static_cast<float>(int4_value<Asymmetric>(b & 0xF) - zero_point) * scale;
-    out[2 * k + 1] = static_cast<float>(int4_value<Asymmetric>(b >> 4) - zero_point) * scale;
+    out[2 * k] =
+        canonical_nan(static_cast<float>(int4_value<Asymmetric>(b & 0xF) - zero_point) * scale);
+    out[2 * k + 1] =
+        canonical_nan(static_cast<float>(int4_value<Asymmetric>(b >> 4) - zero_point) * scale);
   }
 }
 
@@ -332,16 +351,18 @@ FRUGAL_HOST_DEVICE inline void encode_fp8_e5m2(const float* x, std::size_t n, fl
   for (std::size_t i = 0; i < n; ++i) out[i] = to_fp8_e5m2(x[i] / divisor);
 }
 
-/// @brief out[i] = from_fp8_e4m3(in[i]) * scale.
+/// @brief out[i] = from_fp8_e4m3(in[i]) * scale; the NaN codes (0x7F, 0xFF) and a NaN scale
+/// give canonical_nan's 0x7FC00000.
 FRUGAL_HOST_DEVICE inline void decode_fp8_e4m3(const std::uint8_t* in, std::size_t n, float scale,
                                                float* out) noexcept {
-  for (std::size_t i = 0; i < n; ++i) out[i] = from_fp8_e4m3(in[i]) * scale;
+  for (std::size_t i = 0; i < n; ++i) out[i] = canonical_nan(from_fp8_e4m3(in[i]) * scale);
 }
 
-/// @brief out[i] = from_fp8_e5m2(in[i]) * scale.
+/// @brief out[i] = from_fp8_e5m2(in[i]) * scale; NaN codes, a NaN scale and ±inf * 0 give
+/// canonical_nan's 0x7FC00000.
 FRUGAL_HOST_DEVICE inline void decode_fp8_e5m2(const std::uint8_t* in, std::size_t n, float scale,
                                                float* out) noexcept {
-  for (std::size_t i = 0; i < n; ++i) out[i] = from_fp8_e5m2(in[i]) * scale;
+  for (std::size_t i = 0; i < n; ++i) out[i] = canonical_nan(from_fp8_e5m2(in[i]) * scale);
 }
 
 // ---- MX (OCP Microscaling v1.0): E8M0 block scales -----------------------------------------------
@@ -384,12 +405,13 @@ FRUGAL_HOST_DEVICE inline void encode_fp4(const float* x, std::size_t n, float m
 }
 
 /// @brief out[i] = from_fp4_e2m1(nibble i) * scale, for n (even) elements in n / 2 bytes.
-/// mxfp4: scale = from_e8m0(code); nvfp4: nvfp4_decode_scale(...).
+/// mxfp4: scale = from_e8m0(code); nvfp4: nvfp4_decode_scale(...). A NaN scale (E8M0 code
+/// 0xFF, an E4M3 NaN block code, a NaN tensor scale) and 0 * inf give canonical_nan's NaN.
 FRUGAL_HOST_DEVICE inline void decode_fp4(const std::uint8_t* in, std::size_t n, float scale,
                                           float* out) noexcept {
   for (std::size_t k = 0; k < n / 2; ++k) {
-    out[2 * k] = from_fp4_e2m1(static_cast<std::uint8_t>(in[k] & 0xF)) * scale;
-    out[2 * k + 1] = from_fp4_e2m1(static_cast<std::uint8_t>(in[k] >> 4)) * scale;
+    out[2 * k] = canonical_nan(from_fp4_e2m1(static_cast<std::uint8_t>(in[k] & 0xF)) * scale);
+    out[2 * k + 1] = canonical_nan(from_fp4_e2m1(static_cast<std::uint8_t>(in[k] >> 4)) * scale);
   }
 }
 
@@ -459,12 +481,13 @@ FRUGAL_HOST_DEVICE inline void encode_nf4(const float* x, std::size_t n, float a
   }
 }
 
-/// @brief out[i] = nf4_value(nibble i) * absmax.
+/// @brief out[i] = nf4_value(nibble i) * absmax (a NaN absmax, or 0 * inf, gives canonical_nan's
+/// NaN).
 FRUGAL_HOST_DEVICE inline void decode_nf4(const std::uint8_t* in, std::size_t n, float absmax,
                                           float* out) noexcept {
   for (std::size_t k = 0; k < n / 2; ++k) {
-    out[2 * k] = nf4_value(in[k] & 0xF) * absmax;
-    out[2 * k + 1] = nf4_value(in[k] >> 4) * absmax;
+    out[2 * k] = canonical_nan(nf4_value(in[k] & 0xF) * absmax);
+    out[2 * k + 1] = canonical_nan(nf4_value(in[k] >> 4) * absmax);
   }
 }
 
@@ -563,19 +586,20 @@ FRUGAL_HOST_DEVICE inline void encode_q4_0(const float* x, std::uint8_t* record)
   }
 }
 
-/// @brief 32 elements from one q8_0 record: code * d.
+/// @brief 32 elements from one q8_0 record: code * d (a NaN d, or 0 * an infinite d, gives
+/// canonical_nan's NaN).
 FRUGAL_HOST_DEVICE inline void decode_q8_0(const std::uint8_t* record, float* out) noexcept {
   const float d = load_half(record);
   for (std::size_t j = 0; j < gguf_block; ++j)
-    out[j] = static_cast<float>(static_cast<std::int8_t>(record[2 + j])) * d;
+    out[j] = canonical_nan(static_cast<float>(static_cast<std::int8_t>(record[2 + j])) * d);
 }
 
-/// @brief 32 elements from one q4_0 record: (nibble - 8) * d.
+/// @brief 32 elements from one q4_0 record: (nibble - 8) * d (NaN results as decode_q8_0).
 FRUGAL_HOST_DEVICE inline void decode_q4_0(const std::uint8_t* record, float* out) noexcept {
   const float d = load_half(record);
   for (std::size_t j = 0; j < gguf_block / 2; ++j) {
-    out[j] = static_cast<float>((record[2 + j] & 0xF) - 8) * d;
-    out[j + gguf_block / 2] = static_cast<float>((record[2 + j] >> 4) - 8) * d;
+    out[j] = canonical_nan(static_cast<float>((record[2 + j] & 0xF) - 8) * d);
+    out[j + gguf_block / 2] = canonical_nan(static_cast<float>((record[2 + j] >> 4) - 8) * d);
   }
 }
 

@@ -323,21 +323,21 @@ FRUGAL_HOST_DEVICE inline void fast_encode_fp4(const float* x, std::size_t n, fl
 /// @brief decode_fp8_e4m3(in, n, scale, out), bit for bit.
 FRUGAL_HOST_DEVICE inline void fast_decode_fp8_e4m3(const std::uint8_t* in, std::size_t n,
                                                     float scale, float* out) noexcept {
-  for (std::size_t i = 0; i < n; ++i) out[i] = fast_from_fp8_e4m3(in[i]) * scale;
+  for (std::size_t i = 0; i < n; ++i) out[i] = canonical_nan(fast_from_fp8_e4m3(in[i]) * scale);
 }
 
 /// @brief decode_fp8_e5m2(in, n, scale, out), bit for bit.
 FRUGAL_HOST_DEVICE inline void fast_decode_fp8_e5m2(const std::uint8_t* in, std::size_t n,
                                                     float scale, float* out) noexcept {
-  for (std::size_t i = 0; i < n; ++i) out[i] = fast_from_fp8_e5m2(in[i]) * scale;
+  for (std::size_t i = 0; i < n; ++i) out[i] = canonical_nan(fast_from_fp8_e5m2(in[i]) * scale);
 }
 
 /// @brief decode_fp4(in, n, scale, out), bit for bit (n even).
 FRUGAL_HOST_DEVICE inline void fast_decode_fp4(const std::uint8_t* in, std::size_t n, float scale,
                                                float* out) noexcept {
   for (std::size_t k = 0; k < n / 2; ++k) {
-    out[2 * k] = fast_from_fp4_e2m1(in[k]) * scale;
-    out[2 * k + 1] = fast_from_fp4_e2m1(static_cast<std::uint32_t>(in[k]) >> 4) * scale;
+    out[2 * k] = canonical_nan(fast_from_fp4_e2m1(in[k]) * scale);
+    out[2 * k + 1] = canonical_nan(fast_from_fp4_e2m1(static_cast<std::uint32_t>(in[k]) >> 4) * scale);
   }
 }
 
