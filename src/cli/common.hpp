@@ -59,9 +59,10 @@ struct matrix_kind {
   std::size_t elements() const noexcept { return rows * cols * count; }
 };
 
-/// @brief The 2-D weight matrices of `m`: the attention projections and gated MLP of every layer,
-/// the embeddings and (unless tied) the LM head. What is left of num_parameters (norms, biases)
-/// stays in 16 bits in weight_bytes().
+/// @brief The 2-D weight matrices of `m`: the attention projections (MLA's too) of every layer,
+/// the dense gated MLPs, every routed and shared expert of the MoE layers, the embeddings and
+/// (unless tied) the LM head. What is left of num_parameters (norms, biases, the routers, small
+/// and kept precise) stays in 16 bits in weight_bytes().
 std::vector<matrix_kind> matrices(const sim::model_shape& m);
 
 /// @brief Whether `format` is a weight format frugal knows: a simulator format (fp16, bf16, fp8,

@@ -20,13 +20,15 @@ std::string ratio(double after, double before) {
   return before > 0 ? strf("%.2fx", after / before) : std::string("-");
 }
 
-/// What `freed` bytes of KV buy: tokens and max_len sequences.
+/// What `freed` bytes of KV buy: tokens (in every layer) and max_len sequences (per layer, a
+/// sliding-window layer holding at most its window).
 std::string buys(std::size_t freed, const json& kv) {
   const std::size_t per_token = size_of(kv["kv_bytes_per_token"]);
   const std::size_t tokens = per_token ? freed / per_token : 0;
+  const std::size_t per_sequence = size_of(kv["kv_bytes_per_sequence"]);
   const std::size_t max_len = size_of(kv["max_len"]);
   return strf("room for %zu more tokens of KV, %zu more %zu-token sequences", tokens,
-              tokens / max_len, max_len);
+              per_sequence ? freed / per_sequence : 0, max_len);
 }
 
 void print_text(const json& r) {
@@ -93,6 +95,11 @@ void print_text(const json& r) {
   std::printf("\n3. KV cache: static worst-case reservation versus paged (%zu bytes per token, "
               "sequences up to %zu tokens)\n",
               size_of(kv["kv_bytes_per_token"]), size_of(kv["max_len"]));
+  if (size_of(kv["window_layers"]) != 0)
+    std::printf("   %zu layers attend to a window of %zu tokens: a static reservation holds "
+                "%s per sequence, not %zu tokens in every layer\n",
+                size_of(kv["window_layers"]), size_of(kv["sliding_window"]),
+                bytes(kv["kv_bytes_per_sequence"]).c_str(), size_of(kv["max_len"]));
   table kt({"", "KV held", "held but empty", "empty bytes", "max concurrent"}, 1);
   kt.add({"static (reserve max_len per sequence)", bytes(kv["static"]["reserved_bytes"]),
           percent(real(kv["static"]["waste"])), bytes(kv["static"]["empty_bytes"]),
@@ -193,7 +200,7 @@ void run_report(options o) {
     try {
       (void)sim::budget(c);
     } catch (const invalid_argument& e) {
-      throw usage_error(std::string("--gpu-memory: ") + e.what());
+      throw usage_error("--gpu-memory: " + one_line(e.what()));
     }
   }
 

@@ -307,6 +307,10 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
   const double static_empty = fixed.waste * static_cast<double>(fixed.peak_kv_bytes);
   const double paged_empty = dynamic.waste * static_cast<double>(dynamic.peak_kv_bytes);
   json kv{{"kv_bytes_per_token", fixed.kv_bytes_per_token},
+          // Per layer: a sliding-window layer reserves at most its window of a sequence.
+          {"kv_bytes_per_sequence", fixed.kv_bytes_per_sequence},
+          {"sliding_window", m.shape.sliding_window},
+          {"window_layers", m.shape.window_layers},
           {"max_len", o.max_len},
           {"static", {{"reserved_bytes", fixed.peak_kv_bytes},
                       {"sequences", fixed.max_batch},

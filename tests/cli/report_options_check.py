@@ -11,7 +11,7 @@ program, work = sys.argv[1], fresh_dir(sys.argv[2])
 small = ["--requests", "150", "--trace-steps", "80", "--leak-steps", "10", "--sample-rows", "4"]
 
 # Mistral-7B's published config.json (the fields frugal reads).
-config = os.path.join(work, "mistral", "config.json")
+config = os.path.join(work, "mistral-checkpoint", "config.json")
 os.makedirs(os.path.dirname(config), exist_ok=True)
 with open(config, "w") as f:
     json.dump({"architectures": ["MistralForCausalLM"], "model_type": "mistral",
@@ -23,7 +23,7 @@ with open(config, "w") as f:
 r = run_json(program, "report", "--model", config, "--gpu-memory", "40GiB", "--workload",
              "alpaca", *small)
 s = r["scenario"]
-check(s["model"] == "mistral", "model named after its folder")
+check(s["model"] == "mistral", "no _name_or_path: named by its model_type, not its folder")
 check(s["parameters"] == 7241732096, "config.json gives Mistral-7B's parameter count")
 check(s["gpu_memory"] == 40 << 30, "--gpu-memory 40GiB")
 check(s["workload"] == "alpaca" and s["requests"] == 150, "--workload, --requests")
