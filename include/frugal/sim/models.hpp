@@ -233,13 +233,22 @@ inline const model_shape& find_model(std::string_view name) {
                          }));
 }
 
-/// @brief The shape in a Hugging Face config.json (num_hidden_layers, hidden_size,
-/// num_attention_heads, intermediate_size, vocab_size, max_position_embeddings; optional
-/// num_key_value_heads, head_dim, tie_word_embeddings, attention_bias, model_type "qwen2" for
-/// q/k/v biases). num_parameters is parameters_from_shape(). The name ("_name_or_path", else
-/// the file's folder, else "model_type") is kept for the rest of the process.
+/// @brief The shape in a Hugging Face config.json. Supported model_type values: llama, mistral,
+/// mixtral, qwen2, qwen2_moe, qwen3, qwen3_moe, gemma, gemma2, gemma3 (gemma3_text), deepseek,
+/// deepseek_v2, deepseek_v3; anything else (an encoder such as bert) is refused. Required:
+/// num_hidden_layers, hidden_size, num_attention_heads, intermediate_size, vocab_size,
+/// max_position_embeddings; optional: num_key_value_heads, head_dim, attention_bias,
+/// tie_word_embeddings (default: the type's config class: tied for Gemma, untied otherwise),
+/// the type's expert fields (num_local_experts; num_experts, moe_intermediate_size,
+/// shared_expert_intermediate_size, decoder_sparse_step, mlp_only_layers; n_routed_experts,
+/// n_shared_experts, first_k_dense_replace, moe_layer_freq; num_experts_per_tok), DeepSeek's
+/// MLA fields (kv_lora_rank, q_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim) and
+/// the window (sliding_window with layer_types, sliding_window_pattern, or Qwen's
+/// use_sliding_window and max_window_layers). num_parameters is parameters_from_shape(). The
+/// name ("_name_or_path", else "model_type") is kept for the rest of the process.
 /// @throws frugal::error naming the file and the problem: unreadable file, malformed JSON (with
-/// line and column), a missing field, a field of the wrong type or out of range
+/// line and column), a missing field, a field of the wrong type or out of range, a model_type
+/// frugal does not model, expert fields the type does not define
 model_shape read_hf_config(const std::filesystem::path& file);
 
 /// @brief As read_hf_config, from the text of a config.json; `source` names it in errors.
