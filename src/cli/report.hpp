@@ -21,6 +21,7 @@ struct options {
   std::size_t sample_rows = 32;      ///< rows of each matrix quantized (the rest is scaled)
   std::size_t requests = 1000;       ///< requests the serving simulation plays
   std::uint32_t max_len = 4096;      ///< longest sequence; static batching's reservation
+  std::uint32_t max_num_seqs = 1024; ///< dynamic batching: sequences per step at most
   std::size_t trace_steps = 600;     ///< engine steps of the synthetic allocation trace
   std::size_t leak_steps = 100;      ///< steps of the retained-intermediate run
   std::uint64_t seed = 1;

@@ -252,7 +252,8 @@ json fragmentation_section(const options& o, const sim::model_shape& m, progress
   out["first_fit"]["uncapped_timeline"] = std::move(naive_timeline);
   out["pool"]["uncapped_peak_bytes_reserved"] = frugal;
   out["pool"]["uncapped_timeline"] = std::move(frugal_timeline);
-  out["bytes_freed"] = naive > frugal ? naive - frugal : 0;
+  // Signed: the pool may need more than first-fit (a loss is reported, never clamped to zero).
+  out["bytes_freed"] = static_cast<long long>(naive) - static_cast<long long>(frugal);
   out["timeline_columns"] = {"event", "bytes_in_use", "bytes_reserved"};
   return out;
 }
@@ -293,6 +294,7 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
   c.num_requests = o.requests;
   c.max_len = o.max_len;
   c.seed = o.seed;
+  c.max_num_seqs = o.max_num_seqs;
   p.phase("KV cache and batching: static batching");
   c.policy = "static";
   const sim::result fixed = sim::run(c);

@@ -1,0 +1,63 @@
+"""`frugal report`'s headline figures are honest: the total freed compares one GPU before and
+after and cannot exceed it (fragmentation and the leak, measured on scenarios of their own, are
+shown beside it, not added), the concurrency headline names the limit that bound it, and the
+fragmentation section reports a loss as a loss."""
+import sys
+
+from report_util import check, finish, fresh_dir, run, run_json
+
+program, work = sys.argv[1], fresh_dir(sys.argv[2])
+small = ["--trace-steps", "120", "--leak-steps", "10", "--sample-rows", "4"]
+
+# One request: the old total (81.43 GiB on 80 GiB) added fragmentation and the leak on top.
+r = run_json(program, "report", "--requests", "1", *small)
+t = r["total"]
+gpu = r["scenario"]["gpu_memory"]
+check(t["bytes_freed"] <= gpu, f"--requests 1: {t['bytes_freed']} freed <= the GPU's {gpu}")
+check(t["bytes_freed"] == t["freed"]["weights"] + t["freed"]["kv"] + t["freed"]["workspace"],
+      "the total is weights + KV + workspace")
+check("fragmentation" not in t["freed"] and "leak" not in t["freed"], "not counted twice")
+check(t["not_added"]["fragmentation"] == r["fragmentation"]["bytes_freed"]
+      and t["not_added"]["leak"] == r["leaks"]["bytes_freed"], "shown beside the total")
+check("before - after" in t["how"], f"one line says how the total is computed ({t['how']!r})")
+# The before-GPU's parts are disjoint: FP16 weights, workspace and static KV fit the GPU.
+w, st = r["weights"], r["batching"]["static"]
+check(w["bytes_before"] + st["workspace_budget_bytes"] + r["kv"]["static"]["reserved_bytes"] <= gpu,
+      "before: weights + workspace + static KV <= GPU")
+check(t["concurrency_before"] == 1 and t["concurrency_after"] == 1, "one request: one at a time")
+check("number of requests" in t["concurrency_before_limit"]
+      and "number of requests" in t["concurrency_after_limit"],
+      f"bound by the requests sent ({t['concurrency_before_limit']!r}, {t['concurrency_after_limit']!r})")
+
+# 200 requests: frugal runs all 200 at once because only 200 were sent, and says so.
+r = run_json(program, "report", "--requests", "200", *small)
+t = r["total"]
+check(t["concurrency_after"] == 200, f"200 at once after ({t['concurrency_after']})")
+check("number of requests (200)" in t["concurrency_after_limit"], t["concurrency_after_limit"])
+check("memory" in t["concurrency_before_limit"], f"static: {t['concurrency_before_limit']!r}")
+code, out, err = run(program, "report", "--requests", "200", *small)
+check(code == 0 and "bound by the number of requests (200)" in out, "text names the limit")
+check("before - after" in out and "Not added" in out, "text says how the total is computed")
+
+# --max-num-seqs binds the dynamic run.
+r = run_json(program, "report", "--requests", "200", "--max-num-seqs", "16", *small)
+t = r["total"]
+check(t["concurrency_after"] == 16 and "--max-num-seqs (16)" in t["concurrency_after_limit"],
+      f"--max-num-seqs 16 binds ({t['concurrency_after']}, {t['concurrency_after_limit']!r})")
+code, _, err = run(program, "report", "--max-num-seqs", "0")
+check(code == 2 and "--max-num-seqs" in err, "--max-num-seqs 0 is bad usage")
+
+# Fragmentation: the sign is kept; a pool that needed more says so.
+for workload in ("alpaca", "sharegpt"):
+    r = run_json(program, "report", "--workload", workload, "--requests", "50", "--trace-steps",
+                 "600", "--leak-steps", "10", "--sample-rows", "4")
+    f = r["fragmentation"]
+    diff = f["first_fit"]["uncapped_peak_bytes_reserved"] - f["pool"]["uncapped_peak_bytes_reserved"]
+    check(f["bytes_freed"] == diff, f"{workload}: the difference is kept with its sign ({diff})")
+    code, out, _ = run(program, "report", "--workload", workload, "--requests", "50",
+                       "--trace-steps", "600", "--leak-steps", "10", "--sample-rows", "4")
+    said = "MORE than first-fit" if diff < 0 else "less than first-fit"
+    check(said in out, f"{workload}: the text says the pool needs {said}")
+    check("needs 0 B less" not in out or diff == 0, f"{workload}: no loss clamped to 0 B")
+
+finish("report totals")
