@@ -201,6 +201,28 @@ std::size_t weight_bytes(const sim::model_shape& m, std::string_view format) {
                     "\"; known: " + weight_format_names());
 }
 
+void check_bound(double db, std::string_view option) {
+  if (!std::isfinite(db) || db < 0)
+    throw usage_error(std::string(option) + " must be a finite number of dB, 0 or more (got " +
+                      strf("%g", db) + ")");
+}
+
+CLI::Validator bound_text() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const auto first = text.find_first_not_of(" \t");
+        if (first == std::string::npos) return "a number of dB is needed, not an empty text";
+        return "";
+      },
+      "DB");
+}
+
+std::string kept_reason(const quant::tensor_entry& t) {
+  if (!quant::is_float_readable(t.type)) return "dtype " + std::string(quant::to_string(t.type));
+  if (t.elements() == 0) return "empty";
+  return "";
+}
+
 std::vector<std::string> split_list(const std::vector<std::string>& texts) {
   std::vector<std::string> out;
   for (const std::string& text : texts) {

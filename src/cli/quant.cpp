@@ -20,14 +20,9 @@
 namespace frugal::cli {
 namespace {
 
-/// Default accuracy bound: 30 dB of SQNR keeps the quantization noise a thousandth of the
-/// signal's power, where weight-only quantization of LLMs is commonly reported to leave
-/// perplexity about unchanged.
-constexpr double default_bound_db = 30.0;
-
 struct quant_options {
   std::string file;
-  double bound_db = default_bound_db;
+  double bound_db = default_min_sqnr_db;
   std::vector<std::string> formats;  // empty: every format
   bool json = false;
 };
@@ -67,7 +62,7 @@ tensor_result kept_as_stored(const quant::tensor_entry& t, std::string why) {
 }
 
 void run_quant(const quant_options& o) {
-  if (!std::isfinite(o.bound_db)) throw usage_error("--bound must be a finite number of dB");
+  check_bound(o.bound_db, "--bound");
   std::vector<quant::format> candidates;
   for (const std::string& name : split_list(o.formats)) {
     try {
@@ -94,9 +89,8 @@ void run_quant(const quant_options& o) {
     bar.detail(strf("%zu of %zu: %s", ++index, file.tensors().size(), t.name.c_str()));
     // Integer ids, masks and the float types frugal does not read (F64, FP8) are kept as they
     // are, as is an empty tensor: nothing to quantize, but their bytes count in both totals.
-    if (!quant::is_float_readable(t.type) || t.elements() == 0) {
-      results.push_back(kept_as_stored(
-          t, t.elements() == 0 ? std::string("empty") : "dtype " + dtype_name(t.type)));
+    if (std::string why = kept_reason(t); !why.empty()) {
+      results.push_back(kept_as_stored(t, std::move(why)));
       total_before += results.back().plan.bytes_before;
       total_after += results.back().plan.bytes_after;
       continue;
@@ -224,7 +218,8 @@ void add_quant_command(CLI::App& app) {
   cmd->add_option("--bound", o->bound_db,
                   "least SQNR in dB a chosen format must reach (30 dB: noise a thousandth of "
                   "the signal's power)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(bound_text());
   cmd->add_option("--formats", o->formats,
                   "candidate formats, comma-separated (default: every format)");
   cmd->add_flag("--json", o->json, "all figures as JSON on stdout");

@@ -50,9 +50,11 @@ void print_text(const json& r) {
                 "matrices. Norms and biases stay FP16.\n",
                 size_of(w["sample_rows"]));
   } else {
-    std::printf("   Tensors of %s; %zu rows of each matrix quantized, bytes scaled to the full "
-                "tensors. 1-D tensors stay 16-bit.\n",
-                w["source"].get<std::string>().c_str(), size_of(w["sample_rows"]));
+    std::printf("   Tensors of %s; %zu rows of each tensor quantized (a 1-D tensor is one row), "
+                "bytes scaled to the full\n   tensors; tensors that are not F32, F16 or BF16 are "
+                "kept as stored (%zu, %s), as frugal quant keeps them.\n",
+                w["source"].get<std::string>().c_str(), size_of(w["sample_rows"]),
+                w["kept_tensors"].size(), bytes(w["kept_bytes"]).c_str());
   }
   table t({"matrix", "shape", "count", "format", "bits", "SQNR dB", "FP16", "planned"}, 2);
   for (const json& x : w["tensors"])
@@ -197,6 +199,7 @@ void run_report(options o) {
     throw usage_error("--max-len " + std::to_string(o.max_len) + " is outside 2.." +
                       std::to_string(model.shape.max_context) + ", " +
                       std::string(model.shape.name) + "'s context");
+  check_bound(o.min_sqnr_db, "--min-sqnr");
   if (o.requests == 0 || o.sample_rows == 0 || o.trace_steps == 0 || o.leak_steps == 0)
     throw usage_error("--requests, --sample-rows, --trace-steps and --leak-steps must be positive");
   if (!o.weights_file.empty() && !std::filesystem::exists(o.weights_file))
@@ -306,7 +309,9 @@ void add_report_command(CLI::App& app) {
   cmd->add_option("--weights", o->weights_file,
                   "A .safetensors checkpoint to plan instead of synthetic weights")
       ->type_name("FILE");
-  cmd->add_option("--min-sqnr", o->min_sqnr_db, "The weight plan's accuracy bound, in dB")
+  cmd->add_option("--min-sqnr", o->min_sqnr_db,
+                  "The weight plan's accuracy bound, in dB (frugal quant's default)")
+      ->check(bound_text())
       ->capture_default_str();
   cmd->add_option("--sample-rows", o->sample_rows, "Rows of each weight matrix quantized")
       ->capture_default_str();

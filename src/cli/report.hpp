@@ -17,7 +17,7 @@ struct options {
   std::string gpu_memory = "80GiB";
   std::string workload = "sharegpt";
   std::string weights_file;          ///< a .safetensors checkpoint; empty: synthetic weights
-  double min_sqnr_db = 20;           ///< the accuracy bound of the weight plan
+  double min_sqnr_db = default_min_sqnr_db;  ///< the weight plan's bound (as frugal quant's)
   std::size_t sample_rows = 32;      ///< rows of each matrix quantized (the rest is scaled)
   std::size_t requests = 1000;       ///< requests the serving simulation plays
   std::uint32_t max_len = 4096;      ///< longest sequence; static batching's reservation

@@ -79,7 +79,9 @@ std::vector<float> sample_rows(const quant::safetensors_file& file, const quant:
 json weights_section(const options& o, const sim::model_shape& m, progress& p) {
   p.phase("weights: choosing a format per matrix");
   std::vector<sampled_matrix> matrices_to_plan;
-  std::uint64_t other_parameters = 0;  // norms, biases, 1-D tensors: kept in 16 bits
+  std::uint64_t other_parameters = 0;  // synthetic: norms, biases, routers, kept in 16 bits
+  std::size_t kept_bytes = 0;          // a checkpoint's tensors kept as stored (integer ids, ...)
+  json kept_tensors = json::array();
   std::string source;
   std::optional<quant::safetensors_file> file;
   if (o.weights_file.empty()) {
@@ -95,9 +97,15 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
   } else {
     source = o.weights_file;
     file.emplace(o.weights_file);
+    // The rule of frugal quant: other types than F32/F16/BF16 and empty tensors are kept as
+    // stored (their bytes in both totals); every other tensor, 1-D included, is quantized.
     for (const quant::tensor_entry& t : file->tensors()) {
-      if (t.shape.size() < 2 || t.cols() < 2 || t.elements() == 0) {
-        other_parameters += t.elements();
+      if (std::string why = kept_reason(t); !why.empty()) {
+        kept_bytes += t.end - t.begin;
+        kept_tensors.push_back({{"name", t.name},
+                                {"dtype", std::string(quant::to_string(t.type))},
+                                {"kept", why},
+                                {"bytes", t.end - t.begin}});
         continue;
       }
       const std::size_t cols = t.cols(), rows = t.elements() / cols;
@@ -105,12 +113,13 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
           {t.name, rows, cols, 1, sample_rows(*file, t, rows, cols, o.sample_rows)});
     }
     if (matrices_to_plan.empty())
-      throw error(o.weights_file + ": no 2-D tensor (a weight matrix) to quantize");
+      throw error(o.weights_file + ": no F32, F16 or BF16 tensor to quantize");
   }
 
   const quant::bound bound = quant::bound::min_sqnr(o.min_sqnr_db);
   json tensors = json::array();
-  long double before = 2.0L * static_cast<long double>(other_parameters), after = before;
+  long double before = 2.0L * static_cast<long double>(other_parameters) + kept_bytes,
+              after = before;
   long double weighted_relative = 0, planned_elements = 0;
   double worst_sqnr = std::numeric_limits<double>::infinity();
   std::string worst_tensor;
@@ -178,16 +187,18 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
 
   const std::size_t bytes_before = static_cast<std::size_t>(before);
   const std::size_t bytes_after = static_cast<std::size_t>(std::ceil(after));
-  const long double parameters = before / 2;
+  const long double parameters = (before - kept_bytes) / 2;
   return {{"source", source},
           {"synthetic", o.weights_file.empty()},
           {"sample_rows", o.sample_rows},
           {"min_sqnr_db", o.min_sqnr_db},
           {"parameters", static_cast<std::uint64_t>(parameters)},
+          {"kept_tensors", std::move(kept_tensors)},
+          {"kept_bytes", kept_bytes},
           {"bytes_before", bytes_before},
           {"bytes_after", bytes_after},
           {"bytes_freed", bytes_before - std::min(bytes_before, bytes_after)},
-          {"bits_per_weight", static_cast<double>(8 * after / parameters)},
+          {"bits_per_weight", static_cast<double>(8 * (after - kept_bytes) / parameters)},
           {"worst_sqnr_db", sqnr_json(worst_sqnr)},
           {"worst_tensor", worst_tensor},
           {"mean_relative_l2", static_cast<double>(weighted_relative / planned_elements)},
