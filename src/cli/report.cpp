@@ -40,6 +40,11 @@ void print_text(const json& r) {
               bytes(s["gpu_memory"]).c_str(), s["workload"].get<std::string>().c_str(),
               size_of(s["requests"]), size_of(s["max_len"]));
   std::printf("The GPU is simulated: address space reserved on the host and never touched.\n");
+  if (!s["fp16_fits"].get<bool>())
+    std::printf("FP16 weights do not fit: %s.\nThe weight plan of section 1 (%s) makes the model "
+                "fit: sections 3 and 4 run with it, before and after.\n",
+                s["fp16_problem"].get<std::string>().c_str(),
+                bytes(r["weights"]["bytes_after"]).c_str());
 
   const json& w = r["weights"];
   std::printf("\n1. Weights: FP16 versus a format per matrix chosen under SQNR >= %.1f dB\n",
@@ -204,18 +209,19 @@ void run_report(options o) {
     throw usage_error("--requests, --sample-rows, --trace-steps and --leak-steps must be positive");
   if (!o.weights_file.empty() && !std::filesystem::exists(o.weights_file))
     throw error(o.weights_file + ": no such file");
-  // The budget must hold FP16 weights, the workspace and one sequence: checked before any work.
-  {
-    sim::config c;
-    c.model_override = model.shape;
-    c.gpu_memory = o.gpu_bytes;
-    c.max_len = o.max_len;
-    c.workload = o.workload;
-    try {
-      (void)sim::budget(c);
-    } catch (const invalid_argument& e) {
-      throw usage_error("--gpu-memory: " + one_line(e.what()));
-    }
+  // Does the budget hold FP16 weights, the workspace and one sequence? When not, the report
+  // still plans the weights and, if the plan fits, runs the serving sections with it.
+  sim::config fit;
+  fit.model_override = model.shape;
+  fit.gpu_memory = o.gpu_bytes;
+  fit.max_len = o.max_len;
+  fit.workload = o.workload;
+  fit.max_num_seqs = o.max_num_seqs;
+  std::string fp16_problem;
+  try {
+    (void)sim::budget(fit);
+  } catch (const invalid_argument& e) {
+    fp16_problem = one_line(e.what());
   }
 
   progress p("frugal report", 11);
@@ -230,8 +236,21 @@ void run_report(options o) {
                         {"seed", o.seed},
                         {"simulated_device", "reserved host address space, never touched"}};
   report["weights"] = weights_section(o, model.shape, p);
+  const std::size_t planned_bytes = size_of(report["weights"]["bytes_after"]);
+  const bool fp16_fits = fp16_problem.empty();
+  report["scenario"]["fp16_fits"] = fp16_fits;
+  if (!fp16_fits) {
+    fit.weight_bytes_override = planned_bytes;
+    try {
+      (void)sim::budget(fit);
+    } catch (const invalid_argument& e) {
+      throw usage_error("--gpu-memory: " + fp16_problem + "; nor does the weight plan (" +
+                        format_bytes(planned_bytes) + "): " + one_line(e.what()));
+    }
+    report["scenario"]["fp16_problem"] = fp16_problem;
+  }
   report["fragmentation"] = fragmentation_section(o, model.shape, p);
-  json serving = serving_sections(o, model, size_of(report["weights"]["bytes_after"]), p);
+  json serving = serving_sections(o, model, planned_bytes, fp16_fits, p);
   report["kv"] = std::move(serving["kv"]);
   report["batching"] = std::move(serving["batching"]);
   report["leaks"] = leak_section(o, model.shape, p);
@@ -260,17 +279,26 @@ void run_report(options o) {
                    : "memory (" + std::to_string(size_of(run["max_batch"])) + " sequences of " +
                          std::to_string(o.max_len) + " tokens)";
   };
+  // FP16 weights that do not fit free nothing on this GPU: the plan is what makes it fit.
+  const std::size_t counted_weights = fp16_fits ? freed_weights : 0;
   report["total"] = {
-      {"bytes_freed", freed_weights + freed_kv + freed_workspace},
-      {"how", "freed = before - after on one GPU of " + format_bytes(o.gpu_bytes) +
-                  ": FP16 weights, static KV reservation's empty bytes and worst-case workspace "
-                  "(disjoint, at most the GPU) less the planned weights, paged KV's empty bytes "
-                  "and the live workspace"},
-      {"freed", {{"weights", freed_weights}, {"kv", freed_kv}, {"workspace", freed_workspace}}},
+      {"bytes_freed", counted_weights + freed_kv + freed_workspace},
+      {"how", fp16_fits
+                  ? "freed = before - after on one GPU of " + format_bytes(o.gpu_bytes) +
+                        ": FP16 weights, static KV reservation's empty bytes and worst-case "
+                        "workspace (disjoint, at most the GPU) less the planned weights, paged "
+                        "KV's empty bytes and the live workspace"
+                  : "freed = before - after on one GPU of " + format_bytes(o.gpu_bytes) +
+                        " with the planned weights in both (FP16 weights do not fit it, so the "
+                        "plan makes the model fit rather than freeing memory): static KV "
+                        "reservation's empty bytes and worst-case workspace less paged KV's "
+                        "empty bytes and the live workspace"},
+      {"freed", {{"weights", counted_weights}, {"kv", freed_kv}, {"workspace", freed_workspace}}},
       {"not_added", {{"fragmentation", report["fragmentation"]["bytes_freed"]},
                      {"leak", report["leaks"]["bytes_freed"]}}},
-      {"concurrency_before", static_run["max_concurrent"]},
-      {"concurrency_before_limit", limit(static_run, false)},
+      {"concurrency_before", fp16_fits ? static_run["max_concurrent"] : json(0)},
+      {"concurrency_before_limit",
+       fp16_fits ? limit(static_run, false) : std::string("FP16 weights that do not fit")},
       {"concurrency_after", frugal_run["max_concurrent"]},
       {"concurrency_after_limit", limit(frugal_run, true)},
       {"mean_concurrency_before", static_run["mean_concurrent_saturated"]},

@@ -42,10 +42,11 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p);
 json fragmentation_section(const options& o, const sim::model_shape& m, progress& p);
 
 /// @brief 3 and 4. KV cache (static worst-case reservation versus paged) and batching (static
-/// versus dynamic), from the serving simulator with FP16 weights; plus, under "frugal", the
-/// dynamic run with the weights at `planned_weight_bytes`. Keys "kv", "batching", "frugal".
+/// versus dynamic), from the serving simulator with FP16 weights (the planned weights when
+/// `fp16_fits` is false); plus, under "frugal", the dynamic run with the weights at
+/// `planned_weight_bytes`. Keys "kv", "batching", "frugal".
 json serving_sections(const options& o, const model_choice& m, std::size_t planned_weight_bytes,
-                      progress& p);
+                      bool fp16_fits, progress& p);
 
 /// @brief 5. Leaks: a decode loop that keeps every step's logits in a history it never trims,
 /// run under frugal::tracking_adaptor; the leak report names the tag and the bytes, and the fixed

@@ -297,7 +297,7 @@ json sim_json(const sim::result& r) {
 }  // namespace
 
 json serving_sections(const options& o, const model_choice& m, std::size_t planned_weight_bytes,
-                      progress& p) {
+                      bool fp16_fits, progress& p) {
   sim::config c;
   c.model_override = m.shape;
   c.gpu_memory = o.gpu_bytes;
@@ -306,6 +306,7 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
   c.max_len = o.max_len;
   c.seed = o.seed;
   c.max_num_seqs = o.max_num_seqs;
+  if (!fp16_fits) c.weight_bytes_override = planned_weight_bytes;  // FP16 does not fit
   p.phase("KV cache and batching: static batching");
   c.policy = "static";
   const sim::result fixed = sim::run(c);
@@ -339,7 +340,8 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
           {"bytes_freed", static_cast<std::size_t>(std::max(0.0, static_empty - paged_empty))}};
   const double workspace_freed =
       static_cast<double>(fixed.peak_workspace_bytes) - dynamic.mean_workspace_bytes;
-  json batching{{"requests", o.requests},
+  json batching{{"weights", fp16_fits ? "fp16" : "planned"},
+                {"requests", o.requests},
                 {"workload", o.workload},
                 {"mean_prompt", dynamic.mean_prompt},
                 {"mean_output", dynamic.mean_output},

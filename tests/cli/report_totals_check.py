@@ -60,4 +60,30 @@ for workload in ("alpaca", "sharegpt"):
     check(said in out, f"{workload}: the text says the pool needs {said}")
     check("needs 0 B less" not in out or diff == 0, f"{workload}: no loss clamped to 0 B")
 
+# A model whose FP16 weights do not fit (Llama-3-70B on 80 GiB) is reported, not refused: the
+# weight plan makes it fit and the serving sections run with it.
+import json, os
+path = os.path.join(work, "llama-3-70b", "config.json")
+os.makedirs(os.path.dirname(path), exist_ok=True)
+with open(path, "w") as f:
+    json.dump({"_name_or_path": "meta-llama/Meta-Llama-3-70B", "model_type": "llama",
+               "hidden_size": 8192, "intermediate_size": 28672, "num_attention_heads": 64,
+               "num_hidden_layers": 80, "num_key_value_heads": 8, "vocab_size": 128256,
+               "max_position_embeddings": 8192, "tie_word_embeddings": False}, f)
+r = run_json(program, "report", "-m", path, "--requests", "100", *small)
+s, w, t = r["scenario"], r["weights"], r["total"]
+check(s["fp16_fits"] is False and "does not hold" in s["fp16_problem"], "FP16 does not fit, said why")
+check(w["bytes_before"] > s["gpu_memory"] > w["bytes_after"], "the plan makes the weights fit")
+check(r["batching"]["weights"] == "planned", "sections 3 and 4 run the planned weights")
+check(r["batching"]["static"]["weight_bytes"] == w["bytes_after"], "static runs them too")
+check(t["freed"]["weights"] == 0 and t["bytes_freed"] <= s["gpu_memory"],
+      "weights that did not fit free nothing on this GPU")
+check(t["concurrency_before"] == 0 and "do not fit" in t["concurrency_before_limit"],
+      "before: nothing runs at FP16")
+code, out, _ = run(program, "report", "-m", path, "--requests", "100", *small)
+check(code == 0 and "FP16 weights do not fit" in out and "makes the model fit" in out,
+      "the text says FP16 does not fit and the plan makes it fit")
+code, out, err = run(program, "report", "-m", path, "--gpu-memory", "40GiB", *small)
+check(code == 2 and "nor does the weight plan" in err, f"40 GiB: even the plan does not fit ({err.strip()!r})")
+
 finish("report totals")
