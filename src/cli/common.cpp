@@ -16,9 +16,12 @@
 namespace frugal::cli {
 
 std::size_t parse_size(std::string_view text) {
+  static constexpr std::string_view unit_list =
+      "B, KiB/Ki/K, MiB/Mi/M, GiB/Gi/G, TiB/Ti/T (powers of 1024), KB, MB, GB, TB (powers of "
+      "1000), or none for bytes";
   const auto bad = [&](const std::string& why) -> usage_error {
-    return usage_error("size \"" + std::string(text) + "\": " + why +
-                       " (examples: 80GiB, 80GB, 512MiB, 4096)");
+    return usage_error("size \"" + std::string(text) + "\": " + why + "; units: " +
+                       std::string(unit_list) + " (examples: 80GiB, 80Gi, 80GB, 0.5TiB, 1e9)");
   };
   std::size_t i = 0;
   while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
@@ -35,6 +38,15 @@ std::size_t parse_size(std::string_view text) {
     }
   }
   if (!digits) throw bad("no number");
+  // An exponent (1e9, 2.5E+3): 'e' followed by digits; "e" alone is no unit either.
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    std::size_t j = i + 1;
+    if (j < text.size() && (text[j] == '+' || text[j] == '-')) ++j;
+    const std::size_t exponent_digits = j;
+    while (j < text.size() && std::isdigit(static_cast<unsigned char>(text[j]))) ++j;
+    if (j == exponent_digits) throw bad("an exponent needs digits");
+    i = j;
+  }
   const std::string number(text.substr(number_begin, i - number_begin));
   while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
   std::string unit(text.substr(i));
@@ -47,10 +59,12 @@ std::size_t parse_size(std::string_view text) {
     long double scale;
   };
   static constexpr unit_scale units[] = {
-      {"", 1},          {"b", 1},           {"kib", 1024.0L},   {"mib", 1048576.0L},
-      {"gib", 1073741824.0L}, {"tib", 1099511627776.0L}, {"k", 1024.0L}, {"m", 1048576.0L},
-      {"g", 1073741824.0L},   {"t", 1099511627776.0L},   {"kb", 1e3L},   {"mb", 1e6L},
-      {"gb", 1e9L},     {"tb", 1e12L}};
+      {"", 1},          {"b", 1},
+      {"kib", 1024.0L}, {"ki", 1024.0L}, {"k", 1024.0L},
+      {"mib", 1048576.0L}, {"mi", 1048576.0L}, {"m", 1048576.0L},
+      {"gib", 1073741824.0L}, {"gi", 1073741824.0L}, {"g", 1073741824.0L},
+      {"tib", 1099511627776.0L}, {"ti", 1099511627776.0L}, {"t", 1099511627776.0L},
+      {"kb", 1e3L},     {"mb", 1e6L},    {"gb", 1e9L},     {"tb", 1e12L}};
   const auto u = std::find_if(std::begin(units), std::end(units),
                               [&](const unit_scale& s) { return s.name == unit; });
   if (u == std::end(units)) throw bad("unknown unit \"" + unit + "\"");

@@ -124,8 +124,12 @@ void run_quant(const quant_options& o) {
                  : quant::plan({&input, 1}, bound, candidates, bits);
       if (p.tensors.size() != 1) throw error("the plan did not return one entry for the tensor");
       r.plan = p.tensors.front();
+      // Kept: no candidate takes the shape, none meets the bound, or the ones that meet it are
+      // no smaller than the tensor as stored.
       if (!r.plan.chosen)
-        r.kept = r.report.empty() ? "no format takes this shape" : "no format meets the bound";
+        r.kept = r.report.empty() ? "no format takes this shape"
+                 : chosen         ? "no format is smaller"
+                                  : "no format meets the bound";
     } catch (const std::exception& e) {
       // Name the file and the tensor once: quant::plan's messages already name the tensor.
       const std::string tag = "tensor '" + t.name + "': ";
@@ -147,9 +151,9 @@ void run_quant(const quant_options& o) {
         formats.push_back({{"format", std::string(quant::to_string(c.f))},
                            {"bits_per_element", c.metrics.bits_per_element},
                            {"sqnr_db", sqnr_json(c.metrics.sqnr_db)},
-                           {"relative_l2", c.metrics.relative_l2},
-                           {"max_abs", c.metrics.max_abs},
-                           {"cosine", c.metrics.cosine},
+                           {"relative_l2", sqnr_json(c.metrics.relative_l2)},
+                           {"max_abs", sqnr_json(c.metrics.max_abs)},
+                           {"cosine", sqnr_json(c.metrics.cosine)},
                            {"meets_bound", c.meets_bound}});
       const auto& p = r.plan;
       tensors.push_back(
@@ -196,7 +200,10 @@ void run_quant(const quant_options& o) {
     table t({"format", "bits", "SQNR dB", "rel. error", "meets"}, 1);
     for (const quant::candidate& c : r.report)
       t.add({std::string(quant::to_string(c.f)), strf("%.2f", c.metrics.bits_per_element),
-             sqnr_text(c.metrics.sqnr_db), strf("%.2e", c.metrics.relative_l2),
+             sqnr_text(c.metrics.sqnr_db),
+             // NaN and inf read the same in text as in JSON ("nan", "inf"), never "-nan".
+             std::isfinite(c.metrics.relative_l2) ? strf("%.2e", c.metrics.relative_l2)
+                                                  : sqnr_text(c.metrics.relative_l2),
              c.meets_bound ? (p.chosen && *p.chosen == c.f ? "chosen" : "yes") : "no"});
     std::fputs(t.str().c_str(), stdout);
   }

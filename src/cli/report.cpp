@@ -151,6 +151,10 @@ void print_text(const json& r) {
   std::printf("\n5. Leaks: a decode loop (%zu steps, %zu sequences) that keeps every step's "
               "logits in a history nothing trims\n",
               size_of(l["steps"]), size_of(l["batch"]));
+  if (size_of(l["steps"]) < size_of(l["steps_requested"]))
+    std::printf("   --leak-steps %zu capped to %zu: the history may grow to a quarter of the "
+                "GPU\n",
+                size_of(l["steps_requested"]), size_of(l["steps"]));
   if (l["naive"].contains("leak_report")) {
     std::printf("   frugal::tracking_adaptor's leak report after the loop:\n");
     std::string report = l["naive"]["leak_report"].get<std::string>();

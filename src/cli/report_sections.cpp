@@ -363,8 +363,8 @@ json leak_section(const options& o, const sim::model_shape& m, progress& p) {
 
   json timeline = json::array();
   std::vector<std::size_t> naive_outstanding, fixed_outstanding, naive_reserved, fixed_reserved;
-  json out{{"steps", steps}, {"batch", batch}, {"bytes_per_step", logits_bytes},
-           {"retained_tag", retained_tag}};
+  json out{{"steps", steps}, {"steps_requested", o.leak_steps}, {"batch", batch},
+           {"bytes_per_step", logits_bytes}, {"retained_tag", retained_tag}};
 
   // One run of the loop; `keep_history` is the bug: every step's logits are copied into a
   // history that nothing trims, an intermediate retained across steps.

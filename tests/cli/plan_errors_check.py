@@ -81,6 +81,20 @@ expect(1, ["report", "--weights", os.path.join(work, "absent.safetensors")], "ab
 garbage = config("garbage.safetensors", "not a safetensors file at all")
 expect(1, ["report", "--weights", garbage], "garbage.safetensors")
 
+# The pool's 1 TiB block limit is named, not blamed on the upstream.
+expect(1, ["report", "--gpu-memory", "2TiB", "--requests", "10", "--trace-steps", "20",
+           "--leak-steps", "2"], "1 TiB", "largest chunk")
+expect(1, ["replay", "--synthetic", "80GiB", "--cap", "2TiB"], "1 TiB", "largest chunk")
+
+# Sizes: binary (80GiB, 80Gi, 80G), decimal (80GB), fractions and exponents; other units are
+# refused with the list of units.
+for text, size in (("80Gi", 80 << 30), ("80G", 80 << 30), ("80GiB", 80 << 30), ("81920Mi", 80 << 30),
+                   ("0.5TiB", 1 << 39), ("8e10", 8 * 10**10), ("80GB", 80 * 10**9)):
+    code, out, err = run(program, "plan", "--gpu-memory", text, "--json", timeout=60)
+    check(code == 0 and json.loads(out)["gpu_memory"] == size, f"--gpu-memory {text} is {size} bytes")
+expect(2, ["plan", "--gpu-memory", "80 furlongs"], "furlongs", "GiB/Gi/G", "GB")
+expect(2, ["plan", "--gpu-memory", "1e"], "1e", "exponent")
+
 # A format whose blocks do not divide a matrix marks its rows "does not fit", the rest is planned.
 odd = config("odd.json", '{"model_type": "llama", "hidden_size": 96, "intermediate_size": 256, '
              '"num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 1000, '

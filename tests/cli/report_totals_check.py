@@ -86,4 +86,17 @@ check(code == 0 and "FP16 weights do not fit" in out and "makes the model fit" i
 code, out, err = run(program, "report", "-m", path, "--gpu-memory", "40GiB", *small)
 check(code == 2 and "nor does the weight plan" in err, f"40 GiB: even the plan does not fit ({err.strip()!r})")
 
+# --leak-steps beyond what a quarter of the GPU holds is capped, and the report says so.
+code, out, _ = run(program, "report", "--gpu-memory", "24GiB", "--requests", "20",
+                   "--trace-steps", "40", "--sample-rows", "2", "--leak-steps", "100000")
+check(code == 0 and "--leak-steps 100000 capped to" in out, "the leak loop's cap is stated")
+r = run_json(program, "report", "--gpu-memory", "24GiB", "--requests", "20", "--trace-steps",
+             "40", "--sample-rows", "2", "--leak-steps", "100000")
+check(r["leaks"]["steps_requested"] == 100000 and r["leaks"]["steps"] < 100000, "JSON: both counts")
+
+# -V and --version print the version.
+for flag in ("-V", "--version"):
+    code, out, err = run(program, flag)
+    check(code == 0 and out.strip().count(".") == 2 and err == "", f"{flag} prints the version ({out!r}, {err!r})")
+
 finish("report totals")
