@@ -212,7 +212,15 @@ void run_replay(const replay_options& o) {
     }
   }
 
-  const sim::replay_result r = run_on(t.events, kind, cap);
+  const sim::replay_result r = [&] {
+    try {
+      return run_on(t.events, kind, cap);
+    } catch (const invalid_argument& e) {
+      // A cap the allocator cannot take (the pool's 1 TiB chunk limit): about the option.
+      if (cap == sim::no_cap) throw;
+      throw usage_error("--cap " + o.cap + ": " + one_line(e.what()));
+    }
+  }();
   const std::string cap_text = cap == sim::no_cap ? "none" : format_bytes(cap);
   if (!o.timeline.empty())
     write_file(o.timeline,

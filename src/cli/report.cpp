@@ -253,7 +253,12 @@ void run_report(options o) {
     }
     report["scenario"]["fp16_problem"] = fp16_problem;
   }
-  report["fragmentation"] = fragmentation_section(o, model.shape, p);
+  try {
+    report["fragmentation"] = fragmentation_section(o, model.shape, p);
+  } catch (const invalid_argument& e) {
+    // The replay's pool preallocates the GPU: a size it cannot take is about --gpu-memory.
+    throw usage_error("--gpu-memory " + o.gpu_memory + ": " + one_line(e.what()));
+  }
   json serving = serving_sections(o, model, planned_bytes, fp16_fits, p);
   report["kv"] = std::move(serving["kv"]);
   report["batching"] = std::move(serving["batching"]);

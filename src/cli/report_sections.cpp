@@ -132,7 +132,7 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
     try {
       plan = quant::plan(std::span(&input, 1), bound);
     } catch (const std::exception& e) {
-      throw error(source + ": tensor " + s.name + ": " + e.what());
+      throw error(source + ": tensor " + s.name + ": " + one_line(e.what()));
     }
     const quant::tensor_plan& t = plan.tensors.at(0);
     const long double elements = static_cast<long double>(s.rows) * s.cols * s.count;
