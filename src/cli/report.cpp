@@ -34,9 +34,13 @@ std::string buys(std::size_t freed, const json& kv) {
 
 void print_text(const json& r) {
   const json& s = r["scenario"];
-  std::printf("frugal report: %s (%.2f B parameters) on a GPU of %s, %s traffic (%zu requests, "
+  const std::string active =
+      size_of(s["active_parameters"]) != size_of(s["parameters"])
+          ? strf(", %.2f B active per token", real(s["active_parameters"]) / 1e9)
+          : std::string();
+  std::printf("frugal report: %s (%.2f B parameters%s) on a GPU of %s, %s traffic (%zu requests, "
               "up to %zu tokens each)\n",
-              s["model"].get<std::string>().c_str(), real(s["parameters"]) / 1e9,
+              s["model"].get<std::string>().c_str(), real(s["parameters"]) / 1e9, active.c_str(),
               bytes(s["gpu_memory"]).c_str(), s["workload"].get<std::string>().c_str(),
               size_of(s["requests"]), size_of(s["max_len"]));
   std::printf("The GPU is simulated: address space reserved on the host and never touched.\n");
@@ -233,6 +237,7 @@ void run_report(options o) {
   report["scenario"] = {{"model", std::string(model.shape.name)},
                         {"model_source", model.source},
                         {"parameters", model.shape.num_parameters},
+                        {"active_parameters", model.shape.active_parameters()},
                         {"gpu_memory", o.gpu_bytes},
                         {"workload", o.workload},
                         {"requests", o.requests},

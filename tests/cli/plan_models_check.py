@@ -116,6 +116,11 @@ refused(config("untyped", {k: v for k, v in mistral.items() if k != "model_type"
 # max_len tokens in every layer.
 r = run_json(program, "report", "-m", "mistral-7b", "--max-len", "8192", "--requests", "50",
              "--trace-steps", "40", "--leak-steps", "5", "--sample-rows", "2")
+m = run_json(program, "report", "-m", "mixtral-8x7b", "--gpu-memory", "141GiB", "--requests", "20",
+             "--trace-steps", "40", "--leak-steps", "5", "--sample-rows", "2")
+check(m["scenario"]["parameters"] == 46702792704 and
+      near(m["scenario"]["active_parameters"], 12.9e9), "report: Mixtral's total and active counts")
+check(m["weights"]["bytes_before"] > 86 << 30, "report: every expert's weights are planned")
 kv = r["kv"]
 check(kv["kv_bytes_per_sequence"] == 32 * 4097 * 131072 // 32, "static: 4097 tokens per layer")
 check(kv["static"]["reserved_bytes"] == kv["static"]["sequences"] * kv["kv_bytes_per_sequence"],
