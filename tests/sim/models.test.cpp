@@ -194,6 +194,23 @@ TEST_CASE("sim::models: MoE configs of Qwen's and DeepSeek's kinds count every e
   // 8 of 128 experts: the MoE layers' expert weights shrink 16-fold.
   CHECK(q3.active_parameters() ==
         q3.num_parameters - 48ull * (128 - 8) * 3 * 2048 * 768);
+  // deepseek-ai/DeepSeek-V3: q through a 1536 LoRA, 256 experts of 2048, 8 per token, one
+  // shared, three dense layers, a score bias per expert; 671B parameters in the main model
+  // (the multi-token-prediction module, 14B more, is not loaded by transformers), 37B active.
+  const std::string v3 = R"({"model_type": "deepseek_v3", "hidden_size": 7168,
+    "intermediate_size": 18432, "moe_intermediate_size": 2048, "num_hidden_layers": 61,
+    "num_attention_heads": 128, "num_key_value_heads": 128, "kv_lora_rank": 512,
+    "q_lora_rank": 1536, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128,
+    "n_routed_experts": 256, "n_shared_experts": 1, "first_k_dense_replace": 3,
+    "moe_layer_freq": 1, "num_experts_per_tok": 8, "topk_method": "noaux_tc",
+    "vocab_size": 129280, "max_position_embeddings": 163840, "tie_word_embeddings": false,
+    "num_nextn_predict_layers": 1})";
+  const model_shape d3 = parse_hf_config(v3, "c");
+  CHECK(near(d3.num_parameters, 671e9));
+  CHECK(d3.num_moe_layers == 58);
+  CHECK(d3.router_bias);
+  CHECK(std::fabs(static_cast<double>(d3.active_parameters()) - 37e9) < 1e9);
+  CHECK(d3.kv_bytes_per_token(dtype::fp16) == 61 * 576 * 2);
   // DeepSeek-V2-Lite: the first layer dense, 26 with experts.
   const model_shape ds = parse_hf_config(deepseek_v2_lite, "c");
   CHECK(ds.num_moe_layers == 26);
