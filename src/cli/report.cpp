@@ -116,6 +116,9 @@ void print_text(const json& r) {
                 "%s per sequence, not %zu tokens in every layer\n",
                 size_of(kv["window_layers"]), size_of(kv["sliding_window"]),
                 bytes(kv["kv_bytes_per_sequence"]).c_str(), size_of(kv["max_len"]));
+  if (kv.value("paged_upper_bound", false))
+    std::printf("   the paged pool's pages span every layer (kv::cache), so its figures keep the "
+                "windowed layers' tokens beyond the window: an upper bound\n");
   table kt({"", "KV held", "held but empty", "empty bytes", "max concurrent"}, 1);
   kt.add({"static (reserve max_len per sequence)", bytes(kv["static"]["reserved_bytes"]),
           percent(real(kv["static"]["waste"])), bytes(kv["static"]["empty_bytes"]),

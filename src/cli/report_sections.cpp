@@ -325,6 +325,10 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
           {"kv_bytes_per_sequence", fixed.kv_bytes_per_sequence},
           {"sliding_window", m.shape.sliding_window},
           {"window_layers", m.shape.window_layers},
+          // kv::cache pages hold every layer: past the window the paged figures are an upper
+          // bound for the windowed layers (exact up to window + a page).
+          {"paged_upper_bound",
+           m.shape.window_layers != 0 && o.max_len > m.shape.sliding_window + c.page_size},
           {"max_len", o.max_len},
           {"static", {{"reserved_bytes", fixed.peak_kv_bytes},
                       {"sequences", fixed.max_batch},

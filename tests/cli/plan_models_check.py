@@ -125,5 +125,10 @@ kv = r["kv"]
 check(kv["kv_bytes_per_sequence"] == 32 * 4097 * 131072 // 32, "static: 4097 tokens per layer")
 check(kv["static"]["reserved_bytes"] == kv["static"]["sequences"] * kv["kv_bytes_per_sequence"],
       "the static reservation is sequences x per-layer bytes per sequence")
+check(kv["paged_upper_bound"] is True, "beyond the window the paged figures are flagged as an upper bound")
+code, out, _ = run(program, "report", "-m", "mistral-7b", "--max-len", "8192", "--requests", "50",
+                   "--trace-steps", "40", "--leak-steps", "5", "--sample-rows", "2")
+check(code == 0 and "attend to a window of 4096 tokens" in out and "upper bound" in out,
+      "the text says which layers have a window and what the paged figures assume")
 
 finish("plan_models")
