@@ -16,9 +16,12 @@
 namespace frugal::cli {
 
 std::size_t parse_size(std::string_view text) {
+  static constexpr std::string_view unit_list =
+      "B, KiB/Ki/K, MiB/Mi/M, GiB/Gi/G, TiB/Ti/T (powers of 1024), KB, MB, GB, TB (powers of "
+      "1000), or none for bytes";
   const auto bad = [&](const std::string& why) -> usage_error {
-    return usage_error("size \"" + std::string(text) + "\": " + why +
-                       " (examples: 80GiB, 80GB, 512MiB, 4096)");
+    return usage_error("size \"" + std::string(text) + "\": " + why + "; units: " +
+                       std::string(unit_list) + " (examples: 80GiB, 80Gi, 80GB, 0.5TiB, 1e9)");
   };
   std::size_t i = 0;
   while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
@@ -35,6 +38,15 @@ std::size_t parse_size(std::string_view text) {
     }
   }
   if (!digits) throw bad("no number");
+  // An exponent (1e9, 2.5E+3): 'e' followed by digits; "e" alone is no unit either.
+  if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
+    std::size_t j = i + 1;
+    if (j < text.size() && (text[j] == '+' || text[j] == '-')) ++j;
+    const std::size_t exponent_digits = j;
+    while (j < text.size() && std::isdigit(static_cast<unsigned char>(text[j]))) ++j;
+    if (j == exponent_digits) throw bad("an exponent needs digits");
+    i = j;
+  }
   const std::string number(text.substr(number_begin, i - number_begin));
   while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
   std::string unit(text.substr(i));
@@ -47,10 +59,12 @@ std::size_t parse_size(std::string_view text) {
     long double scale;
   };
   static constexpr unit_scale units[] = {
-      {"", 1},          {"b", 1},           {"kib", 1024.0L},   {"mib", 1048576.0L},
-      {"gib", 1073741824.0L}, {"tib", 1099511627776.0L}, {"k", 1024.0L}, {"m", 1048576.0L},
-      {"g", 1073741824.0L},   {"t", 1099511627776.0L},   {"kb", 1e3L},   {"mb", 1e6L},
-      {"gb", 1e9L},     {"tb", 1e12L}};
+      {"", 1},          {"b", 1},
+      {"kib", 1024.0L}, {"ki", 1024.0L}, {"k", 1024.0L},
+      {"mib", 1048576.0L}, {"mi", 1048576.0L}, {"m", 1048576.0L},
+      {"gib", 1073741824.0L}, {"gi", 1073741824.0L}, {"g", 1073741824.0L},
+      {"tib", 1099511627776.0L}, {"ti", 1099511627776.0L}, {"t", 1099511627776.0L},
+      {"kb", 1e3L},     {"mb", 1e6L},    {"gb", 1e9L},     {"tb", 1e12L}};
   const auto u = std::find_if(std::begin(units), std::end(units),
                               [&](const unit_scale& s) { return s.name == unit; });
   if (u == std::end(units)) throw bad("unknown unit \"" + unit + "\"");
@@ -111,14 +125,45 @@ std::string_view to_string(kv::dtype t) noexcept {
 }
 
 std::vector<matrix_kind> matrices(const sim::model_shape& m) {
-  const std::size_t h = m.hidden_size, q = std::size_t{m.num_heads} * m.head_dim,
-                    kv = std::size_t{m.num_kv_heads} * m.head_dim, i = m.intermediate_size,
-                    layers = m.num_layers;
-  std::vector<matrix_kind> out{
-      {"self_attn.q_proj", q, h, layers},    {"self_attn.k_proj", kv, h, layers},
-      {"self_attn.v_proj", kv, h, layers},   {"self_attn.o_proj", h, q, layers},
-      {"mlp.gate_proj", i, h, layers},       {"mlp.up_proj", i, h, layers},
-      {"mlp.down_proj", h, i, layers},       {"embed_tokens", m.vocab_size, h, 1}};
+  const std::size_t h = m.hidden_size, heads = m.num_heads, layers = m.num_layers;
+  std::vector<matrix_kind> out;
+  if (m.kv_lora_rank != 0) {
+    // Multi-head latent attention (DeepSeek-V2/V3).
+    const std::size_t q_head = m.head_dim, rope = m.qk_rope_head_dim, latent = m.kv_lora_rank;
+    if (m.q_lora_rank != 0) {
+      out.push_back({"self_attn.q_a_proj", m.q_lora_rank, h, layers});
+      out.push_back({"self_attn.q_b_proj", heads * q_head, m.q_lora_rank, layers});
+    } else {
+      out.push_back({"self_attn.q_proj", heads * q_head, h, layers});
+    }
+    out.push_back({"self_attn.kv_a_proj_with_mqa", latent + rope, h, layers});
+    out.push_back(
+        {"self_attn.kv_b_proj", heads * (q_head - rope + m.v_head_dim), latent, layers});
+    out.push_back({"self_attn.o_proj", h, heads * m.v_head_dim, layers});
+  } else {
+    const std::size_t q = heads * m.head_dim, kv = std::size_t{m.num_kv_heads} * m.head_dim;
+    out.insert(out.end(), {{"self_attn.q_proj", q, h, layers},
+                           {"self_attn.k_proj", kv, h, layers},
+                           {"self_attn.v_proj", kv, h, layers},
+                           {"self_attn.o_proj", h, q, layers}});
+  }
+  const std::size_t dense_layers = layers - m.num_moe_layers, i = m.intermediate_size;
+  if (dense_layers != 0)
+    out.insert(out.end(), {{"mlp.gate_proj", i, h, dense_layers},
+                           {"mlp.up_proj", i, h, dense_layers},
+                           {"mlp.down_proj", h, i, dense_layers}});
+  if (m.num_moe_layers != 0) {
+    const std::size_t e = m.expert_intermediate_size,
+                      experts = std::size_t{m.num_moe_layers} * m.num_experts;
+    out.insert(out.end(), {{"mlp.experts.gate_proj", e, h, experts},
+                           {"mlp.experts.up_proj", e, h, experts},
+                           {"mlp.experts.down_proj", h, e, experts}});
+    if (const std::size_t s = m.shared_intermediate_size; s != 0)
+      out.insert(out.end(), {{"mlp.shared_experts.gate_proj", s, h, m.num_moe_layers},
+                             {"mlp.shared_experts.up_proj", s, h, m.num_moe_layers},
+                             {"mlp.shared_experts.down_proj", h, s, m.num_moe_layers}});
+  }
+  out.push_back({"embed_tokens", m.vocab_size, h, 1});
   if (!m.tied_embeddings) out.push_back({"lm_head", m.vocab_size, h, 1});
   return out;
 }
@@ -168,6 +213,28 @@ std::size_t weight_bytes(const sim::model_shape& m, std::string_view format) {
   }
   throw usage_error("unknown weight format \"" + std::string(format) +
                     "\"; known: " + weight_format_names());
+}
+
+void check_bound(double db, std::string_view option) {
+  if (!std::isfinite(db) || db < 0)
+    throw usage_error(std::string(option) + " must be a finite number of dB, 0 or more (got " +
+                      strf("%g", db) + ")");
+}
+
+CLI::Validator bound_text() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        const auto first = text.find_first_not_of(" \t");
+        if (first == std::string::npos) return "a number of dB is needed, not an empty text";
+        return "";
+      },
+      "DB");
+}
+
+std::string kept_reason(const quant::tensor_entry& t) {
+  if (!quant::is_float_readable(t.type)) return "dtype " + std::string(quant::to_string(t.type));
+  if (t.elements() == 0) return "empty";
+  return "";
 }
 
 std::vector<std::string> split_list(const std::vector<std::string>& texts) {
@@ -285,15 +352,26 @@ void progress::draw() {
 /// `what` without a leading "path/file.cpp:123: " (where in frugal's sources the error was
 /// raised): the program's one-line errors name the user's file, line or tensor instead.
 std::string without_source_location(const std::string& what) {
-  const auto colon = what.find(": ");
-  if (colon == std::string::npos) return what;
-  const std::string head = what.substr(0, colon);
-  const auto line_colon = head.rfind(':');
-  if (line_colon == std::string::npos || line_colon + 1 == head.size()) return what;
-  const std::string file = head.substr(0, line_colon);
-  const bool source = file.ends_with(".cpp") || file.ends_with(".hpp") || file.ends_with(".cu");
-  const bool digits = head.find_first_not_of("0123456789", line_colon + 1) == std::string::npos;
-  return source && digits ? what.substr(colon + 2) : what;
+  std::string text = what;
+  const auto colon = text.find(": ");
+  if (colon != std::string::npos) {
+    const std::string head = text.substr(0, colon);
+    const auto line_colon = head.rfind(':');
+    if (line_colon != std::string::npos && line_colon + 1 != head.size()) {
+      const std::string file = head.substr(0, line_colon);
+      const bool source =
+          file.ends_with(".cpp") || file.ends_with(".hpp") || file.ends_with(".cu");
+      const bool digits =
+          head.find_first_not_of("0123456789", line_colon + 1) == std::string::npos;
+      if (source && digits) text = text.substr(colon + 2);
+    }
+  }
+  // The library's component prefix ("frugal::sim: ") says where in frugal, not what is wrong.
+  if (text.starts_with("frugal::")) {
+    const auto end = text.find(": ");
+    if (end != std::string::npos && text.find(' ') > end) text = text.substr(end + 2);
+  }
+  return text;
 }
 
 std::string one_line(std::string text) {

@@ -8,6 +8,7 @@
 
 #include <frugal/error.hpp>
 #include <frugal/kv/layout.hpp>
+#include <frugal/quant/safetensors.hpp>
 #include <frugal/sim/models.hpp>
 
 #include <nlohmann/json.hpp>
@@ -59,9 +60,10 @@ struct matrix_kind {
   std::size_t elements() const noexcept { return rows * cols * count; }
 };
 
-/// @brief The 2-D weight matrices of `m`: the attention projections and gated MLP of every layer,
-/// the embeddings and (unless tied) the LM head. What is left of num_parameters (norms, biases)
-/// stays in 16 bits in weight_bytes().
+/// @brief The 2-D weight matrices of `m`: the attention projections (MLA's too) of every layer,
+/// the dense gated MLPs, every routed and shared expert of the MoE layers, the embeddings and
+/// (unless tied) the LM head. What is left of num_parameters (norms, biases, the routers, small
+/// and kept precise) stays in 16 bits in weight_bytes().
 std::vector<matrix_kind> matrices(const sim::model_shape& m);
 
 /// @brief Whether `format` is a weight format frugal knows: a simulator format (fp16, bf16, fp8,
@@ -75,6 +77,25 @@ std::string weight_format_names();
 /// quant::bits_per_element for its shape (scales and zero points included), the rest in 16 bits.
 /// @throws usage_error for an unknown format, or a matrix shape the format cannot take
 std::size_t weight_bytes(const sim::model_shape& m, std::string_view format);
+
+/// @brief The accuracy bound `frugal quant --bound` and `frugal report --min-sqnr` default to:
+/// 30 dB of SQNR keeps the quantization noise a thousandth of the signal's power, where
+/// weight-only quantization of LLMs is commonly reported to leave perplexity about unchanged.
+inline constexpr double default_min_sqnr_db = 30.0;
+
+/// @brief An SQNR bound given as `option`: finite and not negative.
+/// @throws usage_error naming the option otherwise (nan, inf, a negative number)
+void check_bound(double db, std::string_view option);
+
+/// @brief A CLI11 validator for a bound's text: a number (CLI11 would take '' as the default).
+CLI::Validator bound_text();
+
+/// @brief Why a stored tensor is kept as it is instead of quantized, or "" when it is to be
+/// quantized: the one rule of `frugal quant` and `frugal report --weights`. Tensors of a type
+/// that is not F32, F16 or BF16 (integer ids, masks, F64, FP8) are kept ("dtype I64"), as are
+/// empty ones ("empty"); every other tensor, 1-D ones (norms, biases) included, is viewed as
+/// rows x cols with cols its last dimension and quantized.
+std::string kept_reason(const quant::tensor_entry& t);
 
 /// @brief `text` split at commas, each part trimmed; empty parts dropped.
 std::vector<std::string> split_list(const std::vector<std::string>& texts);

@@ -14,11 +14,12 @@
 int main(int argc, char** argv) {
   using namespace frugal::cli;
   CLI::App app{"frugal: find and remove the GPU memory an AI serving engine wastes", "frugal"};
-  app.set_version_flag("--version", std::to_string(FRUGAL_VERSION_MAJOR) + "." +
+  app.set_version_flag("-V,--version", std::to_string(FRUGAL_VERSION_MAJOR) + "." +
                                         std::to_string(FRUGAL_VERSION_MINOR) + "." +
                                         std::to_string(FRUGAL_VERSION_PATCH));
   app.require_subcommand(1);
-  app.footer("Every subcommand takes --json. Sizes take units: 80GiB, 80GB, 512MiB, 4096.\n"
+  app.footer("Every subcommand takes --json. Sizes take units: 80GiB, 80Gi, 80G, 80GB, 0.5TiB, "
+             "512MiB, 4096, 1e9.\n"
              "Exit status: 0 success, 1 failure, 2 bad usage.");
   add_report_command(app);
   add_plan_command(app);

@@ -39,7 +39,16 @@ json shape_json(const model_choice& m) {
           {"intermediate_size", s.intermediate_size},
           {"vocab_size", s.vocab_size},
           {"max_context", s.max_context},
-          {"num_parameters", s.num_parameters}};
+          {"num_parameters", s.num_parameters},
+          {"active_parameters", s.active_parameters()},
+          {"model_type", std::string(s.model_type)},
+          {"tied_embeddings", s.tied_embeddings},
+          {"num_experts", s.num_experts},
+          {"experts_per_token", s.experts_per_token},
+          {"num_moe_layers", s.num_moe_layers},
+          {"kv_lora_rank", s.kv_lora_rank},
+          {"sliding_window", s.sliding_window},
+          {"window_layers", s.window_layers}};
 }
 
 void run_plan(const plan_options& o) {
@@ -78,14 +87,29 @@ void run_plan(const plan_options& o) {
            "pages", "tokens", "sequences"},
           2);
   for (const std::string& f : formats) {
-    const std::size_t weights = cli::weight_bytes(model.shape, f);
+    // A quantization format whose blocks do not divide a matrix marks its rows, not the command.
+    std::size_t weights = 0;
+    std::string unusable;
+    try {
+      weights = cli::weight_bytes(model.shape, f);
+    } catch (const usage_error& e) {
+      unusable = one_line(e.what());
+    }
     const double bits = 8.0 * static_cast<double>(weights) /
                         static_cast<double>(model.shape.num_parameters);
     for (const kv::dtype d : dtypes) {
+      if (!unusable.empty()) {
+        plans.push_back({{"weights_format", f}, {"kv_dtype", std::string(to_string(d))},
+                         {"fits", false}, {"kv_pages", 0}, {"max_sequences", 0},
+                         {"reason", unusable}});
+        t.add({f, std::string(to_string(d)), "-", "-", "-", "-", "-", "0", "0", "does not fit"});
+        continue;
+      }
       sim::config c;
       c.model_override = model.shape;
       c.gpu_memory = gpu_memory - reserve;  // the budget's headroom adds the reserve back
       c.weight_bytes_override = weights;
+      c.weights = f;  // named in the reason when it does not fit
       c.kv_dtype = d;
       c.max_len = context;
       c.page_size = o.page_size;
@@ -96,8 +120,10 @@ void run_plan(const plan_options& o) {
                {"bits_per_weight", bits}, {"weight_bytes", weights}};
       try {
         const sim::memory_budget b = sim::budget(c);
+        // Per layer: a sliding-window layer holds at most its window's pages (plus one) of a
+        // sequence, so a sequence costs kv_bytes_per_sequence, not pages x page_bytes.
         const std::size_t pages_per_sequence = (context + o.page_size - 1) / o.page_size;
-        const std::size_t sequences = b.kv_pages / pages_per_sequence;
+        const std::size_t sequences = b.kv_bytes / b.kv_bytes_per_sequence;
         row.update({{"fits", true},
                     {"weights_held_bytes", b.weights_held_bytes},
                     {"workspace_bytes", b.workspace_bytes},
@@ -106,6 +132,7 @@ void run_plan(const plan_options& o) {
                     {"kv_pages", b.kv_pages},
                     {"page_bytes", b.page_bytes},
                     {"kv_bytes_per_token", b.kv_bytes_per_token},
+                    {"kv_bytes_per_sequence", b.kv_bytes_per_sequence},
                     {"kv_tokens", std::size_t{b.kv_pages} * o.page_size},
                     {"pages_per_sequence", pages_per_sequence},
                     {"max_sequences", sequences}});
@@ -128,11 +155,23 @@ void run_plan(const plan_options& o) {
     print_json(out);
     return;
   }
-  std::printf("%s (%.2f B parameters, %s) on %s: context %u tokens, pages of %u tokens\n\n",
-              std::string(model.shape.name).c_str(),
-              static_cast<double>(model.shape.num_parameters) / 1e9,
-              model.preset ? "preset" : model.source.c_str(), format_bytes(gpu_memory).c_str(),
-              context, o.page_size);
+  const sim::model_shape& shape = model.shape;
+  const std::string active =
+      shape.num_experts != 0
+          ? strf(", %.2f B active per token (%u of %u experts)",
+                 static_cast<double>(shape.active_parameters()) / 1e9, shape.experts_per_token,
+                 shape.num_experts)
+          : std::string();
+  std::printf("%s (%.2f B parameters%s, %s) on %s: context %u tokens, pages of %u tokens\n",
+              std::string(shape.name).c_str(), static_cast<double>(shape.num_parameters) / 1e9,
+              active.c_str(), model.preset ? "preset" : model.source.c_str(),
+              format_bytes(gpu_memory).c_str(), context, o.page_size);
+  if (shape.window_layers != 0)
+    std::printf("%u of %u layers attend to a window of %u tokens: they hold at most %u pages of "
+                "a sequence\n",
+                shape.window_layers, shape.num_layers, shape.sliding_window,
+                (shape.sliding_window + o.page_size - 1) / o.page_size + 1);
+  std::printf("\n");
   std::fputs(t.str().c_str(), stdout);
   std::printf("\nweights + workspace + KV pages + headroom = %s. Workspace: activations of %u "
               "tokens and logits of %u sequences.\n",
@@ -170,14 +209,19 @@ void add_plan_command(CLI::App& app) {
                   "context, library workspaces, other processes); 0 for none")
       ->capture_default_str();
   cmd->add_option("--context,-c", o->context,
-                  "Tokens per sequence (prompt + output); default min(4096, the model's)");
-  cmd->add_option("--page-size", o->page_size, "Tokens per KV page")->capture_default_str();
+                  "Tokens per sequence (prompt + output); default min(4096, the model's)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--page-size", o->page_size, "Tokens per KV page")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--max-batched-tokens", o->max_batched_tokens,
                   "Tokens per step, which sizes the activation workspace")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--max-num-seqs", o->max_num_seqs,
                   "Sequences per step, whose logits the workspace holds")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", o->json, "Print every figure as JSON on stdout");
   cmd->callback([o] { run_plan(*o); });
 }

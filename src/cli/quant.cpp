@@ -20,14 +20,9 @@
 namespace frugal::cli {
 namespace {
 
-/// Default accuracy bound: 30 dB of SQNR keeps the quantization noise a thousandth of the
-/// signal's power, where weight-only quantization of LLMs is commonly reported to leave
-/// perplexity about unchanged.
-constexpr double default_bound_db = 30.0;
-
 struct quant_options {
   std::string file;
-  double bound_db = default_bound_db;
+  double bound_db = default_min_sqnr_db;
   std::vector<std::string> formats;  // empty: every format
   bool json = false;
 };
@@ -67,7 +62,7 @@ tensor_result kept_as_stored(const quant::tensor_entry& t, std::string why) {
 }
 
 void run_quant(const quant_options& o) {
-  if (!std::isfinite(o.bound_db)) throw usage_error("--bound must be a finite number of dB");
+  check_bound(o.bound_db, "--bound");
   std::vector<quant::format> candidates;
   for (const std::string& name : split_list(o.formats)) {
     try {
@@ -94,9 +89,8 @@ void run_quant(const quant_options& o) {
     bar.detail(strf("%zu of %zu: %s", ++index, file.tensors().size(), t.name.c_str()));
     // Integer ids, masks and the float types frugal does not read (F64, FP8) are kept as they
     // are, as is an empty tensor: nothing to quantize, but their bytes count in both totals.
-    if (!quant::is_float_readable(t.type) || t.elements() == 0) {
-      results.push_back(kept_as_stored(
-          t, t.elements() == 0 ? std::string("empty") : "dtype " + dtype_name(t.type)));
+    if (std::string why = kept_reason(t); !why.empty()) {
+      results.push_back(kept_as_stored(t, std::move(why)));
       total_before += results.back().plan.bytes_before;
       total_after += results.back().plan.bytes_after;
       continue;
@@ -130,8 +124,12 @@ void run_quant(const quant_options& o) {
                  : quant::plan({&input, 1}, bound, candidates, bits);
       if (p.tensors.size() != 1) throw error("the plan did not return one entry for the tensor");
       r.plan = p.tensors.front();
+      // Kept: no candidate takes the shape, none meets the bound, or the ones that meet it are
+      // no smaller than the tensor as stored.
       if (!r.plan.chosen)
-        r.kept = r.report.empty() ? "no format takes this shape" : "no format meets the bound";
+        r.kept = r.report.empty() ? "no format takes this shape"
+                 : chosen         ? "no format is smaller"
+                                  : "no format meets the bound";
     } catch (const std::exception& e) {
       // Name the file and the tensor once: quant::plan's messages already name the tensor.
       const std::string tag = "tensor '" + t.name + "': ";
@@ -153,9 +151,9 @@ void run_quant(const quant_options& o) {
         formats.push_back({{"format", std::string(quant::to_string(c.f))},
                            {"bits_per_element", c.metrics.bits_per_element},
                            {"sqnr_db", sqnr_json(c.metrics.sqnr_db)},
-                           {"relative_l2", c.metrics.relative_l2},
-                           {"max_abs", c.metrics.max_abs},
-                           {"cosine", c.metrics.cosine},
+                           {"relative_l2", sqnr_json(c.metrics.relative_l2)},
+                           {"max_abs", sqnr_json(c.metrics.max_abs)},
+                           {"cosine", sqnr_json(c.metrics.cosine)},
                            {"meets_bound", c.meets_bound}});
       const auto& p = r.plan;
       tensors.push_back(
@@ -202,7 +200,10 @@ void run_quant(const quant_options& o) {
     table t({"format", "bits", "SQNR dB", "rel. error", "meets"}, 1);
     for (const quant::candidate& c : r.report)
       t.add({std::string(quant::to_string(c.f)), strf("%.2f", c.metrics.bits_per_element),
-             sqnr_text(c.metrics.sqnr_db), strf("%.2e", c.metrics.relative_l2),
+             sqnr_text(c.metrics.sqnr_db),
+             // NaN and inf read the same in text as in JSON ("nan", "inf"), never "-nan".
+             std::isfinite(c.metrics.relative_l2) ? strf("%.2e", c.metrics.relative_l2)
+                                                  : sqnr_text(c.metrics.relative_l2),
              c.meets_bound ? (p.chosen && *p.chosen == c.f ? "chosen" : "yes") : "no"});
     std::fputs(t.str().c_str(), stdout);
   }
@@ -224,7 +225,8 @@ void add_quant_command(CLI::App& app) {
   cmd->add_option("--bound", o->bound_db,
                   "least SQNR in dB a chosen format must reach (30 dB: noise a thousandth of "
                   "the signal's power)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(bound_text());
   cmd->add_option("--formats", o->formats,
                   "candidate formats, comma-separated (default: every format)");
   cmd->add_flag("--json", o->json, "all figures as JSON on stdout");

@@ -212,7 +212,15 @@ void run_replay(const replay_options& o) {
     }
   }
 
-  const sim::replay_result r = run_on(t.events, kind, cap);
+  const sim::replay_result r = [&] {
+    try {
+      return run_on(t.events, kind, cap);
+    } catch (const invalid_argument& e) {
+      // A cap the allocator cannot take (the pool's 1 TiB chunk limit): about the option.
+      if (cap == sim::no_cap) throw;
+      throw usage_error("--cap " + o.cap + ": " + one_line(e.what()));
+    }
+  }();
   const std::string cap_text = cap == sim::no_cap ? "none" : format_bytes(cap);
   if (!o.timeline.empty())
     write_file(o.timeline,
@@ -229,6 +237,7 @@ void run_replay(const replay_options& o) {
                 {"events", r.events},
                 {"allocations", r.allocations},
                 {"frees", r.frees},
+                {"zero_byte_allocations", r.zero_byte_allocations},
                 {"seconds", r.seconds},
                 {"events_per_second", r.events_per_second},
                 {"peak_bytes_in_use", r.peak_bytes_in_use},
@@ -262,8 +271,11 @@ void run_replay(const replay_options& o) {
                              : percent_over(r.peak_bytes_reserved, r.peak_bytes_in_use))});
   out.add({"failed allocations", strf("%zu (%s)", r.failed_allocations,
                                       format_bytes(r.failed_bytes).c_str())});
-  out.add({"live at end", strf("%s in %zu allocations", format_bytes(r.live_bytes_at_end).c_str(),
-                               r.live_allocations_at_end)});
+  out.add({"live at end", strf("%s in %zu allocation%s", format_bytes(r.live_bytes_at_end).c_str(),
+                               r.live_allocations_at_end,
+                               r.live_allocations_at_end == 1 ? "" : "s")});
+  if (r.zero_byte_allocations > 0)
+    out.add({"zero-byte allocations", std::to_string(r.zero_byte_allocations)});
   if (r.logged_failures > 0)
     out.add({"logged failures", strf("%zu \"allocate failure\" rows skipped", r.logged_failures)});
   out.add({"warnings", strf("%zu (unknown frees %zu, pointers allocated twice %zu, size "

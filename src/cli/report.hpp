@@ -17,10 +17,11 @@ struct options {
   std::string gpu_memory = "80GiB";
   std::string workload = "sharegpt";
   std::string weights_file;          ///< a .safetensors checkpoint; empty: synthetic weights
-  double min_sqnr_db = 20;           ///< the accuracy bound of the weight plan
+  double min_sqnr_db = default_min_sqnr_db;  ///< the weight plan's bound (as frugal quant's)
   std::size_t sample_rows = 32;      ///< rows of each matrix quantized (the rest is scaled)
   std::size_t requests = 1000;       ///< requests the serving simulation plays
   std::uint32_t max_len = 4096;      ///< longest sequence; static batching's reservation
+  std::uint32_t max_num_seqs = 1024; ///< dynamic batching: sequences per step at most
   std::size_t trace_steps = 600;     ///< engine steps of the synthetic allocation trace
   std::size_t leak_steps = 100;      ///< steps of the retained-intermediate run
   std::uint64_t seed = 1;
@@ -41,10 +42,11 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p);
 json fragmentation_section(const options& o, const sim::model_shape& m, progress& p);
 
 /// @brief 3 and 4. KV cache (static worst-case reservation versus paged) and batching (static
-/// versus dynamic), from the serving simulator with FP16 weights; plus, under "frugal", the
-/// dynamic run with the weights at `planned_weight_bytes`. Keys "kv", "batching", "frugal".
+/// versus dynamic), from the serving simulator with FP16 weights (the planned weights when
+/// `fp16_fits` is false); plus, under "frugal", the dynamic run with the weights at
+/// `planned_weight_bytes`. Keys "kv", "batching", "frugal".
 json serving_sections(const options& o, const model_choice& m, std::size_t planned_weight_bytes,
-                      progress& p);
+                      bool fp16_fits, progress& p);
 
 /// @brief 5. Leaks: a decode loop that keeps every step's logits in a history it never trims,
 /// run under frugal::tracking_adaptor; the leak report names the tag and the bytes, and the fixed

@@ -79,7 +79,9 @@ std::vector<float> sample_rows(const quant::safetensors_file& file, const quant:
 json weights_section(const options& o, const sim::model_shape& m, progress& p) {
   p.phase("weights: choosing a format per matrix");
   std::vector<sampled_matrix> matrices_to_plan;
-  std::uint64_t other_parameters = 0;  // norms, biases, 1-D tensors: kept in 16 bits
+  std::uint64_t other_parameters = 0;  // synthetic: norms, biases, routers, kept in 16 bits
+  std::size_t kept_bytes = 0;          // a checkpoint's tensors kept as stored (integer ids, ...)
+  json kept_tensors = json::array();
   std::string source;
   std::optional<quant::safetensors_file> file;
   if (o.weights_file.empty()) {
@@ -95,9 +97,15 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
   } else {
     source = o.weights_file;
     file.emplace(o.weights_file);
+    // The rule of frugal quant: other types than F32/F16/BF16 and empty tensors are kept as
+    // stored (their bytes in both totals); every other tensor, 1-D included, is quantized.
     for (const quant::tensor_entry& t : file->tensors()) {
-      if (t.shape.size() < 2 || t.cols() < 2 || t.elements() == 0) {
-        other_parameters += t.elements();
+      if (std::string why = kept_reason(t); !why.empty()) {
+        kept_bytes += t.end - t.begin;
+        kept_tensors.push_back({{"name", t.name},
+                                {"dtype", std::string(quant::to_string(t.type))},
+                                {"kept", why},
+                                {"bytes", t.end - t.begin}});
         continue;
       }
       const std::size_t cols = t.cols(), rows = t.elements() / cols;
@@ -105,12 +113,13 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
           {t.name, rows, cols, 1, sample_rows(*file, t, rows, cols, o.sample_rows)});
     }
     if (matrices_to_plan.empty())
-      throw error(o.weights_file + ": no 2-D tensor (a weight matrix) to quantize");
+      throw error(o.weights_file + ": no F32, F16 or BF16 tensor to quantize");
   }
 
   const quant::bound bound = quant::bound::min_sqnr(o.min_sqnr_db);
   json tensors = json::array();
-  long double before = 2.0L * static_cast<long double>(other_parameters), after = before;
+  long double before = 2.0L * static_cast<long double>(other_parameters) + kept_bytes,
+              after = before;
   long double weighted_relative = 0, planned_elements = 0;
   double worst_sqnr = std::numeric_limits<double>::infinity();
   std::string worst_tensor;
@@ -123,7 +132,7 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
     try {
       plan = quant::plan(std::span(&input, 1), bound);
     } catch (const std::exception& e) {
-      throw error(source + ": tensor " + s.name + ": " + e.what());
+      throw error(source + ": tensor " + s.name + ": " + one_line(e.what()));
     }
     const quant::tensor_plan& t = plan.tensors.at(0);
     const long double elements = static_cast<long double>(s.rows) * s.cols * s.count;
@@ -178,16 +187,18 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
 
   const std::size_t bytes_before = static_cast<std::size_t>(before);
   const std::size_t bytes_after = static_cast<std::size_t>(std::ceil(after));
-  const long double parameters = before / 2;
+  const long double parameters = (before - kept_bytes) / 2;
   return {{"source", source},
           {"synthetic", o.weights_file.empty()},
           {"sample_rows", o.sample_rows},
           {"min_sqnr_db", o.min_sqnr_db},
           {"parameters", static_cast<std::uint64_t>(parameters)},
+          {"kept_tensors", std::move(kept_tensors)},
+          {"kept_bytes", kept_bytes},
           {"bytes_before", bytes_before},
           {"bytes_after", bytes_after},
           {"bytes_freed", bytes_before - std::min(bytes_before, bytes_after)},
-          {"bits_per_weight", static_cast<double>(8 * after / parameters)},
+          {"bits_per_weight", static_cast<double>(8 * (after - kept_bytes) / parameters)},
           {"worst_sqnr_db", sqnr_json(worst_sqnr)},
           {"worst_tensor", worst_tensor},
           {"mean_relative_l2", static_cast<double>(weighted_relative / planned_elements)},
@@ -252,7 +263,8 @@ json fragmentation_section(const options& o, const sim::model_shape& m, progress
   out["first_fit"]["uncapped_timeline"] = std::move(naive_timeline);
   out["pool"]["uncapped_peak_bytes_reserved"] = frugal;
   out["pool"]["uncapped_timeline"] = std::move(frugal_timeline);
-  out["bytes_freed"] = naive > frugal ? naive - frugal : 0;
+  // Signed: the pool may need more than first-fit (a loss is reported, never clamped to zero).
+  out["bytes_freed"] = static_cast<long long>(naive) - static_cast<long long>(frugal);
   out["timeline_columns"] = {"event", "bytes_in_use", "bytes_reserved"};
   return out;
 }
@@ -285,7 +297,7 @@ json sim_json(const sim::result& r) {
 }  // namespace
 
 json serving_sections(const options& o, const model_choice& m, std::size_t planned_weight_bytes,
-                      progress& p) {
+                      bool fp16_fits, progress& p) {
   sim::config c;
   c.model_override = m.shape;
   c.gpu_memory = o.gpu_bytes;
@@ -293,6 +305,8 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
   c.num_requests = o.requests;
   c.max_len = o.max_len;
   c.seed = o.seed;
+  c.max_num_seqs = o.max_num_seqs;
+  if (!fp16_fits) c.weight_bytes_override = planned_weight_bytes;  // FP16 does not fit
   p.phase("KV cache and batching: static batching");
   c.policy = "static";
   const sim::result fixed = sim::run(c);
@@ -307,6 +321,14 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
   const double static_empty = fixed.waste * static_cast<double>(fixed.peak_kv_bytes);
   const double paged_empty = dynamic.waste * static_cast<double>(dynamic.peak_kv_bytes);
   json kv{{"kv_bytes_per_token", fixed.kv_bytes_per_token},
+          // Per layer: a sliding-window layer reserves at most its window of a sequence.
+          {"kv_bytes_per_sequence", fixed.kv_bytes_per_sequence},
+          {"sliding_window", m.shape.sliding_window},
+          {"window_layers", m.shape.window_layers},
+          // kv::cache pages hold every layer: past the window the paged figures are an upper
+          // bound for the windowed layers (exact up to window + a page).
+          {"paged_upper_bound",
+           m.shape.window_layers != 0 && o.max_len > m.shape.sliding_window + c.page_size},
           {"max_len", o.max_len},
           {"static", {{"reserved_bytes", fixed.peak_kv_bytes},
                       {"sequences", fixed.max_batch},
@@ -322,7 +344,8 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
           {"bytes_freed", static_cast<std::size_t>(std::max(0.0, static_empty - paged_empty))}};
   const double workspace_freed =
       static_cast<double>(fixed.peak_workspace_bytes) - dynamic.mean_workspace_bytes;
-  json batching{{"requests", o.requests},
+  json batching{{"weights", fp16_fits ? "fp16" : "planned"},
+                {"requests", o.requests},
                 {"workload", o.workload},
                 {"mean_prompt", dynamic.mean_prompt},
                 {"mean_output", dynamic.mean_output},
@@ -344,8 +367,8 @@ json leak_section(const options& o, const sim::model_shape& m, progress& p) {
 
   json timeline = json::array();
   std::vector<std::size_t> naive_outstanding, fixed_outstanding, naive_reserved, fixed_reserved;
-  json out{{"steps", steps}, {"batch", batch}, {"bytes_per_step", logits_bytes},
-           {"retained_tag", retained_tag}};
+  json out{{"steps", steps}, {"steps_requested", o.leak_steps}, {"batch", batch},
+           {"bytes_per_step", logits_bytes}, {"retained_tag", retained_tag}};
 
   // One run of the loop; `keep_history` is the bug: every step's logits are copied into a
   // history that nothing trims, an intermediate retained across steps.

@@ -111,6 +111,8 @@ struct setup {
   std::size_t kv_budget;
   std::size_t usable;            // gpu_memory rounded down to the granule
   std::size_t kv_bytes_per_token;
+  std::size_t kv_bytes_per_sequence;  // of one max_len sequence, per layer (windows capped)
+  std::size_t static_sequence_bytes;  // the same, reserved token by token (static batching)
   stream requests;
 };
 
@@ -153,7 +155,11 @@ setup prepare(const config& c, bool draw_requests = true) {
   s.weights = round_up(weight_bytes_exact);
   s.usable = c.gpu_memory / granule * granule;
   s.kv_bytes_per_token = s.model->kv_bytes_per_token(c.kv_dtype);
-  const std::size_t one_sequence = std::size_t{c.max_len} * s.kv_bytes_per_token;
+  // Per layer: a sliding-window layer holds at most its window (plus a page) of a sequence.
+  s.kv_bytes_per_sequence = s.model->kv_bytes_per_sequence(c.kv_dtype, c.max_len, c.page_size);
+  s.static_sequence_bytes = s.model->kv_bytes_per_sequence(c.kv_dtype, c.max_len, 1);
+  const std::size_t one_sequence =
+      c.policy == "static" ? s.static_sequence_bytes : s.kv_bytes_per_sequence;
   FRUGAL_EXPECTS(s.usable > s.weights + s.workspace_budget &&
                      s.usable - s.weights - s.workspace_budget >= one_sequence,
                  "frugal::sim: gpu_memory " + format_bytes(c.gpu_memory) + " does not hold " +
@@ -213,7 +219,7 @@ struct meter {
 // from the requests that have arrived when this one ends.
 result run_static(const config& c, setup& s, device_type& device) {
   result r;
-  std::size_t fits = s.kv_budget / (std::size_t{c.max_len} * s.kv_bytes_per_token);
+  std::size_t fits = s.kv_budget / s.static_sequence_bytes;
   fits = std::min<std::size_t>(fits, c.max_batched_tokens);
   FRUGAL_EXPECTS(c.max_batch <= fits,
                  "frugal::sim: max_batch " + std::to_string(c.max_batch) + " x max_len " +
@@ -224,10 +230,11 @@ result run_static(const config& c, setup& s, device_type& device) {
   const std::size_t max_batch = c.max_batch != 0 ? c.max_batch : fits;
   r.max_batch = static_cast<std::uint32_t>(max_batch);
   const std::size_t reserved_slots = max_batch * c.max_len;
+  const std::size_t reserved_bytes = max_batch * s.static_sequence_bytes;
   held weights(device, s.weights);
-  held kv(device, round_up(reserved_slots * s.kv_bytes_per_token));
+  held kv(device, round_up(reserved_bytes));
   held workspace(device, s.workspace_budget);  // reserved up front for the worst step
-  r.peak_kv_bytes = reserved_slots * s.kv_bytes_per_token;
+  r.peak_kv_bytes = reserved_bytes;
   r.peak_workspace_bytes = s.workspace_budget;
 
   const stream& q = s.requests;
@@ -286,7 +293,7 @@ result run_static(const config& c, setup& s, device_type& device) {
     r.finished += size;
   }
   r.rejected = r.rejections.size();
-  r.kv_budget_bytes = reserved_slots * s.kv_bytes_per_token;
+  r.kv_budget_bytes = reserved_bytes;
   m.finish();
   return r;
 }
@@ -438,6 +445,7 @@ memory_budget budget(const config& c) {
   b.kv_pages = static_cast<std::uint32_t>(pages);
   b.kv_bytes = pages * b.page_bytes;
   b.kv_bytes_per_token = s.kv_bytes_per_token;
+  b.kv_bytes_per_sequence = s.kv_bytes_per_sequence;
   b.headroom_bytes = c.gpu_memory - b.weights_held_bytes - b.workspace_bytes - b.kv_bytes;
   return b;
 }
@@ -450,6 +458,8 @@ result run(const config& c) {
   r.weight_bytes = s.weights_exact;
   r.workspace_budget_bytes = s.workspace_budget;
   r.kv_bytes_per_token = s.kv_bytes_per_token;
+  r.kv_bytes_per_sequence =
+      c.policy == "static" ? s.static_sequence_bytes : s.kv_bytes_per_sequence;
   r.peak_memory_bytes = device.stats().peak_bytes_in_use;
   double prompt = 0, output = 0;
   for (std::size_t i = 0; i < c.num_requests; ++i) {

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <istream>
 #include <limits>
@@ -170,6 +171,9 @@ trace parse_rmm_log(std::istream& in, std::string source_name) {
 }
 
 trace parse_rmm_log_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    throw error(path + ": is a directory, not a trace file");
   std::ifstream in(path, std::ios::binary);
   if (!in.is_open()) throw error(path + ": cannot open trace: " + std::strerror(errno));
   return parse_rmm_log(in, path);
@@ -378,7 +382,15 @@ replay_result replay(std::span<const trace_event> events, replay_backend& backen
     if (e.action == trace_action::allocate_failure) {
       ++r.logged_failures;
     } else if (e.action == trace_action::allocate) {
-      if (e.size == 0 || e.pointer == 0) continue;  // nothing was handed out
+      if (e.size == 0) {
+        // A zero-byte allocation holds nothing but is an event; its free is counted too.
+        ++r.events;
+        ++r.allocations;
+        ++r.zero_byte_allocations;
+        if (e.pointer != 0) live.insert_or_assign(e.pointer, live_block{nullptr, 0});
+        continue;
+      }
+      if (e.pointer == 0) continue;  // nothing was handed out
       ++r.events;
       ++r.allocations;
       void* p = backend.try_allocate(e.size);
@@ -397,7 +409,13 @@ replay_result replay(std::span<const trace_event> events, replay_backend& backen
         it->second = live_block{p, e.size};
       }
     } else {
-      if (e.pointer == 0) continue;  // free(nullptr)
+      if (e.pointer == 0) {  // free(nullptr): the free of a zero-byte allocation, or nothing
+        if (e.size == 0) {
+          ++r.events;
+          ++r.frees;
+        }
+        continue;
+      }
       ++r.events;
       auto it = live.find(e.pointer);
       if (it == live.end()) {
@@ -411,6 +429,8 @@ replay_result replay(std::span<const trace_event> events, replay_backend& backen
           backend.deallocate(it->second.p, it->second.size);
           in_use -= it->second.size;
           ++r.frees;
+        } else if (it->second.size == 0) {
+          ++r.frees;  // of a zero-byte allocation
         }
         live.erase(it);
       }

@@ -1,5 +1,6 @@
 """Bad usage exits 2 and bad files exit 1, each with exactly one line on stderr that says what
 is wrong and where; nothing on stdout. Malformed config.json files never crash the program."""
+import json
 import os
 import sys
 
@@ -35,8 +36,15 @@ expect(2, ["plan", "--kv-dtype", "fp4"], "fp4")
 expect(2, ["plan", "--headroom", "90GiB"], "--headroom")
 expect(2, ["plan", "--context", "100000"], "100000")
 expect(2, ["plan", "--context", "many"], "many")
+expect(2, ["plan", "--context", "0"], "--context")
+expect(2, ["plan", "--max-num-seqs", "0"], "--max-num-seqs")
+expect(2, ["plan", "--max-batched-tokens", "0"], "--max-batched-tokens")
+expect(2, ["plan", "--page-size", "0"], "--page-size")
 expect(2, ["report", "--workload", "chat"], "chat", "sharegpt")
 expect(2, ["report", "--gpu-memory", "4GiB"], "does not hold")
+# Library messages read as sentences about the input: no source path, no "frugal::sim:".
+_, _, err = run(program, "report", "--gpu-memory", "4GiB", timeout=60)
+check(".cpp" not in err and "frugal::" not in err, f"no source location or namespace: {err!r}")
 expect(2, ["report", "--max-len", "9000"], "9000")
 
 # Bad files: 1, naming the file and the problem.
@@ -47,7 +55,7 @@ def config(name, text):
     return path
 
 
-good = ('"hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32, '
+good = ('"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32, '
         '"num_hidden_layers": 32, "vocab_size": 32000, "max_position_embeddings": 4096')
 cases = [
     ("bad_json.json", "{" + good + ",\n", ["bad_json.json", "malformed JSON", "line"]),
@@ -72,5 +80,31 @@ expect(1, ["plan", "--model", work], "folder")
 expect(1, ["report", "--weights", os.path.join(work, "absent.safetensors")], "absent.safetensors")
 garbage = config("garbage.safetensors", "not a safetensors file at all")
 expect(1, ["report", "--weights", garbage], "garbage.safetensors")
+
+# The pool's 1 TiB block limit is named, not blamed on the upstream.
+expect(2, ["report", "--gpu-memory", "2TiB", "--requests", "10", "--trace-steps", "20",
+           "--leak-steps", "2"], "--gpu-memory 2TiB", "1 TiB", "largest chunk")
+expect(2, ["replay", "--synthetic", "80GiB", "--cap", "2TiB"], "--cap 2TiB", "1 TiB", "largest chunk")
+
+# Sizes: binary (80GiB, 80Gi, 80G), decimal (80GB), fractions and exponents; other units are
+# refused with the list of units.
+for text, size in (("80Gi", 80 << 30), ("80G", 80 << 30), ("80GiB", 80 << 30), ("81920Mi", 80 << 30),
+                   ("0.5TiB", 1 << 39), ("8e10", 8 * 10**10), ("80GB", 80 * 10**9)):
+    code, out, err = run(program, "plan", "--gpu-memory", text, "--json", timeout=60)
+    check(code == 0 and json.loads(out)["gpu_memory"] == size, f"--gpu-memory {text} is {size} bytes")
+expect(2, ["plan", "--gpu-memory", "80 furlongs"], "furlongs", "GiB/Gi/G", "GB")
+expect(2, ["plan", "--gpu-memory", "1e"], "1e", "exponent")
+
+# A format whose blocks do not divide a matrix marks its rows "does not fit", the rest is planned.
+odd = config("odd.json", '{"model_type": "llama", "hidden_size": 96, "intermediate_size": 256, '
+             '"num_attention_heads": 4, "num_hidden_layers": 2, "vocab_size": 1000, '
+             '"max_position_embeddings": 4096}')
+code, out, err = run(program, "plan", "--model", odd, "-w", "fp16,int4_g64", "--json", timeout=60)
+check(code == 0, f"an undividable format does not abort the plan (exit {code}, {err.strip()!r})")
+if code == 0:
+    rows = {p["weights_format"]: p for p in json.loads(out)["plans"]}
+    check(rows["fp16"]["fits"], "fp16 is still planned")
+    check(not rows["int4_g64"]["fits"] and "64" in rows["int4_g64"]["reason"],
+          f"int4_g64 does not fit, with the reason ({rows['int4_g64'].get('reason')!r})")
 
 finish("errors")

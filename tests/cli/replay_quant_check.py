@@ -156,6 +156,18 @@ def case_replay_bad_input():
     p = write("unknown.csv", HEADER + "1,1.0,free,0x99,256,0x0\n1,1.0,free,0x98,256,0x0\n")
     r = run_json("replay", p)
     check(r.get("unknown_frees") == 2 and r.get("warnings") == 2, f"unknown frees: {r}")
+    # Zero-byte allocations and their frees are events, counted, never warned about.
+    p = write("zero.csv", HEADER + "1,1.0,allocate,0x40,0,0x0\n1,1.1,allocate,0x50,256,0x0\n"
+              "1,1.2,free,0x40,0,0x0\n1,1.3,allocate,0x0,0,0x0\n1,1.4,free,0x0,0,0x0\n")
+    r = run_json("replay", p)
+    check(r.get("warnings") == 0, f"zero-byte allocations: no warnings ({r.get('warning_messages')})")
+    check(r.get("zero_byte_allocations") == 2 and r.get("allocations") == 3 and r.get("frees") == 2
+          and r.get("events") == 5, f"zero-byte allocations counted: {r}")
+    check(r.get("live_allocations_at_end") == 1, "one allocation live at the end")
+    code, out, _ = run("replay", p)
+    check("in 1 allocation\n" in out, f"'1 allocation', not '1 allocations': {out!r}")
+    # A directory is no trace.
+    expect_error(["replay", WORK], 1, "is a directory")
 
 
 def case_replay_truncated():
@@ -323,6 +335,21 @@ def case_quant_mixed_dtypes():
     check(any(line.split()[2:3] == ["nan"] for line in out.splitlines() if line.strip()),
           "text: nan in the SQNR column")
     check("total: " in out, "text total")
+    # NaN reads the same word in text and JSON: "nan", never "-nan" or null.
+    check("-nan" not in out, "text: no -nan")
+    check(all(f.get("relative_l2") == "nan" for f in broken.get("formats", [])),
+          "NaN: relative_l2 is \"nan\" in JSON, as in text")
+    check(any(line.split()[3:4] == ["nan"] for line in out.splitlines() if line.strip()),
+          "text: nan in the relative error column")
+    # A tensor some format meets the bound for, but none stores in fewer bytes: "no format is
+    # smaller" (eight BF16 ones: every 8-bit format's scales cost more than it saves).
+    p2 = safetensors("tiny.safetensors", [("tiny", "BF16", [1, 8], struct.pack("<8H", *[0x3F80] * 8))])
+    tiny = run_json("quant", p2)["tensors"][0]
+    check(tiny.get("kept") == "no format is smaller" and
+          any(f["meets_bound"] for f in tiny.get("formats", [])),
+          f"kept because no format is smaller: {tiny.get('kept')!r}")
+    code, out, _ = run("quant", p2)
+    check("kept: no format is smaller" in out, f"text says no format is smaller: {out[:200]!r}")
 
 
 def case_quant_bad_input():
@@ -341,6 +368,8 @@ def case_quant_bad_input():
     good_path = safetensors("good.safetensors", [("w", "F32", [2, 32], blob)])
     expect_error(["quant", good_path, "--formats", "int3"], 2, "int3")
     expect_error(["quant", good_path, "--bound", "loud"], 2)
+    for bound in ("", "nan", "-1"):
+        expect_error(["quant", good_path, "--bound", bound], 2, "--bound")
     expect_error(["quant"], 2, "FILE")
 
 

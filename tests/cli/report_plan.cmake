@@ -25,9 +25,18 @@ add_test(NAME cli_report_options
 add_test(NAME cli_plan
          COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/plan_check.py
                  $<TARGET_FILE:frugal_cli> ${_frugal_cli_test_dir}/plan)
+# The total freed, the concurrency headline's limit, fragmentation's sign.
+add_test(NAME cli_report_totals
+         COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/report_totals_check.py
+                 $<TARGET_FILE:frugal_cli> ${_frugal_cli_test_dir}/totals)
+# Mixture of experts, sliding windows, tied embeddings, refused model types.
+add_test(NAME cli_plan_models
+         COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/plan_models_check.py
+                 $<TARGET_FILE:frugal_cli> ${_frugal_cli_test_dir}/models)
 # Bad usage exits 2, bad files exit 1, both with one line on stderr.
 add_test(NAME cli_report_plan_errors
          COMMAND Python3::Interpreter ${CMAKE_CURRENT_SOURCE_DIR}/plan_errors_check.py
                  $<TARGET_FILE:frugal_cli> ${_frugal_cli_test_dir}/errors)
-set_tests_properties(cli_report_default cli_report_options cli_plan cli_report_plan_errors
+set_tests_properties(cli_report_default cli_report_options cli_plan cli_plan_models cli_report_totals
+                     cli_report_plan_errors
                      PROPERTIES LABELS "cli" TIMEOUT 300)

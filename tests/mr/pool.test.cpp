@@ -308,3 +308,23 @@ TEST_CASE("pool: segments() reports every chunk and block in address order") {
   pool.deallocate(b, 3000);
   pool.deallocate(big, 2 << 20);
 }
+
+TEST_CASE("pool: a chunk or block beyond the 1 TiB limit is refused naming the limit") {
+  // Block sizes count 256-byte granules in 32 bits: the largest is just under 1 TiB.
+  const std::size_t beyond = std::size_t{2} << 40;
+  try {
+    pool_resource<frugal::host_resource> pool{frugal::host_resource{}, {.initial_size = beyond}};
+    FAIL("a 2 TiB initial reservation was accepted");
+  } catch (const frugal::invalid_argument& e) {
+    CHECK(std::string(e.what()).find("largest chunk") != std::string::npos);
+    CHECK(std::string(e.what()).find("32 bits") != std::string::npos);
+  }
+  pool_resource<frugal::host_resource> pool{frugal::host_resource{}};
+  try {
+    (void)pool.allocate(beyond);
+    FAIL("a 2 TiB block was allocated");
+  } catch (const frugal::out_of_memory& e) {
+    CHECK(std::string(e.what()).find("largest block") != std::string::npos);
+  }
+  CHECK(pool.stats().bytes_reserved == 0);
+}

@@ -63,11 +63,19 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   /// @param upstream where chunks come from (held by value; pass frugal::ref(r) to share r)
   /// @param options growth policy; initial_size is reserved now
   /// @throws invalid_argument if initial_size exceeds max_size
+  /// @throws invalid_argument if initial_size exceeds max_size or the largest chunk a pool holds
+  /// (just under 1 TiB: block sizes count 256-byte granules in 32 bits)
   /// @throws out_of_memory if the initial reservation fails
   explicit pool_resource(Upstream upstream, pool_options options = {})
       : upstream_(std::move(upstream)), options_(options) {
     FRUGAL_EXPECTS(options_.initial_size <= options_.max_size,
                    "pool_resource: initial_size exceeds max_size", invalid_argument);
+    FRUGAL_EXPECTS(options_.initial_size <= max_block_bytes,
+                   "pool_resource: initial_size " + format_bytes(options_.initial_size) +
+                       " exceeds the largest chunk a pool holds, just under 1 TiB (" +
+                       std::to_string(max_block_bytes) +
+                       " bytes: block sizes count 256-byte granules in 32 bits)",
+                   invalid_argument);
     heads_.fill(npos);
     if (options_.initial_size > 0) {
       const std::size_t bytes = detail::align_up(options_.initial_size, granularity);
@@ -98,6 +106,10 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
       std::string state = describe(stats());
       if (options_.max_size != std::numeric_limits<std::size_t>::max())
         state += ", max_size " + format_bytes(options_.max_size);
+      if (bytes > max_block_bytes)
+        state += "; beyond the largest block a pool holds, just under 1 TiB (" +
+                 std::to_string(max_block_bytes) +
+                 " bytes: block sizes count 256-byte granules in 32 bits)";
       throw out_of_memory(bytes, std::move(state), "pool_resource");
     }
     return p;

@@ -100,7 +100,10 @@ struct result {
   std::size_t weight_bytes = 0;
   std::size_t workspace_budget_bytes = 0;  ///< set aside for the worst step
   std::size_t kv_budget_bytes = 0;         ///< KV pool (dynamic) or what static may reserve
-  std::size_t kv_bytes_per_token = 0;
+  std::size_t kv_bytes_per_token = 0;      ///< over every layer (model_shape::kv_bytes_per_token)
+  /// KV of one max_len sequence, per layer: sliding-window layers hold at most their window
+  /// (static: token by token; dynamic: in pages, the window's pages plus one)
+  std::size_t kv_bytes_per_sequence = 0;
   std::uint32_t kv_pages = 0;              ///< dynamic: pages in the pool
   std::uint32_t max_batch = 0;             ///< static: sequences per batch
   std::size_t peak_memory_bytes = 0;       ///< most bytes held from the simulated GPU at once
@@ -123,6 +126,8 @@ struct memory_budget {
   std::uint32_t page_size = 0;
   std::uint32_t kv_pages = 0;
   std::size_t kv_bytes_per_token = 0;
+  /// KV of one max_len sequence in pages, per layer (model_shape::kv_bytes_per_sequence)
+  std::size_t kv_bytes_per_sequence = 0;
   // gpu_memory == weights_held_bytes + workspace_bytes + kv_bytes + headroom_bytes
 };
 

@@ -133,6 +133,7 @@ struct replay_result {
   std::size_t events = 0;                ///< allocate and free events replayed
   std::size_t allocations = 0;           ///< allocate events
   std::size_t frees = 0;                 ///< free events that released a live allocation
+  std::size_t zero_byte_allocations = 0; ///< allocate events of 0 bytes (counted, not warned)
   double seconds = 0;                    ///< wall time of the replay loop
   double events_per_second = 0;          ///< events / seconds
   std::size_t peak_bytes_in_use = 0;
