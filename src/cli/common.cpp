@@ -98,30 +98,13 @@ model_choice resolve_model(const std::string& text) {
   return {sim::read_hf_config(text), text, false};
 }
 
-namespace {
-struct dtype_name {
-  std::string_view name;
-  kv::dtype type;
-};
-constexpr dtype_name dtype_names[] = {{"fp16", kv::dtype::fp16},
-                                      {"bf16", kv::dtype::bf16},
-                                      {"fp8_e4m3", kv::dtype::fp8_e4m3},
-                                      {"fp8_e5m2", kv::dtype::fp8_e5m2},
-                                      {"int8", kv::dtype::int8}};
-}  // namespace
-
 kv::dtype parse_kv_dtype(std::string_view text) {
-  if (text == "fp8") return kv::dtype::fp8_e4m3;
-  for (const dtype_name& d : dtype_names)
-    if (d.name == text) return d.type;
-  throw usage_error("--kv-dtype: unknown KV type \"" + std::string(text) +
-                    "\"; known: fp16, bf16, fp8 (fp8_e4m3), fp8_e5m2, int8");
-}
-
-std::string_view to_string(kv::dtype t) noexcept {
-  for (const dtype_name& d : dtype_names)
-    if (d.type == t) return d.name;
-  return "?";
+  try {
+    return kv::parse_dtype(text);
+  } catch (const invalid_argument&) {
+    throw usage_error("--kv-dtype: unknown KV type \"" + std::string(text) +
+                      "\"; known: fp16, bf16, fp8 (fp8_e4m3), fp8_e5m2, int8, fp32");
+  }
 }
 
 std::vector<matrix_kind> matrices(const sim::model_shape& m) {

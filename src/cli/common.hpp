@@ -45,11 +45,9 @@ model_choice resolve_model(const std::string& text);
 /// @brief Known preset names, comma-separated, for help texts.
 std::string preset_names();
 
-/// @brief The KV cache element type named `text` (fp16, bf16, fp8_e4m3, fp8_e5m2, int8; "fp8"
+/// @brief The KV cache element type named `text` (kv::parse_dtype's names, fp32 included; "fp8"
 /// means fp8_e4m3). @throws usage_error listing the known names
 kv::dtype parse_kv_dtype(std::string_view text);
-/// @brief The name of `t`, as parse_kv_dtype takes it.
-std::string_view to_string(kv::dtype t) noexcept;
 
 /// @brief One kind of weight matrix of a model: rows x cols (output x input features), and how
 /// many the model holds (one per layer, or one).
