@@ -343,7 +343,9 @@ template <std::size_t Dim>
           st.sum *= correction;
           st.max = page_max;
           for (std::size_t t = t0 / 8 * 8; t < t1; t += 8) exp_nonpositive(scores + t, page_max);
-          for (std::size_t t = t0; t < t1; ++t) st.sum += scores[t];
+          float sum = st.sum;  // a local: the compiler cannot keep st.sum in a register
+          for (std::size_t t = t0; t < t1; ++t) sum += scores[t];
+          st.sum = sum;
         }
         // The page's values, weighted.
         for (std::size_t o = 0; o < outer; ++o)
