@@ -156,10 +156,7 @@ void write_kv_device(page_pool& pages, std::uint32_t layer, const float* k, cons
                      std::span<const float> scales, cudaStream_t stream) {
   const char* who = "kv::write_kv_device";
   const layout& l = pages.layout();
-  FRUGAL_EXPECTS(layer < l.num_layers,
-                 std::string(who) + ": layer " + std::to_string(layer) + " of a " +
-                     std::to_string(l.num_layers) + "-layer cache",
-                 invalid_argument);
+  detail::check_layer(l, layer, who);
   const scale_args packed = pack_scales(l, scales, who);
   const page_addressing a = device_addressing(pages, who);
   if (num_tokens == 0) return;
@@ -179,10 +176,7 @@ void paged_decode_device(const page_pool& pages, std::uint32_t layer, const floa
                          const decode_tuning& tuning) {
   const char* who = "kv::paged_decode_device";
   const layout& l = pages.layout();
-  FRUGAL_EXPECTS(layer < l.num_layers,
-                 std::string(who) + ": layer " + std::to_string(layer) + " of a " +
-                     std::to_string(l.num_layers) + "-layer cache",
-                 invalid_argument);
+  detail::check_layer(l, layer, who);
   FRUGAL_EXPECTS(options.num_qo_heads > 0 && options.num_qo_heads % l.num_kv_heads == 0,
                  std::string(who) + ": num_qo_heads (" + std::to_string(options.num_qo_heads) +
                      ") must be a positive multiple of num_kv_heads (" +

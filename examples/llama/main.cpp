@@ -233,17 +233,11 @@ int main(int argc, char** argv) {
       return 1;
     }
     return 0;
-  } catch (const llama::model_error& e) {
-    std::fprintf(stderr, "llama_serve: %s\n", e.what());
-    return 1;
-  } catch (const std::invalid_argument& e) {
-    std::fprintf(stderr, "llama_serve: %s\n", e.what());
-    return 1;
-  } catch (const frugal::error& e) {
-    std::fprintf(stderr, "llama_serve: %s\n", e.what());
-    return 1;
   } catch (const std::bad_alloc& e) {
     std::fprintf(stderr, "llama_serve: out of memory: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {  // a bad model file, request or option value
+    std::fprintf(stderr, "llama_serve: %s\n", e.what());
     return 1;
   }
 }

@@ -80,6 +80,13 @@ void check_scales(const layout& l, std::span<const float> scales, const char* wh
                    std::string(who) + ": KV scales must be positive and finite", invalid_argument);
 }
 
+void check_layer(const layout& l, std::uint32_t layer, const char* who) {
+  FRUGAL_EXPECTS(layer < l.num_layers,
+                 std::string(who) + ": layer " + std::to_string(layer) + " of a " +
+                     std::to_string(l.num_layers) + "-layer cache",
+                 invalid_argument);
+}
+
 }  // namespace detail
 
 namespace {
@@ -374,10 +381,7 @@ void write_kv(page_pool& pages, std::uint32_t layer, std::span<const float> k,
               std::span<const float> v, std::span<const std::int64_t> slot_mapping,
               std::span<const float> scales) {
   const layout& l = pages.layout();
-  FRUGAL_EXPECTS(layer < l.num_layers,
-                 "kv::write_kv: layer " + std::to_string(layer) + " of a " +
-                     std::to_string(l.num_layers) + "-layer cache",
-                 invalid_argument);
+  detail::check_layer(l, layer, "kv::write_kv");
   const std::size_t row = std::size_t{l.num_kv_heads} * l.head_dim;
   FRUGAL_EXPECTS(k.size() == slot_mapping.size() * row && v.size() == k.size(),
                  "kv::write_kv: k and v must hold tokens x num_kv_heads x head_dim = " +
@@ -418,10 +422,7 @@ void paged_attention(const page_pool& pages, std::uint32_t layer, std::span<cons
                      std::span<const float> scales) {
   const layout& l = pages.layout();
   const char* who = "kv::paged_attention";
-  FRUGAL_EXPECTS(layer < l.num_layers,
-                 "kv::paged_attention: layer " + std::to_string(layer) + " of a " +
-                     std::to_string(l.num_layers) + "-layer cache",
-                 invalid_argument);
+  detail::check_layer(l, layer, who);
   FRUGAL_EXPECTS(options.num_qo_heads > 0 && options.num_qo_heads % l.num_kv_heads == 0,
                  "kv::paged_attention: num_qo_heads (" + std::to_string(options.num_qo_heads) +
                      ") must be a positive multiple of num_kv_heads (" +

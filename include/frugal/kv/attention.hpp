@@ -102,6 +102,8 @@ std::size_t kv_len_of(const paged_kv& table, std::size_t i, std::uint32_t page_s
 void check_table(const paged_kv& table, const page_pool& pages, const char* who);
 /// @brief Checks a layer's scales against the layout. @throws invalid_argument
 void check_scales(const layout& l, std::span<const float> scales, const char* who);
+/// @brief Checks a layer index against the layout. @throws invalid_argument
+void check_layer(const layout& l, std::uint32_t layer, const char* who);
 }  // namespace detail
 
 }  // namespace frugal::kv
