@@ -53,18 +53,11 @@ scale_args pack_scales(const layout& l, std::span<const float> scales, const cha
 __global__ void write_kv_kernel(layout l, page_addressing a, std::uint32_t layer, const float* k,
                                 const float* v, const std::int64_t* slots, std::size_t num_tokens,
                                 std::int64_t capacity, scale_args scales) {
-  const std::size_t row = std::size_t{l.num_kv_heads} * l.head_dim;
+  const std::size_t elements = 2 * std::size_t{l.num_kv_heads} * l.head_dim;
   for (std::size_t t = blockIdx.x; t < num_tokens; t += gridDim.x) {
     const std::int64_t slot = slots[t];
-    if (slot < 0 || slot >= capacity) continue;
-    const auto page = static_cast<page_id>(slot / l.page_size);
-    const auto offset = static_cast<std::size_t>(slot % l.page_size);
-    for (std::size_t e = threadIdx.x; e < 2 * row; e += blockDim.x) {
-      const std::size_t kv = e / row, h = (e % row) / l.head_dim, d = e % l.head_dim;
-      const float x = (kv == 0 ? k : v)[t * row + h * l.head_dim + d];
-      detail::store_element(l.dtype, a.base + a.offset(layer, page, kv, offset, h, d), x,
-                            detail::scale_of(l, scales.values, kv, h));
-    }
+    for (std::size_t e = threadIdx.x; e < elements; e += blockDim.x)
+      detail::write_kv_element(l, a, layer, k, v, slot, capacity, t, e, scales.values);
   }
 }
 
@@ -81,11 +74,12 @@ __global__ void decode_split_kernel(layout l, page_addressing a, std::uint32_t l
   const std::size_t group = num_qo_heads / l.num_kv_heads;
   const std::size_t g = threadIdx.x / warp, lane = threadIdx.x % warp;
   const std::size_t qh = h * group + g, dim = l.head_dim;
-  const std::int32_t page_begin = table.indptr[seq], page_end = table.indptr[seq + 1];
-  const std::size_t num_pages = static_cast<std::size_t>(page_end - page_begin);
-  const std::size_t kv_len =
-      num_pages == 0 ? 0 : (num_pages - 1) * l.page_size + static_cast<std::size_t>(table.last_page_len[seq]);
-  const std::size_t first = kv_len == 0 ? 0 : detail::first_key(kv_len - 1, window_left);
+  const std::int32_t page_begin = table.indptr[seq];
+  const auto num_pages = static_cast<std::size_t>(table.indptr[seq + 1] - page_begin);
+  const detail::split_keys keys =
+      detail::keys_of_split(num_pages, static_cast<std::size_t>(table.last_page_len[seq]),
+                            l.page_size, split, pages_per_split, window_left);
+  const std::size_t kv_len = keys.kv_len, first = keys.first;
 
   float qv[max_head_dim / warp], acc[max_head_dim / warp];
   const float* qrow = q + (seq * num_qo_heads + qh) * dim;
@@ -97,9 +91,7 @@ __global__ void decode_split_kernel(layout l, page_addressing a, std::uint32_t l
   const float k_scale = detail::scale_of(l, scales.values, 0, h);
   const float v_scale = detail::scale_of(l, scales.values, 1, h);
   detail::softmax_state state;
-  const std::size_t p0 = split * pages_per_split;
-  const std::size_t p1 = p0 + pages_per_split < num_pages ? p0 + pages_per_split : num_pages;
-  for (std::size_t p = p0; p < p1; ++p) {
+  for (std::size_t p = keys.page_begin; p < keys.page_end; ++p) {
     const auto page = static_cast<page_id>(table.indices[page_begin + static_cast<std::int32_t>(p)]);
     for (std::size_t t = 0; t < l.page_size; ++t) {
       const std::size_t position = p * l.page_size + t;

@@ -441,53 +441,93 @@ TEST_CASE("kv dtype names round trip", "[kv][attention]") {
 
 TEST_CASE("decode splits merge into the whole attention (the device kernel's plan, on the CPU)",
           "[kv][attention]") {
-  // paged_decode_device cuts each sequence's pages into splits, computes a softmax state and an
-  // unnormalised accumulator per split, then merges them with detail::merge_partials. The same
-  // plan and merge, run here over contiguous keys, must give dense attention.
+  // paged_decode_device cuts each sequence's pages into splits (detail::keys_of_split), computes a
+  // softmax state and an unnormalised accumulator per split, then merges them with
+  // detail::merge_partials. The same plan and merge, run here one key at a time as a kernel's
+  // warp does, must give dense attention.
   std::mt19937_64 rng(21);
   std::normal_distribution<float> normal;
   const std::size_t dim = 16, page_size = 16;
   for (const std::size_t length : {std::size_t{1}, std::size_t{16}, std::size_t{17}, std::size_t{999}}) {
     for (const std::size_t per_split : {std::size_t{1}, std::size_t{3}, std::size_t{64}}) {
-      std::vector<float> k(length * dim), v(length * dim), q(dim);
-      for (float& x : k) x = normal(rng);
-      for (float& x : v) x = normal(rng);
-      for (float& x : q) x = normal(rng);
-      const std::size_t pages = (length + page_size - 1) / page_size;
-      const std::size_t splits = kv::detail::num_splits(pages + 2, per_split);  // room to spare
-      std::vector<float> maxes(splits), sums(splits), accs(splits * dim, 0.0f);
-      for (std::size_t s = 0; s < splits; ++s) {
-        kv::detail::softmax_state state;
-        for (std::size_t t = s * per_split * page_size;
-             t < std::min(length, (s + 1) * per_split * page_size); ++t) {
-          float score = 0;
-          for (std::size_t d = 0; d < dim; ++d) score += q[d] * k[t * dim + d];
-          score /= 4.0f;  // 1 / sqrt(16)
-          const float max = std::max(state.max, score);
-          const float correction = state.sum == 0 ? 0.0f : std::exp(state.max - max);
-          const float weight = std::exp(score - max);
-          state.sum = state.sum * correction + weight;
-          state.max = max;
-          for (std::size_t d = 0; d < dim; ++d)
-            accs[s * dim + d] = accs[s * dim + d] * correction + weight * v[t * dim + d];
+      for (const std::int32_t window : {-1, 0, 40}) {
+        std::vector<float> k(length * dim), v(length * dim), q(dim);
+        for (float& x : k) x = normal(rng);
+        for (float& x : v) x = normal(rng);
+        for (float& x : q) x = normal(rng);
+        const std::size_t pages = (length + page_size - 1) / page_size;
+        const std::size_t last = length - (pages - 1) * page_size;
+        const std::size_t splits = kv::detail::num_splits(pages + 2, per_split);  // room to spare
+        std::vector<float> maxes(splits), sums(splits), accs(splits * dim, 0.0f);
+        for (std::size_t s = 0; s < splits; ++s) {
+          const kv::detail::split_keys keys =
+              kv::detail::keys_of_split(pages, last, page_size, s, per_split, window);
+          REQUIRE(keys.kv_len == length);
+          kv::detail::softmax_state state;
+          for (std::size_t p = keys.page_begin; p < keys.page_end; ++p)
+            for (std::size_t t = p * page_size; t < std::min(keys.kv_len, (p + 1) * page_size); ++t) {
+              if (t < keys.first) continue;
+              float score = 0;
+              for (std::size_t d = 0; d < dim; ++d) score += q[d] * k[t * dim + d];
+              score /= 4.0f;  // 1 / sqrt(16)
+              const float max = std::max(state.max, score);
+              const float correction = state.sum == 0 ? 0.0f : std::exp(state.max - max);
+              const float weight = std::exp(score - max);
+              state.sum = state.sum * correction + weight;
+              state.max = max;
+              for (std::size_t d = 0; d < dim; ++d)
+                accs[s * dim + d] = accs[s * dim + d] * correction + weight * v[t * dim + d];
+            }
+          maxes[s] = state.max;
+          sums[s] = state.sum;
         }
-        maxes[s] = state.max;
-        sums[s] = state.sum;
+        test_case c;
+        c.layout = {.num_layers = 1, .num_kv_heads = 1, .head_dim = dim, .page_size = 16,
+                    .dtype = kv::dtype::fp32};
+        c.num_qo_heads = 1;
+        test_sequence seq;
+        std::vector<float> want(dim), got(dim);
+        const std::size_t first =
+            window >= 0 && length - 1 > static_cast<std::size_t>(window) ? length - 1 - window : 0;
+        dense_attention(seq, k, v, q.data(), want.data(), c, length - 1, first, 0.25);
+        for (std::size_t d = 0; d < dim; ++d)
+          got[d] = kv::detail::merge_partials(maxes.data(), sums.data(), accs.data(), splits, dim, d);
+        INFO("length " << length << ", " << per_split << " pages per split, window " << window);
+        CHECK(max_relative_error(got, want, dim) <= 1e-5);
       }
-      test_case c;
-      c.layout = {.num_layers = 1, .num_kv_heads = 1, .head_dim = dim, .page_size = 16,
-                  .dtype = kv::dtype::fp32};
-      c.num_qo_heads = 1;
-      test_sequence seq;
-      std::vector<float> want(dim), got(dim);
-      dense_attention(seq, k, v, q.data(), want.data(), c, length - 1, 0, 0.25);
-      for (std::size_t d = 0; d < dim; ++d)
-        got[d] = kv::detail::merge_partials(maxes.data(), sums.data(), accs.data(), splits, dim, d);
-      INFO("length " << length << ", " << per_split << " pages per split, " << splits << " splits");
-      CHECK(max_relative_error(got, want, dim) <= 1e-5);
     }
   }
   // No key at all: 0, not NaN.
   const float none_max = -INFINITY, none_sum = 0, none_acc = 0;
   CHECK(kv::detail::merge_partials(&none_max, &none_sum, &none_acc, 1, 1, 0) == 0.0f);
+}
+
+TEST_CASE("write_kv_device's per-thread work, run for every thread on the CPU, writes write_kv's "
+          "bytes", "[kv][attention]") {
+  frugal::host_resource host;
+  const kv::dtype type = GENERATE(kv::dtype::fp32, kv::dtype::bf16, kv::dtype::fp8_e5m2, kv::dtype::int8);
+  const kv::order order = GENERATE(kv::order::nhd, kv::order::hnd);
+  const kv::layout l{.num_layers = 2, .num_kv_heads = 3, .head_dim = 5, .page_size = 4,
+                     .dtype = type, .order = order, .scales = kv::scale_granularity::per_head};
+  kv::page_pool reference{l, 6, host}, emulated{l, 6, host};
+  std::memset(reference.memory().data(), 0xCD, reference.memory().size());
+  std::memset(emulated.memory().data(), 0xCD, emulated.memory().size());
+  std::mt19937_64 rng(8);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<std::int64_t> slots{0, 23, 5, -1, 17, 9, 12};
+  std::vector<float> k(slots.size() * 15), v(k.size());
+  for (float& x : k) x = normal(rng);
+  for (float& x : v) x = normal(rng);
+  std::vector<float> scales{0.01f, 0.02f, 0.03f, 0.04f, 0.05f, 0.06f};
+  if (l.scales_per_layer() == 0) scales.clear();
+  kv::write_kv(reference, 1, k, v, slots, scales);
+  slots.push_back(24);  // past the pool: the kernel skips it rather than write out of bounds
+  k.resize(k.size() + 15, 1.0f);
+  v.resize(v.size() + 15, 1.0f);
+  const kv::page_addressing a = emulated.addressing();
+  for (std::size_t t = 0; t < slots.size(); ++t)     // every block ...
+    for (std::size_t e = 0; e < 2 * 15; ++e)         // ... and every thread
+      kv::detail::write_kv_element(l, a, 1, k.data(), v.data(), slots[t], 24, t, e, scales.data());
+  CHECK(std::memcmp(reference.memory().data(), emulated.memory().data(),
+                    reference.memory().size()) == 0);
 }

@@ -5,6 +5,7 @@
 
 #include <frugal/config.hpp>
 #include <frugal/kv/layout.hpp>
+#include <frugal/kv/page_pool.hpp>
 #include <frugal/quant/codecs.hpp>
 #include <frugal/quant/detail/block.hpp>
 #include <frugal/tensor/float16.hpp>
@@ -145,6 +146,46 @@ FRUGAL_HOST_DEVICE constexpr std::size_t first_key(std::size_t position,
                                                    std::int32_t window_left) noexcept {
   if (window_left < 0 || position <= static_cast<std::size_t>(window_left)) return 0;
   return position - static_cast<std::size_t>(window_left);
+}
+
+/// @brief Element `e` (0 .. 2 x heads x head_dim: K then V, head-major, dim fastest) of token
+/// `t`'s K/V rows, encoded into its slot: the work of one thread of write_kv_device, and of the
+/// CPU emulation of that kernel. A negative slot or one past `capacity` slots writes nothing.
+FRUGAL_HOST_DEVICE inline void write_kv_element(const layout& l, const page_addressing& a,
+                                                std::uint32_t layer, const float* k,
+                                                const float* v, std::int64_t slot,
+                                                std::int64_t capacity, std::size_t t,
+                                                std::size_t e, const float* scales) noexcept {
+  if (slot < 0 || slot >= capacity) return;
+  const std::size_t row = std::size_t{l.num_kv_heads} * l.head_dim;
+  const auto page = static_cast<page_id>(slot / l.page_size);
+  const auto offset = static_cast<std::size_t>(slot % l.page_size);
+  const std::size_t kv = e / row, h = (e % row) / l.head_dim, d = e % l.head_dim;
+  const float x = (kv == 0 ? k : v)[t * row + h * l.head_dim + d];
+  store_element(l.dtype, a.base + a.offset(layer, page, kv, offset, h, d), x,
+                scale_of(l, scales, kv, h));
+}
+
+/// @brief The keys one split of one sequence walks in paged_decode_device: its pages
+/// [page_begin, page_end) of the sequence, and the sequence's kv_len and first visible key.
+struct split_keys {
+  std::size_t page_begin = 0, page_end = 0, kv_len = 0, first = 0;
+};
+
+/// @brief split_keys of split `split` for a sequence with `num_pages` pages whose last holds
+/// `last_page_len` tokens; the decode query sits at kv_len - 1.
+FRUGAL_HOST_DEVICE inline split_keys keys_of_split(std::size_t num_pages,
+                                                   std::size_t last_page_len,
+                                                   std::size_t page_size, std::size_t split,
+                                                   std::size_t pages_per_split,
+                                                   std::int32_t window_left) noexcept {
+  split_keys k;
+  k.kv_len = num_pages == 0 ? 0 : (num_pages - 1) * page_size + last_page_len;
+  k.first = k.kv_len == 0 ? 0 : first_key(k.kv_len - 1, window_left);
+  k.page_begin = split * pages_per_split;
+  k.page_end = k.page_begin + pages_per_split < num_pages ? k.page_begin + pages_per_split : num_pages;
+  if (k.page_end < k.page_begin) k.page_end = k.page_begin;
+  return k;
 }
 
 }  // namespace frugal::kv::detail
