@@ -3,15 +3,13 @@
 // sequence's embedding is bit-for-bit the same in any batch and with any number of threads.
 #include "bert.hpp"
 
+#include <algorithm>
+#include <cmath>
 #include <frugal/error.hpp>
 #include <frugal/quant/quantize.hpp>
 #include <frugal/quant/safetensors.hpp>
-
-#include <nlohmann/json.hpp>
-
-#include <algorithm>
-#include <cmath>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 namespace embed {
@@ -155,7 +153,7 @@ bert_model::bert_model(const std::filesystem::path& dir, frugal::any_resource_re
     embedding_norm_weight_ = load(&file, "embeddings.LayerNorm.weight", {h});
     embedding_norm_bias_ = load(&file, "embeddings.LayerNorm.bias", {h});
     const std::array<const char*, matrix_kind_count> names{
-        "attention.self.query", "attention.self.key", "attention.self.value",
+        "attention.self.query",   "attention.self.key", "attention.self.value",
         "attention.output.dense", "intermediate.dense", "output.dense"};
     const std::array<std::pair<std::size_t, std::size_t>, matrix_kind_count> shapes{
         {{h, h}, {h, h}, {h, h}, {h, h}, {inter, h}, {h, inter}}};
@@ -213,7 +211,8 @@ const float* bert_model::load(const void* f, const std::string& name,
   const auto& file = *static_cast<const frugal::quant::safetensors_file*>(f);
   if (!file.contains(name)) bad_file(file.name(), "no tensor " + name);
   const auto& entry = file.at(name);
-  if (entry.shape != shape) bad_file(file.name(), name + " does not have the shape config.json implies");
+  if (entry.shape != shape)
+    bad_file(file.name(), name + " does not have the shape config.json implies");
   const std::size_t bytes = entry.elements() * sizeof(float);
   void* p = weights_.allocate(bytes, 64, "embed:weights");
   allocations_.push_back({p, bytes});
@@ -251,8 +250,8 @@ void bert_model::embed(std::span<const sequence> batch, frugal::batch::workspace
                        std::span<float> out, unsigned threads) const {
   const std::size_t h = config_.hidden, inter = config_.intermediate;
   const std::size_t heads = config_.heads, head_dim = h / heads;
-  FRUGAL_EXPECTS(out.size() == batch.size() * h, "bert_model::embed: output size is not batch x hidden",
-                 frugal::invalid_argument);
+  FRUGAL_EXPECTS(out.size() == batch.size() * h,
+                 "bert_model::embed: output size is not batch x hidden", frugal::invalid_argument);
   std::vector<std::size_t> starts;
   std::size_t tokens = 0, longest = 0;
   for (const auto& s : batch) {
@@ -261,9 +260,10 @@ void bert_model::embed(std::span<const sequence> batch, frugal::batch::workspace
                    "and length >= its ids",
                    frugal::invalid_argument);
     for (auto id : s.ids)
-      FRUGAL_EXPECTS(id >= 0 && static_cast<std::size_t>(id) < config_.vocab_size,
-                     "bert_model::embed: token id " + std::to_string(id) + " outside the vocabulary",
-                     frugal::invalid_argument);
+      FRUGAL_EXPECTS(
+          id >= 0 && static_cast<std::size_t>(id) < config_.vocab_size,
+          "bert_model::embed: token id " + std::to_string(id) + " outside the vocabulary",
+          frugal::invalid_argument);
     starts.push_back(tokens);
     tokens += s.length;
     longest = std::max(longest, s.length);
@@ -288,7 +288,8 @@ void bert_model::embed(std::span<const sequence> batch, frugal::batch::workspace
   // Embeddings: word + position + token type 0, then LayerNorm. [PAD] (id 0) fills the padding.
   for (std::size_t s = 0; s < batch.size(); ++s) {
     for (std::size_t p = 0; p < batch[s].length; ++p) {
-      const std::size_t id = p < batch[s].ids.size() ? static_cast<std::size_t>(batch[s].ids[p]) : 0;
+      const std::size_t id =
+          p < batch[s].ids.size() ? static_cast<std::size_t>(batch[s].ids[p]) : 0;
       float* xr = x + (starts[s] + p) * h;
       for (std::size_t c = 0; c < h; ++c)
         xr[c] = word_embeddings_[id * h + c] + position_embeddings_[p * h + c] +

@@ -2,21 +2,21 @@
 // layers, GELU, mean pooling over real tokens, L2 normalisation). Weights live in a frugal
 // resource, the 2-D projections optionally quantized at load; a batch's activations come from a
 // batch::workspace sized to that batch's tokens.
+//   frugal::host_resource host;
 //   frugal::pool_resource pool{frugal::host_resource{}};
-//   embed::bert_model model{dir, pool, {}};                      // float32 weights
+//   embed::bert_model model{dir, pool};                           // float32 weights
 //   frugal::batch::workspace ws{host, {.bytes_per_token = model.bytes_per_token()}};
 //   model.embed(batch, ws, out);                       // out: batch.size() x hidden floats
 #pragma once
-
-#include <frugal/batch/workspace.hpp>
-#include <frugal/mr/resource_ref.hpp>
-#include <frugal/quant/format.hpp>
-#include <frugal/quant/quantized_tensor.hpp>
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <frugal/batch/workspace.hpp>
+#include <frugal/mr/resource_ref.hpp>
+#include <frugal/quant/format.hpp>
+#include <frugal/quant/quantized_tensor.hpp>
 #include <optional>
 #include <span>
 #include <string>
@@ -94,8 +94,8 @@ class bert_model {
 
  private:
   struct linear {
-    std::size_t rows = 0, cols = 0;            // out x in
-    const float* weight = nullptr;             // float32 weights, or
+    std::size_t rows = 0, cols = 0;             // out x in
+    const float* weight = nullptr;              // float32 weights, or
     frugal::quant::quantized_tensor quantized;  // the quantized ones
     const float* bias = nullptr;
   };
@@ -118,7 +118,7 @@ class bert_model {
   frugal::any_resource_ref weights_;
   std::vector<allocation> allocations_;
   const float *word_embeddings_ = nullptr, *position_embeddings_ = nullptr;
-  const float *token_type_embeddings_ = nullptr;
+  const float* token_type_embeddings_ = nullptr;
   const float *embedding_norm_weight_ = nullptr, *embedding_norm_bias_ = nullptr;
   std::vector<layer> layers_;
   std::size_t weight_bytes_ = 0, projection_bytes_ = 0, projection_elements_ = 0;

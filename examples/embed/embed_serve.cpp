@@ -4,32 +4,32 @@
 //   embed_serve --model ~/.cache/frugal/models/all-minilm-l6-v2 --input sentences.txt --json
 //   embed_serve --model DIR --input FILE --compare int8_channel,nvfp4
 //   embed_serve --model DIR --input FILE --choose --min-cosine 0.99
-#include "bert.hpp"
-#include "serve.hpp"
-#include "tokenizer.hpp"
-
+#include <CLI/CLI.hpp>
+#include <array>
+#include <cstdio>
 #include <frugal/error.hpp>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/pool.hpp>
 #include <frugal/quant/format.hpp>
 #include <frugal/quant/model_choice.hpp>
-
-#include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
-
-#include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <sstream>
+
+#include "bert.hpp"
+#include "serve.hpp"
+#include "tokenizer.hpp"
 
 namespace {
 
 namespace fq = frugal::quant;
 using json = nlohmann::json;
 
-const std::vector<std::string> default_candidates{"int8_channel", "int8_g128", "fp8_e4m3", "mxfp8",
-                                                  "q8_0",         "int4_g64_asym", "nvfp4",
-                                                  "nf4",          "mxfp4",    "q4_0"};
+// The formats --choose tries unless --candidates names others.
+const std::string default_candidates =
+    "int8_channel,int8_g128,fp8_e4m3,mxfp8,q8_0,int4_g64_asym,nvfp4,nf4,mxfp4,q4_0";
 
 std::vector<std::string> read_lines(const std::string& input) {
   std::ifstream file;
@@ -53,8 +53,8 @@ std::size_t max_length_of(const std::filesystem::path& dir) {
         j["max_seq_length"].get<std::size_t>() > 0)
       return j["max_seq_length"].get<std::size_t>();
   } catch (const json::exception& e) {
-    throw frugal::error((dir / "sentence_bert_config.json").string() + ": not valid JSON: " +
-                        e.what());
+    throw frugal::error((dir / "sentence_bert_config.json").string() +
+                        ": not valid JSON: " + e.what());
   }
   return 512;
 }
@@ -111,8 +111,9 @@ int main(int argc, char** argv) {
   std::string choose_list;
   embed::batching_options opts;
   std::size_t max_length = 0;
-  app.add_option("--model", model_dir, "extracted model folder (config.json, model.safetensors, "
-                                        "tokenizer.json)")
+  app.add_option("--model", model_dir,
+                 "extracted model folder (config.json, model.safetensors, "
+                 "tokenizer.json)")
       ->required();
   app.add_option("--input", input, "sentences, one per line ('-': stdin)");
   app.add_flag("--json", as_json, "print JSON instead of text");
@@ -187,8 +188,7 @@ int main(int argc, char** argv) {
         if (!name.empty()) out.push_back(fq::parse_format(name));
       return out;
     };
-    const auto embed_with = [&](const embed::weight_plan& plan, std::size_t* bytes,
-                                double* bits) {
+    const auto embed_with = [&](const embed::weight_plan& plan, std::size_t* bytes, double* bits) {
       const embed::bert_model m(dir, weights, plan);
       embed::run_summary s;
       auto v = embed::embed_all(m, requests, opts, max_length, s);
@@ -230,18 +230,17 @@ int main(int argc, char** argv) {
     }
 
     if (choose) {
-      std::vector<fq::format> candidates =
-          parse_list(choose_list.empty() ? [] {
-            std::string all;
-            for (const auto& n : default_candidates) all += n + ",";
-            return all;
-          }()
-                                         : choose_list);
+      const std::vector<fq::format> candidates =
+          parse_list(choose_list.empty() ? default_candidates : choose_list);
       const auto& c = model.config();
       std::vector<fq::matrix_group> groups;
       const std::array<std::pair<std::size_t, std::size_t>, embed::matrix_kind_count> shapes{
-          {{c.hidden, c.hidden}, {c.hidden, c.hidden}, {c.hidden, c.hidden},
-           {c.hidden, c.hidden}, {c.intermediate, c.hidden}, {c.hidden, c.intermediate}}};
+          {{c.hidden, c.hidden},
+           {c.hidden, c.hidden},
+           {c.hidden, c.hidden},
+           {c.hidden, c.hidden},
+           {c.intermediate, c.hidden},
+           {c.hidden, c.intermediate}}};
       for (std::size_t k = 0; k < embed::matrix_kind_count; ++k)
         groups.push_back({std::string(embed::to_string(static_cast<embed::matrix_kind>(k))),
                           shapes[k].first, shapes[k].second, c.layers});
@@ -265,8 +264,10 @@ int main(int argc, char** argv) {
       for (const auto& t : choice.trials) {
         json formats = json::array();
         for (const auto& f : t.formats) formats.push_back(name(f));
-        trials.push_back({{"formats", formats}, {"projection_bytes", t.bytes},
-                          {"mean_cosine", t.verdict.score}, {"detail", t.verdict.detail},
+        trials.push_back({{"formats", formats},
+                          {"projection_bytes", t.bytes},
+                          {"mean_cosine", t.verdict.score},
+                          {"detail", t.verdict.detail},
                           {"accepted", t.verdict.accepted}});
       }
       const json result{{"min_cosine", min_cosine},
@@ -283,7 +284,8 @@ int main(int argc, char** argv) {
                   << "\nwhole model: " << result["whole_model"].get<std::string>() << " ("
                   << choice.uniform_bytes << " projection bytes of " << choice.source_bytes
                   << " float32)\nper kind:";
-        for (const auto& [k, v] : per_kind.items()) std::cout << " " << k << "=" << v.get<std::string>();
+        for (const auto& [kind, f] : per_kind.items())
+          std::cout << " " << kind << "=" << f.get<std::string>();
         std::cout << " (" << choice.per_group_bytes << " projection bytes)\n"
                   << choice.trials.size() << " plans tried\n";
       }

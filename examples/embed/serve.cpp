@@ -1,12 +1,11 @@
 // Dynamic batching and the comparison metrics.
 #include "serve.hpp"
 
-#include <frugal/error.hpp>
-#include <frugal/mr/host_resource.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <frugal/error.hpp>
+#include <frugal/mr/host_resource.hpp>
 #include <numeric>
 
 namespace embed {
@@ -72,15 +71,14 @@ std::vector<std::vector<float>> embed_all(const bert_model& model,
   frugal::host_resource host;
   const unsigned threads = std::max(1u, opts.threads);
   // Activations of a step, rounded to 64 KiB: a CPU needs no 2 MiB granules.
-  frugal::batch::workspace ws{host, {.bytes_per_token = model.bytes_per_token(),
-                                     .granularity = std::size_t{64} << 10}};
+  frugal::batch::workspace ws{
+      host, {.bytes_per_token = model.bytes_per_token(), .granularity = std::size_t{64} << 10}};
   const std::size_t h = model.hidden();
   std::vector<std::vector<float>> result(requests.size());
   summary = {};
   summary.sentences = requests.size();
-  summary.padded_workspace_bytes =
-      model.bytes_per_token() * max_length * opts.max_batch_sequences +
-      model.extra_bytes(max_length, threads);
+  summary.padded_workspace_bytes = model.bytes_per_token() * max_length * opts.max_batch_sequences +
+                                   model.extra_bytes(max_length, threads);
 
   std::vector<sequence> batch;
   std::vector<std::size_t> members;
@@ -118,7 +116,8 @@ std::vector<std::vector<float>> embed_all(const bert_model& model,
   }
   flush();
   summary.peak_workspace_bytes = ws.stats().peak_bytes_reserved;
-  summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  summary.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return result;
 }
 

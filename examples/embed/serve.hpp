@@ -5,11 +5,11 @@
 //   auto vectors = embed::embed_all(model, requests, opts, summary);   // one per request
 #pragma once
 
-#include "bert.hpp"
-
 #include <cstddef>
 #include <cstdint>
 #include <vector>
+
+#include "bert.hpp"
 
 namespace embed {
 
@@ -31,7 +31,7 @@ struct run_summary {
   std::size_t tokens = 0;           // real tokens ([CLS] and [SEP] included)
   std::size_t computed_tokens = 0;  // tokens plus padding
   std::size_t batches = 0;
-  std::size_t peak_workspace_bytes = 0;    // most the workspace held from its upstream
+  std::size_t peak_workspace_bytes = 0;  // most the workspace held from its upstream
   /// A static engine's reservation: every batch padded to max_length x max_batch_sequences.
   std::size_t padded_workspace_bytes = 0;
   double seconds = 0;

@@ -2,13 +2,11 @@
 // as BERT defines them and Hugging Face's tokenizer.json describes them.
 #include "tokenizer.hpp"
 
-#include "unicode.hpp"
-
 #include <frugal/error.hpp>
-
+#include <fstream>
 #include <nlohmann/json.hpp>
 
-#include <fstream>
+#include "unicode.hpp"
 
 namespace embed {
 namespace {
@@ -18,8 +16,8 @@ namespace {
 }
 
 bool is_bert_punctuation(char32_t c) noexcept {
-  const bool ascii_punct = (c >= 33 && c <= 47) || (c >= 58 && c <= 64) ||
-                           (c >= 91 && c <= 96) || (c >= 123 && c <= 126);
+  const bool ascii_punct = (c >= 33 && c <= 47) || (c >= 58 && c <= 64) || (c >= 91 && c <= 96) ||
+                           (c >= 123 && c <= 126);
   return ascii_punct || is_punctuation(c);
 }
 
@@ -44,8 +42,7 @@ wordpiece_tokenizer wordpiece_tokenizer::from_file(const std::filesystem::path& 
   return from_json(j, max_length, path.string());
 }
 
-wordpiece_tokenizer wordpiece_tokenizer::from_json(const nlohmann::json& j,
-                                                   std::size_t max_length,
+wordpiece_tokenizer wordpiece_tokenizer::from_json(const nlohmann::json& j, std::size_t max_length,
                                                    const std::string& name) {
   if (!j.is_object()) bad_file(name, "not a JSON object");
   if (max_length < 2) bad_file(name, "max_length must leave room for [CLS] and [SEP]");
@@ -56,7 +53,8 @@ wordpiece_tokenizer wordpiece_tokenizer::from_json(const nlohmann::json& j,
     if (model.value("type", std::string{}) != "WordPiece")
       bad_file(name, "model.type is not WordPiece (not a BERT tokenizer)");
     const auto& vocab = model.at("vocab");
-    if (!vocab.is_object() || vocab.empty()) bad_file(name, "model.vocab is not a non-empty object");
+    if (!vocab.is_object() || vocab.empty())
+      bad_file(name, "model.vocab is not a non-empty object");
     for (const auto& [token, id] : vocab.items()) {
       if (!id.is_number_integer() || id.get<std::int64_t>() < 0)
         bad_file(name, "model.vocab[\"" + token + "\"] is not a non-negative integer");
@@ -73,8 +71,7 @@ wordpiece_tokenizer wordpiece_tokenizer::from_json(const nlohmann::json& j,
       t.normalizer_.clean_text = bool_or(norm, "clean_text", true, name);
       t.normalizer_.handle_chinese_chars = bool_or(norm, "handle_chinese_chars", true, name);
       t.normalizer_.lowercase = bool_or(norm, "lowercase", true, name);
-      t.normalizer_.strip_accents =
-          bool_or(norm, "strip_accents", t.normalizer_.lowercase, name);
+      t.normalizer_.strip_accents = bool_or(norm, "strip_accents", t.normalizer_.lowercase, name);
     } else {
       t.normalizer_ = {false, false, false, false};
     }
@@ -112,8 +109,7 @@ std::u32string wordpiece_tokenizer::normalize(std::u32string_view text) const {
   std::u32string scratch;
   for (char32_t c : text) {
     if (normalizer_.clean_text) {
-      if (c == 0 || c == 0xFFFD || (is_other(c) && c != '\t' && c != '\n' && c != '\r'))
-        continue;
+      if (c == 0 || c == 0xFFFD || (is_other(c) && c != '\t' && c != '\n' && c != '\r')) continue;
       if (is_white_space(c)) c = ' ';
     }
     scratch.clear();
@@ -205,8 +201,7 @@ std::vector<std::int32_t> wordpiece_tokenizer::encode(std::string_view text) con
     std::int32_t best_id = 0;
     for (const auto& [content, id] : special_) {
       const std::size_t at = chars.find(content, pos);
-      if (at != std::u32string::npos &&
-          (at < best || (at == best && content.size() > best_len))) {
+      if (at != std::u32string::npos && (at < best || (at == best && content.size() > best_len))) {
         best = at, best_len = content.size(), best_id = id;
       }
     }

@@ -1,10 +1,9 @@
 // Unicode helpers for the tokenizer; the tables come from gen_unicode_tables.py.
 #include "unicode.hpp"
 
-#include <frugal/error.hpp>
-
 #include <algorithm>
 #include <cstdint>
+#include <frugal/error.hpp>
 #include <iterator>
 
 namespace embed {
@@ -27,8 +26,9 @@ struct decomposition_entry {
 #include "unicode_tables.inc"
 
 std::uint8_t class_of(char32_t c) noexcept {
-  const auto* it = std::upper_bound(std::begin(category_ranges), std::end(category_ranges), c,
-                                    [](char32_t v, const category_range& r) { return v < r.first; });
+  const auto* it =
+      std::upper_bound(std::begin(category_ranges), std::end(category_ranges), c,
+                       [](char32_t v, const category_range& r) { return v < r.first; });
   return it == std::begin(category_ranges) ? 1 : std::prev(it)->klass;
 }
 
@@ -107,8 +107,20 @@ bool is_punctuation(char32_t c) noexcept { return class_of(c) == 3; }
 
 bool is_white_space(char32_t c) noexcept {
   switch (c) {
-    case 0x09: case 0x0A: case 0x0B: case 0x0C: case 0x0D: case 0x20: case 0x85: case 0xA0:
-    case 0x1680: case 0x2028: case 0x2029: case 0x202F: case 0x205F: case 0x3000:
+    case 0x09:
+    case 0x0A:
+    case 0x0B:
+    case 0x0C:
+    case 0x0D:
+    case 0x20:
+    case 0x85:
+    case 0xA0:
+    case 0x1680:
+    case 0x2028:
+    case 0x2029:
+    case 0x202F:
+    case 0x205F:
+    case 0x3000:
       return true;
     default:
       return c >= 0x2000 && c <= 0x200A;
@@ -127,8 +139,9 @@ void append_lowercase(char32_t c, std::u32string& out) {
     out.push_back(c >= 'A' && c <= 'Z' ? c + 32 : c);
     return;
   }
-  const auto* it = std::lower_bound(std::begin(lowercase_map), std::end(lowercase_map), c,
-                                    [](const lowercase_entry& e, char32_t v) { return e.from < v; });
+  const auto* it =
+      std::lower_bound(std::begin(lowercase_map), std::end(lowercase_map), c,
+                       [](const lowercase_entry& e, char32_t v) { return e.from < v; });
   if (it == std::end(lowercase_map) || it->from != c) {
     out.push_back(c);
     return;

@@ -2,23 +2,22 @@
 // embeddings against a float64 reference forward written here, one sentence at a time, and
 // the same embedding for a sentence whatever batch it is packed into.
 #include "bert.hpp"
-#include "serve.hpp"
-#include "tokenizer.hpp"
 
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <filesystem>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/pool.hpp>
 #include <frugal/quant/safetensors.hpp>
-
-#include <catch2/catch.hpp>
-
-#include <algorithm>
-#include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "serve.hpp"
+#include "tokenizer.hpp"
 
 namespace {
 
@@ -44,8 +43,7 @@ std::vector<std::vector<std::int32_t>> test_requests() {
 /// sentence-transformers' mean pooling and normalisation), sharing no code with bert.cpp.
 class reference_bert {
  public:
-  explicit reference_bert(const std::filesystem::path& dir)
-      : file_(dir / "model.safetensors") {}
+  explicit reference_bert(const std::filesystem::path& dir) : file_(dir / "model.safetensors") {}
 
   std::vector<double> embed(const std::vector<std::int32_t>& ids) const {
     const std::size_t n = ids.size(), h = 384, heads = 12, d = 32, inter = 1536;
@@ -107,8 +105,8 @@ class reference_bert {
     return it->second;
   }
   // y = x W^T + b, W stored out x in.
-  std::vector<double> linear(const std::vector<double>& x, const std::string& name,
-                             std::size_t n, std::size_t in, std::size_t out) const {
+  std::vector<double> linear(const std::vector<double>& x, const std::string& name, std::size_t n,
+                             std::size_t in, std::size_t out) const {
     const auto& w = get(name + ".weight");
     const auto& b = get(name + ".bias");
     std::vector<double> y(n * out);
@@ -216,12 +214,12 @@ TEST_CASE("the workspace follows each batch's tokens, far below a padded reserva
   frugal::pool_resource weights{frugal::host_resource{}};
   const embed::bert_model model(model_dir, weights);
   embed::run_summary s;
-  (void)embed::embed_all(model, requests, {.max_batch_tokens = 256, .max_batch_sequences = 32},
-                         256, s);
+  (void)embed::embed_all(model, requests, {.max_batch_tokens = 256, .max_batch_sequences = 32}, 256,
+                         s);
   CHECK(s.tokens == s.computed_tokens);
   CHECK(s.peak_workspace_bytes >= 256 * model.bytes_per_token() / 2);
-  CHECK(s.peak_workspace_bytes < 256 * model.bytes_per_token() + (std::size_t{1} << 20) +
-                                     model.extra_bytes(256, 1));
+  CHECK(s.peak_workspace_bytes <
+        256 * model.bytes_per_token() + (std::size_t{1} << 20) + model.extra_bytes(256, 1));
   CHECK(s.padded_workspace_bytes > 10 * s.peak_workspace_bytes);
 }
 
@@ -236,7 +234,8 @@ TEST_CASE("quantized projections: int8 keeps the embeddings, weights shrink", "[
   CHECK(int8.kept_float().empty());
   CHECK(int8.projection_bytes() < fp32.projection_bytes() / 3);
   CHECK(q4.projection_bytes() < int8.projection_bytes() * 3 / 5);
-  CHECK(int8.weight_bytes() - int8.projection_bytes() == fp32.weight_bytes() - fp32.projection_bytes());
+  CHECK(int8.weight_bytes() - int8.projection_bytes() ==
+        fp32.weight_bytes() - fp32.projection_bytes());
   embed::run_summary s;
   const auto a = embed::embed_all(fp32, requests, {}, 256, s);
   const auto b = embed::embed_all(int8, requests, {}, 256, s);

@@ -1,22 +1,20 @@
 // bert_model on a tiny BERT written here (random weights, hidden size 8): loading errors, and
 // projections a format cannot hold kept in float32 and listed. Needs no real model.
-#include "bert.hpp"
-
+#include <catch2/catch.hpp>
+#include <cstring>
+#include <filesystem>
 #include <frugal/error.hpp>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/pool.hpp>
 #include <frugal/quant/safetensors.hpp>
-
-#include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
-
-#include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
+
+#include "bert.hpp"
 
 namespace fs = std::filesystem;
 namespace fq = frugal::quant;
@@ -26,10 +24,11 @@ namespace {
 constexpr std::size_t hidden = 8, inter = 16, vocab = 10, positions = 16;
 
 nlohmann::json tiny_config() {
-  return {{"model_type", "bert"}, {"hidden_act", "gelu"}, {"vocab_size", vocab},
-          {"hidden_size", hidden}, {"num_hidden_layers", 1}, {"num_attention_heads", 2},
+  return {{"model_type", "bert"},       {"hidden_act", "gelu"},
+          {"vocab_size", vocab},        {"hidden_size", hidden},
+          {"num_hidden_layers", 1},     {"num_attention_heads", 2},
           {"intermediate_size", inter}, {"max_position_embeddings", positions},
-          {"type_vocab_size", 2}, {"layer_norm_eps", 1e-12}};
+          {"type_vocab_size", 2},       {"layer_norm_eps", 1e-12}};
 }
 
 /// Writes config.json and model.safetensors of a one-layer BERT into `dir`, leaving out the
@@ -42,7 +41,8 @@ void write_tiny_bert(const fs::path& dir, const std::string& skip = "",
       {"embeddings.word_embeddings.weight", {vocab, hidden}},
       {"embeddings.position_embeddings.weight", {positions, hidden}},
       {"embeddings.token_type_embeddings.weight", {2, hidden}},
-      {"embeddings.LayerNorm.weight", {hidden}}, {"embeddings.LayerNorm.bias", {hidden}}};
+      {"embeddings.LayerNorm.weight", {hidden}},
+      {"embeddings.LayerNorm.bias", {hidden}}};
   const std::string p = "encoder.layer.0.";
   for (const char* n : {"attention.self.query", "attention.self.key", "attention.self.value",
                         "attention.output.dense"}) {
@@ -68,8 +68,7 @@ void write_tiny_bert(const fs::path& dir, const std::string& skip = "",
     for (auto d : shape) n *= d;
     auto& values = data.emplace_back(n);
     for (auto& v : values) v = normal(rng) + (name.find("LayerNorm.weight") != std::string::npos);
-    tensors.push_back({name, fq::dtype::f32, shape,
-                       std::as_bytes(std::span<const float>(values))});
+    tensors.push_back({name, fq::dtype::f32, shape, std::as_bytes(std::span<const float>(values))});
   }
   fq::write_safetensors(dir / "model.safetensors", tensors);
 }

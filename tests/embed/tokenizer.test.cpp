@@ -1,18 +1,17 @@
 // The WordPiece tokenizer on a small vocabulary written here (no model needed); the comparison
 // with Hugging Face's tokenizers on the real vocabulary is check_tokenizer.py.
 #include "tokenizer.hpp"
-#include "unicode.hpp"
-
-#include <frugal/error.hpp>
 
 #include <catch2/catch.hpp>
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <filesystem>
+#include <frugal/error.hpp>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "unicode.hpp"
 
 using embed::wordpiece_tokenizer;
 using nlohmann::json;
@@ -21,8 +20,8 @@ namespace {
 
 json small_tokenizer() {
   const std::vector<std::string> tokens{
-      "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "cafe", "naive", "un",
-      "##believ", "##able", ",", "!", ".", "東", "京", "x", "##x", "ii"};
+      "[PAD]",    "[UNK]",  "[CLS]", "[SEP]", "[MASK]", "hello", "world", "cafe", "naive", "un",
+      "##believ", "##able", ",",     "!",     ".",      "東",    "京",    "x",    "##x",   "ii"};
   json vocab = json::object();
   for (std::size_t i = 0; i < tokens.size(); ++i) vocab[tokens[i]] = i;
   json added = json::array();
@@ -31,12 +30,18 @@ json small_tokenizer() {
   return {{"version", "1.0"},
           {"added_tokens", added},
           {"normalizer",
-           {{"type", "BertNormalizer"}, {"clean_text", true}, {"handle_chinese_chars", true},
-            {"strip_accents", nullptr}, {"lowercase", true}}},
+           {{"type", "BertNormalizer"},
+            {"clean_text", true},
+            {"handle_chinese_chars", true},
+            {"strip_accents", nullptr},
+            {"lowercase", true}}},
           {"pre_tokenizer", {{"type", "BertPreTokenizer"}}},
           {"model",
-           {{"type", "WordPiece"}, {"unk_token", "[UNK]"}, {"continuing_subword_prefix", "##"},
-            {"max_input_chars_per_word", 12}, {"vocab", vocab}}}};
+           {{"type", "WordPiece"},
+            {"unk_token", "[UNK]"},
+            {"continuing_subword_prefix", "##"},
+            {"max_input_chars_per_word", 12},
+            {"vocab", vocab}}}};
 }
 
 using ids = std::vector<std::int32_t>;
@@ -46,10 +51,10 @@ using ids = std::vector<std::int32_t>;
 TEST_CASE("the tokenizer normalizes, splits punctuation and finds WordPiece pieces", "[embed]") {
   const auto tok = wordpiece_tokenizer::from_json(small_tokenizer(), 32);
   CHECK(tok.encode("Hello, World!") == ids{2, 5, 12, 6, 13, 3});
-  CHECK(tok.encode("CAFÉ naïve") == ids{2, 7, 8, 3});        // accents stripped, lowercased
+  CHECK(tok.encode("CAFÉ naïve") == ids{2, 7, 8, 3});         // accents stripped, lowercased
   CHECK(tok.encode("unbelievable") == ids{2, 9, 10, 11, 3});  // un ##believ ##able
   CHECK(tok.encode("unbelievably") == ids{2, 1, 3});          // a piece is missing: [UNK]
-  CHECK(tok.encode("東京") == ids{2, 15, 16, 3});              // CJK split per character
+  CHECK(tok.encode("東京") == ids{2, 15, 16, 3});             // CJK split per character
   CHECK(tok.encode(std::string(12, 'x')) ==
         ids{2, 17, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 18, 3});
   CHECK(tok.encode(std::string(13, 'x')) == ids{2, 1, 3});  // past max_input_chars_per_word
@@ -69,9 +74,9 @@ TEST_CASE("the tokenizer truncates to max_length, [CLS] and [SEP] included", "[e
 TEST_CASE("invalid UTF-8 is refused with the byte offset", "[embed]") {
   const auto tok = wordpiece_tokenizer::from_json(small_tokenizer(), 16);
   for (const std::string bad : {std::string("ab\xFF"), std::string("\xC0\xAF"),  // overlong
-                                std::string("\xED\xA0\x80"),                    // surrogate
-                                std::string("\xF4\x90\x80\x80"),                // > U+10FFFF
-                                std::string("ok \xE6\x9D"),                     // truncated
+                                std::string("\xED\xA0\x80"),                     // surrogate
+                                std::string("\xF4\x90\x80\x80"),                 // > U+10FFFF
+                                std::string("ok \xE6\x9D"),                      // truncated
                                 std::string("\x80")}) {
     CAPTURE(bad);
     CHECK_THROWS_AS(tok.encode(bad), frugal::invalid_argument);

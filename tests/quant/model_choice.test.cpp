@@ -1,9 +1,7 @@
+#include <algorithm>
+#include <catch2/catch.hpp>
 #include <frugal/error.hpp>
 #include <frugal/quant/model_choice.hpp>
-
-#include <catch2/catch.hpp>
-
-#include <algorithm>
 #include <functional>
 #include <vector>
 
@@ -42,7 +40,8 @@ TEST_CASE("choose_by_metric: the cheapest uniform format, then each group lowere
   CHECK(c.per_group_bytes < c.uniform_bytes);
   CHECK(c.uniform_bytes < c.source_bytes);
   CHECK(c.source_bytes == (64 * 128 + 256 * 128) * 4 * 4);
-  CHECK(c.uniform_bytes == q::assignment_bytes(m.groups, {format::int8_channel, format::int8_channel}));
+  CHECK(c.uniform_bytes ==
+        q::assignment_bytes(m.groups, {format::int8_channel, format::int8_channel}));
   CHECK(static_cast<std::size_t>(m.calls) == c.trials.size());
   // Every accepted trial was accepted by the metric; the answer is the last accepted one.
   const auto last_accepted = std::find_if(c.trials.rbegin(), c.trials.rend(),

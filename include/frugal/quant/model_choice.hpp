@@ -7,11 +7,10 @@
 //   });   // choice.uniform_format: one format for all; choice.per_group: a format per group
 #pragma once
 
-#include <frugal/error.hpp>
-#include <frugal/quant/format.hpp>
-
 #include <algorithm>
 #include <cstddef>
+#include <frugal/error.hpp>
+#include <frugal/quant/format.hpp>
 #include <functional>
 #include <optional>
 #include <span>
