@@ -299,6 +299,7 @@ int main(int argc, char** argv) {
         for (std::size_t i = 0; i < v.size(); ++i) std::cout << (i ? " " : "") << v[i];
         std::cout << "\n";
       }
+      std::cout.flush();  // the embeddings before the summary where both go to one terminal
       print_summary(std::cerr, sum);
     }
     return 0;

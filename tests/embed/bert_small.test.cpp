@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "bert.hpp"
+#include "serve.hpp"
 
 namespace fs = std::filesystem;
 namespace fq = frugal::quant;
@@ -110,7 +111,7 @@ TEST_CASE("a projection a format cannot hold stays float32 and is listed", "[emb
   fs::remove_all(dir);
 }
 
-TEST_CASE("a missing or mis-shaped tensor is an error naming it; nothing leaks", "[embed]") {
+TEST_CASE("a missing or mis-shaped tensor is an error naming it, and nothing leaks", "[embed]") {
   const fs::path dir = fs::temp_directory_path() / "frugal_embed_tiny_bert_bad";
   frugal::pool_resource weights{frugal::host_resource{}};
   write_tiny_bert(dir, "encoder.layer.0.output.dense.weight");
@@ -154,4 +155,38 @@ TEST_CASE("config.json: not BERT, unsupported or inconsistent is refused", "[emb
   fs::remove_all(dir);
   CHECK_THROWS_WITH(embed::bert_config::from_file(dir / "config.json"),
                     Catch::Contains("cannot open"));
+}
+
+TEST_CASE("tiny BERT: packed, padded and threaded batches give each sequence's own embedding",
+          "[embed]") {
+  // The same paths as the real-model tests (which the sanitizer run leaves out for their
+  // time), on a model small enough for AddressSanitizer to go through in milliseconds.
+  const fs::path dir = fs::temp_directory_path() / "frugal_embed_tiny_bert_packing";
+  write_tiny_bert(dir);
+  frugal::pool_resource weights{frugal::host_resource{}};
+  const embed::bert_model fp32(dir, weights);
+  const embed::bert_model int8(dir, weights, embed::uniform_plan(fq::format::int8_channel));
+  const std::vector<std::vector<std::int32_t>> requests{
+      {2, 3},
+      {2, 5, 6, 7, 8, 9, 3},
+      {2, 4, 3},
+      {2, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 9, 3},
+      {2, 1, 3}};
+  for (const embed::bert_model* model : {&fp32, &int8}) {
+    embed::run_summary s;
+    const auto alone = embed::embed_all(*model, requests, {.max_batch_sequences = 1}, 16, s);
+    CHECK(s.batches == requests.size());
+    for (const auto& [threads, padded] : {std::pair{1u, false}, {2u, true}, {3u, false}}) {
+      const auto packed = embed::embed_all(
+          *model, requests,
+          {.max_batch_tokens = 20, .max_batch_sequences = 4, .padded = padded, .threads = threads},
+          16, s);
+      CHECK(s.batches == 2);
+      CHECK(packed == alone);
+    }
+  }
+  embed::run_summary s;
+  CHECK_THROWS_AS(embed::embed_all(fp32, requests, {.max_batch_tokens = 10}, 16, s),
+                  frugal::invalid_argument);  // a request longer than the token budget
+  fs::remove_all(dir);
 }
