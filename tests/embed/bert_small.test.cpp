@@ -80,34 +80,38 @@ TEST_CASE("a projection a format cannot hold stays float32 and is listed", "[emb
   const fs::path dir = fs::temp_directory_path() / "frugal_embed_tiny_bert";
   write_tiny_bert(dir);
   frugal::pool_resource weights{frugal::host_resource{}};
-  const embed::bert_model fp32(dir, weights);
-  // int8_g32 needs rows of a multiple of 32 elements: 8 and 16 columns do not qualify.
-  const embed::bert_model g32(dir, weights, embed::uniform_plan(fq::format::int8_g32));
-  CHECK(g32.kept_float().size() == 6);
-  CHECK_THAT(g32.kept_float().front(), Catch::Contains("encoder.layer.0."));
-  CHECK(g32.weight_bytes() == fp32.weight_bytes());
-  const embed::bert_model channel(dir, weights, embed::uniform_plan(fq::format::int8_channel));
-  CHECK(channel.kept_float().empty());
-  CHECK(channel.projection_bytes() < fp32.projection_bytes());
+  {
+    const embed::bert_model fp32(dir, weights);
+    // int8_g32 needs rows of a multiple of 32 elements: 8 and 16 columns do not qualify.
+    const embed::bert_model g32(dir, weights, embed::uniform_plan(fq::format::int8_g32));
+    CHECK(g32.kept_float().size() == 6);
+    CHECK_THAT(g32.kept_float().front(), Catch::Contains("encoder.layer.0."));
+    CHECK(g32.weight_bytes() == fp32.weight_bytes());
+    const embed::bert_model channel(dir, weights, embed::uniform_plan(fq::format::int8_channel));
+    CHECK(channel.kept_float().empty());
+    CHECK(channel.projection_bytes() < fp32.projection_bytes());
 
-  frugal::host_resource host;
-  frugal::batch::workspace ws{host, {.bytes_per_token = fp32.bytes_per_token()}};
-  const std::vector<std::int32_t> ids{2, 5, 7, 3};
-  const embed::sequence s{ids, ids.size()};
-  std::vector<float> a(hidden), b(hidden), c(hidden);
-  fp32.embed(std::span(&s, 1), ws, a);
-  g32.embed(std::span(&s, 1), ws, b);
-  channel.embed(std::span(&s, 1), ws, c);
-  CHECK(a == b);  // nothing was quantized
-  CHECK(a != c);
-  double norm = 0;
-  for (float v : a) norm += static_cast<double>(v) * v;
-  CHECK(norm == Approx(1.0));
+    frugal::host_resource host;
+    frugal::batch::workspace ws{host, {.bytes_per_token = fp32.bytes_per_token()}};
+    const std::vector<std::int32_t> ids{2, 5, 7, 3};
+    const embed::sequence s{ids, ids.size()};
+    std::vector<float> a(hidden), b(hidden), c(hidden);
+    fp32.embed(std::span(&s, 1), ws, a);
+    g32.embed(std::span(&s, 1), ws, b);
+    channel.embed(std::span(&s, 1), ws, c);
+    CHECK(a == b);  // nothing was quantized
+    CHECK(a != c);
+    double norm = 0;
+    for (float v : a) norm += static_cast<double>(v) * v;
+    CHECK(norm == Approx(1.0));
 
-  const std::vector<std::int32_t> bad_id{2, 10, 3};
-  const embed::sequence bad{bad_id, bad_id.size()};
-  CHECK_THROWS_AS(fp32.embed(std::span(&bad, 1), ws, a), frugal::invalid_argument);
-  CHECK(ws.stats().bytes_in_use == 0);
+    const std::vector<std::int32_t> bad_id{2, 10, 3};
+    const embed::sequence bad{bad_id, bad_id.size()};
+    CHECK_THROWS_AS(fp32.embed(std::span(&bad, 1), ws, a), frugal::invalid_argument);
+    CHECK(ws.stats().bytes_in_use == 0);
+    CHECK(weights.stats().bytes_in_use > 0);
+  }
+  CHECK(weights.stats().bytes_in_use == 0);  // the models gave every weight back
   fs::remove_all(dir);
 }
 
