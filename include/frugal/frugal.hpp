@@ -35,6 +35,7 @@
 #include <frugal/quant/quantized_tensor.hpp>
 #include <frugal/quant/quantize.hpp>
 #include <frugal/quant/accuracy.hpp>
+#include <frugal/quant/model_choice.hpp>
 #include <frugal/quant/safetensors.hpp>
 
 #if FRUGAL_HAS_CUDA
