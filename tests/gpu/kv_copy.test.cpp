@@ -3,6 +3,8 @@
 // page sizes (the byte-wise tail) against memcpy and the kernel's host emulation.
 #include "gpu/gpu.hpp"
 
+#include "kv/random_copy_ops.hpp"
+
 #include <frugal/error.hpp>
 #include <frugal/kv/copy_kernel.hpp>
 #include <frugal/kv/detail/copy_pages.hpp>
@@ -31,19 +33,6 @@ constexpr std::uint8_t poison = 0xCD;
 void fill_random(std::span<std::byte> bytes, std::uint64_t seed) {
   std::mt19937_64 rng(seed);
   for (std::byte& b : bytes) b = static_cast<std::byte>(rng());
-}
-
-/// `count` ops with distinct destinations and sources drawn from `src_pages` pages.
-std::vector<copy_op> random_ops(std::size_t count, std::uint32_t src_pages, std::uint32_t dst_pages,
-                                std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<page_id> dst(dst_pages);
-  std::iota(dst.begin(), dst.end(), 0u);
-  std::shuffle(dst.begin(), dst.end(), rng);
-  std::vector<copy_op> ops(count);
-  for (std::size_t i = 0; i < count; ++i)
-    ops[i] = {static_cast<page_id>(rng() % src_pages), dst[i]};
-  return ops;
 }
 
 std::vector<std::byte> to_host(const page_pool& pool) {

@@ -3,6 +3,8 @@
 // sizes that are not a multiple of the access width (1001, 1003 bytes with 16-byte aligned bases
 // and strides) make the byte-wise tail run; the bytes between pages and the pages no op writes
 // must keep their poison.
+#include "kv/random_copy_ops.hpp"
+
 #include <frugal/kv/detail/copy_pages.hpp>
 
 #include <catch2/catch.hpp>
@@ -33,19 +35,6 @@ struct host_buffer {
     p = storage.data() + (256 - address % 256) % 256 + offset;
   }
 };
-
-/// `count` ops with distinct destinations and sources drawn from `src_pages` pages.
-std::vector<copy_op> random_ops(std::size_t count, std::uint32_t src_pages, std::uint32_t dst_pages,
-                                std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<page_id> dst(dst_pages);
-  std::iota(dst.begin(), dst.end(), 0u);
-  std::shuffle(dst.begin(), dst.end(), rng);
-  std::vector<copy_op> ops(count);
-  for (std::size_t i = 0; i < count; ++i)
-    ops[i] = {static_cast<page_id>(rng() % src_pages), dst[i]};
-  return ops;
-}
 
 struct copy_case {
   std::size_t page_bytes, src_stride, dst_stride;
