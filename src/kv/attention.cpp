@@ -116,52 +116,63 @@ __attribute__((target("avx,f16c"))) void fp16_row_f16c(const std::byte* p, std::
 const bool has_f16c = __builtin_cpu_supports("f16c");
 #endif
 
-/// Decodes rows of one dtype into floats (times the row's scale), with a table for the types
-/// whose decode is more than a shift: one load per element in the inner loop.
+/// value -> float of every code of a one-byte type, or of fp16: built once per type, on first use.
+const std::vector<float>& code_table(dtype t) {
+  const auto build = [](dtype type, std::size_t codes) {
+    std::vector<float> table(codes);
+    for (std::size_t c = 0; c < codes; ++c) {
+      const std::array<std::byte, 2> bytes{static_cast<std::byte>(c), static_cast<std::byte>(c >> 8)};
+      table[c] = detail::load_code(type, bytes.data());
+    }
+    return table;
+  };
+  static const std::vector<float> fp16 = build(dtype::fp16, 1u << 16);
+  static const std::vector<float> e4m3 = build(dtype::fp8_e4m3, 256);
+  static const std::vector<float> e5m2 = build(dtype::fp8_e5m2, 256);
+  static const std::vector<float> int8 = build(dtype::int8, 256);
+  return t == dtype::fp16 ? fp16 : t == dtype::fp8_e4m3 ? e4m3 : t == dtype::fp8_e5m2 ? e5m2 : int8;
+}
+
+/// Reads rows of one dtype as floats (times the row's scale for the 8-bit types): in place for
+/// fp32, else decoded through F16C, a shift (bf16) or a table (one load per element).
 class row_decoder {
  public:
   explicit row_decoder(dtype t) : type_(t) {
-    if (t == dtype::fp16) {
-      table_.resize(1u << 16);
-      for (std::uint32_t b = 0; b < (1u << 16); ++b)
-        table_[b] = frugal::detail::half_bits_to_float(static_cast<std::uint16_t>(b));
-    } else if (t == dtype::fp8_e4m3 || t == dtype::fp8_e5m2 || t == dtype::int8) {
-      table_.resize(256);
-      for (std::uint32_t b = 0; b < 256; ++b) {
-        const auto byte = static_cast<std::byte>(b);
-        table_[b] = detail::load_code(t, &byte);
-      }
-    }
+    const bool tabled = t == dtype::fp8_e4m3 || t == dtype::fp8_e5m2 || t == dtype::int8;
+#if defined(__x86_64__)
+    if (t == dtype::fp16 && !has_f16c) table_ = code_table(t).data();
+#else
+    if (t == dtype::fp16) table_ = code_table(t).data();
+#endif
+    if (tabled) table_ = code_table(t).data();
   }
 
-  /// The row at `p` as floats: in place for fp32 (pages and rows are 4-byte aligned), else
-  /// decoded into `out`.
+  /// The row of `n` elements at `p` as floats: `p` itself for fp32 (pages and rows are 4-byte
+  /// aligned), else `out`, decoded. Small, so that the attention loop inlines the fp32 case.
   const float* row(const std::byte* p, std::size_t n, float scale, float* out) const noexcept {
     if (type_ == dtype::fp32) return reinterpret_cast<const float*>(p);
     decode(p, n, scale, out);
     return out;
   }
 
+ private:
   void decode(const std::byte* p, std::size_t n, float scale, float* out) const noexcept {
     switch (type_) {
-      case dtype::fp32:
-        std::memcpy(out, p, n * sizeof(float));
+      case dtype::fp32:  // read in place by row()
         return;
-      case dtype::fp16: {
+      case dtype::fp16:
 #if defined(__x86_64__)
-        if (has_f16c) {
+        if (table_ == nullptr) {
           fp16_row_f16c(p, n, out);
           return;
         }
 #endif
-        const float* t = table_.data();
         for (std::size_t d = 0; d < n; ++d) {
           std::uint16_t bits;
           std::memcpy(&bits, p + 2 * d, 2);
-          out[d] = t[bits];
+          out[d] = table_[bits];
         }
         return;
-      }
       case dtype::bf16:
         for (std::size_t d = 0; d < n; ++d) {
           std::uint16_t bits;
@@ -173,17 +184,15 @@ class row_decoder {
       case dtype::fp8_e4m3:
       case dtype::fp8_e5m2:
       case dtype::int8: {
-        const float* t = table_.data();
         const auto* b = reinterpret_cast<const std::uint8_t*>(p);
-        for (std::size_t d = 0; d < n; ++d) out[d] = t[b[d]] * scale;
+        for (std::size_t d = 0; d < n; ++d) out[d] = table_[b[d]] * scale;
         return;
       }
     }
   }
 
- private:
   dtype type_;
-  std::vector<float> table_;
+  const float* table_ = nullptr;  // code -> value, for the tabled types (and fp16 without F16C)
 };
 
 /// Eight floats: GCC's vector extension, lowered to SSE or AVX by the clone that inlines it.
@@ -209,22 +218,36 @@ inline float dot(const float* a, const float* b, std::size_t runtime_n) noexcept
   return total;
 }
 
-/// acc[i] = acc[i] * scale + weight * x[i] over n floats, eight lanes at a time (each element's
-/// arithmetic is the same in every lane and in the tail).
+/// acc[i] += weight * x[i] over n floats, eight lanes at a time (each element's arithmetic is
+/// the same in every lane and in the tail).
 template <std::size_t N>
-inline void scale_add(float* acc, float scale, float weight, const float* x,
-                      std::size_t runtime_n) noexcept {
+inline void add_weighted(float* acc, float weight, const float* x, std::size_t runtime_n) noexcept {
   const std::size_t n = N != 0 ? N : runtime_n;
   std::size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     lanes8 a, b;
     std::memcpy(&a, acc + i, sizeof a);
     std::memcpy(&b, x + i, sizeof b);
-    a = a * scale + weight * b;
+    a = a + weight * b;
     std::memcpy(acc + i, &a, sizeof a);
   }
   if constexpr (N == 0 || N % 8 != 0)
-    for (; i < n; ++i) acc[i] = acc[i] * scale + weight * x[i];
+    for (; i < n; ++i) acc[i] += weight * x[i];
+}
+
+/// acc[i] *= scale over n floats, eight lanes at a time.
+template <std::size_t N>
+inline void scale(float* acc, float factor, std::size_t runtime_n) noexcept {
+  const std::size_t n = N != 0 ? N : runtime_n;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    lanes8 a;
+    std::memcpy(&a, acc + i, sizeof a);
+    a = a * factor;
+    std::memcpy(acc + i, &a, sizeof a);
+  }
+  if constexpr (N == 0 || N % 8 != 0)
+    for (; i < n; ++i) acc[i] *= factor;
 }
 
 /// exp(x) of eight scores at once, for x <= 0 (a score minus the running maximum): Cody-Waite
@@ -345,8 +368,7 @@ template <std::size_t Dim>
           for (std::size_t t = t0; t < t1; ++t) page_max = std::max(page_max, scores[t]);
           if (std::isnan(page_max)) page_max = 0.0f;  // a NaN score stays NaN below
           const float correction = st.sum == 0.0f ? 0.0f : std::exp(st.max - page_max);
-          if (correction != 1.0f)
-            scale_add<Dim>(s.acc.data() + qh * dim, correction, 0.0f, s.acc.data(), dim);
+          if (correction != 1.0f) scale<Dim>(s.acc.data() + qh * dim, correction, dim);
           st.sum *= correction;
           st.max = page_max;
           for (std::size_t t = t0 / 8 * 8; t < t1; t += 8) exp_nonpositive(scores + t, page_max);
@@ -362,8 +384,8 @@ template <std::size_t Dim>
                                                   detail::scale_of(l, pass.scales.data(), 1, h),
                                                   s.row.data());
             for (std::size_t g = 0; g < group; ++g)
-              scale_add<Dim>(s.acc.data() + (h * group + g) * dim, 1.0f,
-                             s.scores[(h * group + g) * s.scores_stride + t], value, dim);
+              add_weighted<Dim>(s.acc.data() + (h * group + g) * dim,
+                                s.scores[(h * group + g) * s.scores_stride + t], value, dim);
           }
       }
       for (std::size_t qh = 0; qh < pass.options.num_qo_heads; ++qh) {
@@ -395,6 +417,9 @@ void write_kv(page_pool& pages, std::uint32_t layer, std::span<const float> k,
                                      " is beyond the pool's " + std::to_string(slots) + " slots",
                    invalid_argument);
 
+  // Row by row here; write_kv_device's threads write element by element
+  // (detail::write_kv_element), and the tests run that function for every thread on the CPU and
+  // compare its bytes with these.
   const page_addressing a = pages.addressing();
   for (std::size_t t = 0; t < slot_mapping.size(); ++t) {
     const std::int64_t slot = slot_mapping[t];
