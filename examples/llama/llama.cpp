@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <numeric>
 
 namespace llama {
 
@@ -168,9 +169,9 @@ void model::matmul(const matrix& w, const float* x, std::size_t rows, float* y, 
 
 namespace {
 
-/// Fills every weight of `m` through `fill`, quantizing projections as `options` asks.
+/// Fills every weight of `m` through `fill`, quantizing projections to `format` when given.
 void load_weights(model& m, const config& c, const fill_fn& fill, frugal::any_resource_ref memory,
-                  const load_options& options, std::optional<frugal::quant::format> format,
+                  std::optional<frugal::quant::format> format,
                   std::vector<std::string>& kept_float, std::size_t& largest) {
   std::vector<float> staging;
   const auto load_matrix = [&](const std::string& name, std::size_t rows, std::size_t cols) {
@@ -198,7 +199,6 @@ void load_weights(model& m, const config& c, const fill_fn& fill, frugal::any_re
     }
     return w;
   };
-  (void)options;
   const std::size_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim;
   m.token_embedding = frugal::make_tagged_tensor<float>(memory, "weights:token_embedding",
                                                         std::size_t{c.vocab_size} * dim);
@@ -443,7 +443,7 @@ model load(const std::filesystem::path& path, frugal::any_resource_ref memory,
                           cols * sizeof(float));
       }
     };
-    load_weights(m, c, fill, memory, options, format, m.kept_float_, m.largest_matrix_);
+    load_weights(m, c, fill, memory, format, m.kept_float_, m.largest_matrix_);
     return m;
   }
 
@@ -455,7 +455,7 @@ model load(const std::filesystem::path& path, frugal::any_resource_ref memory,
     std::memcpy(out, src, rows * cols * sizeof(float));
     check_finite(where, name, out, rows * cols);
   };
-  load_weights(m, m.config_, fill, memory, options, format, m.kept_float_, m.largest_matrix_);
+  load_weights(m, m.config_, fill, memory, format, m.kept_float_, m.largest_matrix_);
   return m;
 }
 
@@ -582,40 +582,47 @@ void model::forward_rows(std::span<const std::int32_t> tokens,
   }
 }
 
-std::vector<std::pair<float, float>> model::kv_amax(std::span<const std::int32_t> tokens,
-                                                    frugal::any_resource_ref scratch) const {
-  // A dense pass over `tokens` as one sequence, keeping only the largest |K| and |V| per layer.
-  const llama::config& c = config_;
-  const std::size_t T = tokens.size(), hd = c.head_dim();
-  std::vector<std::pair<float, float>> amax(c.n_layers, {0.0f, 0.0f});
-  if (T == 0) return amax;
-  frugal::kv::layout l{.num_layers = c.n_layers, .num_kv_heads = c.n_kv_heads,
-                       .head_dim = c.head_dim(), .page_size = 16, .dtype = frugal::kv::dtype::fp32};
-  const auto num_pages = static_cast<std::uint32_t>((T + 15) / 16);
+void model::forward_sequence(std::span<const std::int32_t> tokens, frugal::any_resource_ref scratch,
+                             std::span<const std::size_t> logit_rows, std::span<float> logits,
+                             const std::function<void(const frugal::kv::page_pool&)>& inspect) const {
+  const std::size_t T = tokens.size();
+  if (T == 0) return;
+  constexpr std::uint32_t page_size = 16;
+  const frugal::kv::layout l{.num_layers = config_.n_layers, .num_kv_heads = config_.n_kv_heads,
+                             .head_dim = config_.head_dim(), .page_size = page_size,
+                             .dtype = frugal::kv::dtype::fp32};
+  const auto num_pages = static_cast<std::uint32_t>((T + page_size - 1) / page_size);
   frugal::kv::page_pool pool{l, num_pages, scratch};
   std::vector<std::int64_t> slots(T);
+  std::iota(slots.begin(), slots.end(), 0);  // token t in slot t: pages 0, 1, ... in order
   std::vector<std::int32_t> indices(num_pages);
-  for (std::size_t t = 0; t < T; ++t) slots[t] = static_cast<std::int64_t>(t);
-  for (std::uint32_t p = 0; p < num_pages; ++p) indices[p] = static_cast<std::int32_t>(p);
-  const std::vector<std::int32_t> indptr{0, static_cast<std::int32_t>(num_pages)};
-  const std::vector<std::int32_t> last{static_cast<std::int32_t>((T - 1) % 16 + 1)};
+  std::iota(indices.begin(), indices.end(), 0);
+  const frugal::kv::flashinfer_page_table table{
+      {0, static_cast<std::int32_t>(num_pages)}, indices,
+      {static_cast<std::int32_t>((T - 1) % page_size + 1)}};
   const std::vector<std::int32_t> qo{0, static_cast<std::int32_t>(T)};
-  frugal::kv::flashinfer_page_table table{indptr, indices, last};
-  std::vector<float> logits;
-  const batch b{tokens, slots, qo, table, {}};
-  forward(pool, {}, b, scratch, logits);
-  const frugal::kv::page_addressing a = pool.addressing();
-  for (std::uint32_t layer = 0; layer < c.n_layers; ++layer)
-    for (std::size_t t = 0; t < T; ++t)
-      for (std::size_t kv = 0; kv < 2; ++kv)
-        for (std::size_t h = 0; h < c.n_kv_heads; ++h) {
-          const auto* row = reinterpret_cast<const float*>(
-              a.base + a.offset(layer, static_cast<frugal::kv::page_id>(t / 16), kv, t % 16, h));
-          for (std::size_t d = 0; d < hd; ++d) {
+  forward(pool, {}, {tokens, slots, qo, table, logit_rows}, scratch, logits);
+  if (inspect) inspect(pool);
+}
+
+std::vector<std::pair<float, float>> model::kv_amax(std::span<const std::int32_t> tokens,
+                                                    frugal::any_resource_ref scratch) const {
+  const llama::config& c = config_;
+  std::vector<std::pair<float, float>> amax(c.n_layers, {0.0f, 0.0f});
+  forward_sequence(tokens, scratch, {}, {}, [&](const frugal::kv::page_pool& pool) {
+    const frugal::kv::page_addressing a = pool.addressing();
+    const std::uint32_t page_size = pool.layout().page_size;
+    for (std::uint32_t layer = 0; layer < c.n_layers; ++layer)
+      for (std::size_t t = 0; t < tokens.size(); ++t)
+        for (std::size_t kv = 0; kv < 2; ++kv)
+          for (std::size_t h = 0; h < c.n_kv_heads; ++h) {
+            const auto* row = reinterpret_cast<const float*>(
+                a.base + a.offset(layer, static_cast<frugal::kv::page_id>(t / page_size), kv,
+                                  t % page_size, h));
             float& m = kv == 0 ? amax[layer].first : amax[layer].second;
-            m = std::max(m, std::abs(row[d]));
+            for (std::size_t d = 0; d < c.head_dim(); ++d) m = std::max(m, std::abs(row[d]));
           }
-        }
+  });
   return amax;
 }
 

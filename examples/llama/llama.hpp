@@ -117,8 +117,15 @@ class model {
                     const attend_fn& attend, frugal::any_resource_ref scratch,
                     std::span<const std::size_t> logit_rows, std::span<float> logits) const;
 
-  /// @brief K and V of one token row of one layer, as forward computes them (RoPE applied to K):
-  /// for calibrating 8-bit KV scales. Returns per layer the largest |K| and |V|.
+  /// @brief `tokens` as one sequence through forward() on a private fp32 cache of contiguous
+  /// pages (from `scratch`): logits of `logit_rows`; `inspect`, when given, sees the cache's pages
+  /// after the pass. What teacher forcing and KV calibration need.
+  void forward_sequence(std::span<const std::int32_t> tokens, frugal::any_resource_ref scratch,
+                        std::span<const std::size_t> logit_rows, std::span<float> logits,
+                        const std::function<void(const frugal::kv::page_pool&)>& inspect = {}) const;
+
+  /// @brief K and V of `tokens` as forward computes them (RoPE applied to K), for calibrating
+  /// 8-bit KV scales: per layer the largest |K| and |V|.
   std::vector<std::pair<float, float>> kv_amax(std::span<const std::int32_t> tokens,
                                                frugal::any_resource_ref scratch) const;
 

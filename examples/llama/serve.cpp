@@ -343,22 +343,10 @@ serve_result serve_static(const model& m, frugal::any_resource_ref memory,
 
 std::vector<float> teacher_forced_logits(const model& m, frugal::any_resource_ref memory,
                                          std::span<const std::int32_t> tokens) {
-  const config& c = m.config();
-  const std::size_t T = tokens.size();
-  const kv::layout l = layout_for(m, kv::dtype::fp32, 16);
-  const auto num_pages = static_cast<std::uint32_t>((T + 15) / 16);
-  kv::page_pool pool{l, num_pages, memory};
-  std::vector<std::int64_t> slots(T);
-  std::iota(slots.begin(), slots.end(), 0);
-  std::vector<std::int32_t> indices(num_pages);
-  std::iota(indices.begin(), indices.end(), 0);
-  const kv::flashinfer_page_table table{{0, static_cast<std::int32_t>(num_pages)}, indices,
-                                        {static_cast<std::int32_t>((T - 1) % 16 + 1)}};
-  const std::vector<std::int32_t> qo{0, static_cast<std::int32_t>(T)};
-  std::vector<std::size_t> rows(T);
+  std::vector<std::size_t> rows(tokens.size());
   std::iota(rows.begin(), rows.end(), 0);
-  std::vector<float> logits(T * c.vocab_size);
-  m.forward(pool, {}, {tokens, slots, qo, table, rows}, memory, logits);
+  std::vector<float> logits(tokens.size() * m.config().vocab_size);
+  m.forward_sequence(tokens, memory, rows, logits);
   return logits;
 }
 
