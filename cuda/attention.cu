@@ -5,6 +5,7 @@
 #include <frugal/kv/attention_kernels.hpp>
 #include <frugal/kv/detail/attention_math.hpp>
 
+#include "pool_device_base.cuh"
 #include "stream_memory.cuh"
 
 #include <cuda_runtime_api.h>
@@ -28,14 +29,7 @@ struct scale_args {
 /// Where a pool's pages are, for a kernel: page_addressing with the device's base pointer.
 page_addressing device_addressing(const page_pool& pool, const char* who) {
   page_addressing a = pool.addressing();
-  cudaPointerAttributes attributes{};
-  FRUGAL_CUDA_TRY(cudaPointerGetAttributes(&attributes, a.base));
-  FRUGAL_EXPECTS(attributes.type != cudaMemoryTypeUnregistered,
-                 std::string(who) + ": the pool's memory is pageable host memory, which a kernel "
-                                    "cannot reach; use device, managed or pinned memory",
-                 invalid_argument);
-  if (attributes.type == cudaMemoryTypeHost && attributes.devicePointer != nullptr)
-    a.base = static_cast<std::byte*>(attributes.devicePointer);
+  a.base = cuda_detail::pool_device_base(pool, who, "the pool's");
   return a;
 }
 

@@ -5,6 +5,7 @@
 #include <frugal/kv/detail/copy_pages.hpp>
 
 #include "stream_memory.cuh"
+#include "pool_device_base.cuh"
 #include "vector_access.cuh"
 
 #include <cuda_runtime_api.h>
@@ -56,18 +57,9 @@ void launch(const std::byte* src_base, std::byte* dst_base, std::size_t src_stri
 
 /// Where a kernel reaches `pool`'s pages; throws unless the memory is device-accessible.
 std::byte* device_view(const page_pool& pool, const char* which) {
-  std::byte* base = pool.memory().data();
-  cudaPointerAttributes attributes{};
-  FRUGAL_CUDA_TRY(cudaPointerGetAttributes(&attributes, base));
-  FRUGAL_EXPECTS(attributes.type != cudaMemoryTypeUnregistered,
-                 std::string("kv::copy_pages_device: the ") + which +
-                     " pool's memory is pageable host memory, which a kernel cannot reach; use "
-                     "device, managed or pinned memory (or copy_pages_host)",
-                 invalid_argument);
-  // Registered or pinned host memory may be mapped at a different device address.
-  if (attributes.type == cudaMemoryTypeHost && attributes.devicePointer != nullptr)
-    return static_cast<std::byte*>(attributes.devicePointer);
-  return base;
+  return cuda_detail::pool_device_base(pool, "kv::copy_pages_device",
+                                       std::string("the ") + which + " pool's",
+                                       " (or copy_pages_host)");
 }
 
 /// @throws invalid_argument for a knob out of range
