@@ -264,7 +264,7 @@ void with_input_type(device_detail::input_type type, F&& f) {
     case device_detail::input_type::float16: return f.template operator()<float16>();
     case device_detail::input_type::bfloat16: return f.template operator()<bfloat16>();
   }
-  FRUGAL_EXPECTS(false, "quant: input type out of range", invalid_argument);
+  FRUGAL_FAIL("quant: input type out of range", invalid_argument);
 }
 
 }  // namespace

@@ -29,8 +29,8 @@ std::string format_bytes(std::size_t bytes) {
 }
 
 out_of_memory::out_of_memory(std::size_t requested_bytes, std::string state, std::string who)
-    : requested_bytes_(requested_bytes), state_(std::move(state)) {
-  message_ = "out of memory: " + who + " could not allocate " + std::to_string(requested_bytes) +
+    : requested_bytes_(requested_bytes), state_(std::move(state)), who_(std::move(who)) {
+  message_ = "out of memory: " + who_ + " could not allocate " + std::to_string(requested_bytes) +
              " bytes (" + format_bytes(requested_bytes) + ")";
   if (!state_.empty()) message_ += "; " + state_;
 }

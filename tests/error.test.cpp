@@ -33,6 +33,43 @@ TEST_CASE("out_of_memory names the request and the state") {
                 "in use 1.00 MiB, reserved 2.00 MiB");
 }
 
+TEST_CASE("out_of_memory names the resource that failed in who()") {
+  const frugal::out_of_memory oom(64, "in use 0 B", "arena_resource");
+  CHECK(oom.who() == "arena_resource");
+  CHECK(frugal::out_of_memory(1, "s").who() == "frugal");
+  try {
+    FRUGAL_OUT_OF_MEMORY(128, "reserved 0 B", "block_resource");
+    FAIL("no exception");
+  } catch (const frugal::out_of_memory& e) {
+    CHECK(e.who() == "block_resource");
+    CHECK(e.requested_bytes() == 128);
+    CHECK(e.state() == "reserved 0 B");
+    CHECK(std::string(e.what()) ==
+          "out of memory: block_resource could not allocate 128 bytes (128 B); reserved 0 B");
+  }
+}
+
+TEST_CASE("FRUGAL_FAIL throws the named type with file:line and the message") {
+  try {
+    FRUGAL_FAIL("no such policy", frugal::invalid_argument);
+  } catch (const frugal::invalid_argument& e) {
+    const std::string what = e.what();
+    CHECK(what.find("error.test.cpp:") != std::string::npos);
+    CHECK(what.ends_with(": no such policy"));
+    return;
+  }
+  FAIL("no exception");
+}
+
+TEST_CASE("FRUGAL_FAIL_AT puts the caller's place first") {
+  CHECK_THROWS_AS(FRUGAL_FAIL_AT("t.csv:3", "no size", frugal::error), frugal::error);
+  try {
+    FRUGAL_FAIL_AT("t.csv:3", "no size", frugal::error);
+  } catch (const frugal::error& e) {
+    CHECK(std::string(e.what()) == "t.csv:3: no size");
+  }
+}
+
 TEST_CASE("format_bytes picks a binary unit") {
   CHECK(frugal::format_bytes(0) == "0 B");
   CHECK(frugal::format_bytes(1023) == "1023 B");

@@ -16,7 +16,7 @@ namespace embed {
 namespace {
 
 [[noreturn]] void bad_file(const std::string& name, const std::string& why) {
-  throw frugal::error(name + ": " + why);
+  FRUGAL_FAIL_AT(name, why, frugal::error);
 }
 
 /// Runs body(begin, end, part) over [0, n) split in at most `threads` contiguous parts.

@@ -35,7 +35,7 @@ std::vector<std::string> read_lines(const std::string& input) {
   std::ifstream file;
   if (input != "-") {
     file.open(input);
-    if (!file) throw frugal::error(input + ": cannot open the input file");
+    if (!file) FRUGAL_FAIL_AT(input, "cannot open the input file", frugal::error);
   }
   std::istream& in = input == "-" ? std::cin : file;
   std::vector<std::string> lines;
@@ -53,8 +53,8 @@ std::size_t max_length_of(const std::filesystem::path& dir) {
         j["max_seq_length"].get<std::size_t>() > 0)
       return j["max_seq_length"].get<std::size_t>();
   } catch (const json::exception& e) {
-    throw frugal::error((dir / "sentence_bert_config.json").string() +
-                        ": not valid JSON: " + e.what());
+    FRUGAL_FAIL_AT((dir / "sentence_bert_config.json").string(),
+                   std::string("not valid JSON: ") + e.what(), frugal::error);
   }
   return 512;
 }
@@ -148,7 +148,7 @@ int main(int argc, char** argv) {
       try {
         requests.push_back(tok.encode(lines[i]));
       } catch (const frugal::invalid_argument& e) {
-        throw frugal::invalid_argument("input line " + std::to_string(i + 1) + ": " + e.what());
+        FRUGAL_FAIL_AT("input line " + std::to_string(i + 1), e.what(), frugal::invalid_argument);
       }
     }
     if (tokenize_only) {

@@ -12,7 +12,7 @@ namespace embed {
 namespace {
 
 [[noreturn]] void bad_file(const std::string& name, const std::string& why) {
-  throw frugal::error(name + ": " + why);
+  FRUGAL_FAIL_AT(name, why, frugal::error);
 }
 
 bool is_bert_punctuation(char32_t c) noexcept {

@@ -44,7 +44,7 @@ std::u32string decode_utf8(std::string_view bytes) {
   out.reserve(bytes.size());
   std::size_t i = 0;
   const auto fail = [&](const char* why) {
-    throw frugal::invalid_argument("invalid UTF-8 at byte " + std::to_string(i) + ": " + why);
+    FRUGAL_FAIL_AT("invalid UTF-8 at byte " + std::to_string(i), why, frugal::invalid_argument);
   };
   while (i < bytes.size()) {
     const auto b0 = static_cast<unsigned char>(bytes[i]);

@@ -1,6 +1,9 @@
 // frugal/error.hpp: the error model. Failures throw typed exceptions whose messages carry file:line;
 // misuse found in noexcept paths (double free, unknown pointer) goes to a settable misuse handler.
+// Every throw of a frugal error goes through a macro here (scripts/check-throws enforces it):
 //   FRUGAL_EXPECTS(alignment != 0, "alignment must be non-zero", frugal::invalid_argument);
+//   FRUGAL_FAIL("unknown policy \"" + name + "\"", frugal::invalid_argument);
+//   FRUGAL_OUT_OF_MEMORY(bytes, describe(stats()), "pool_resource");
 #pragma once
 
 #include <frugal/config.hpp>
@@ -45,10 +48,13 @@ class out_of_memory : public std::bad_alloc {
   const char* what() const noexcept override { return message_.c_str(); }
   std::size_t requested_bytes() const noexcept { return requested_bytes_; }
   const std::string& state() const noexcept { return state_; }
+  /// The resource that could not allocate, e.g. "pool_resource".
+  const std::string& who() const noexcept { return who_; }
 
  private:
   std::size_t requested_bytes_;
   std::string state_;
+  std::string who_;
   std::string message_;
 };
 
@@ -102,23 +108,48 @@ inline void report_misuse(misuse_kind kind, const char* resource, const void* po
 [[noreturn]] void assertion_failed(const char* condition, const char* message, const char* file,
                                    int line) noexcept;
 
+/// Throws `Error` with "where: message"; `where` is the place the failure is about.
 template <class Error>
-[[noreturn]] void throw_error(const char* file, int line, std::string_view message) {
-  std::string text(file);
-  text += ':';
-  text += std::to_string(line);
+[[noreturn]] void throw_error(std::string_view where, std::string_view message) {
+  std::string text(where);
   text += ": ";
   text += message;
   throw Error(text);
 }
+
+/// Throws `Error` with "file:line: message".
+template <class Error>
+[[noreturn]] void throw_error(const char* file, int line, std::string_view message) {
+  throw_error<Error>(std::string(file) + ':' + std::to_string(line), message);
+}
+
+/// Throws out_of_memory; its what() has a fixed form (see out_of_memory) and no file:line.
+[[noreturn]] inline void throw_out_of_memory(std::size_t requested_bytes, std::string state,
+                                             std::string who) {
+  throw out_of_memory(requested_bytes, std::move(state), std::move(who));
+}
 }  // namespace detail
 }  // namespace frugal
 
+/// Throws `error_type` with "file:line: message": a failure with no condition left to test.
+#define FRUGAL_FAIL(message, error_type) \
+  ::frugal::detail::throw_error<error_type>(__FILE__, __LINE__, (message))
+
+/// Throws `error_type` with "where: message", for a failure whose place is the caller's, not
+/// frugal's source: expect_no_outstanding's "after the step", say.
+#define FRUGAL_FAIL_AT(where, message, error_type) \
+  ::frugal::detail::throw_error<error_type>((where), (message))
+
+/// Throws frugal::out_of_memory: `who` (the resource) could not allocate `bytes`; `state` says
+/// what it holds.
+#define FRUGAL_OUT_OF_MEMORY(bytes, state, who) \
+  ::frugal::detail::throw_out_of_memory((bytes), (state), (who))
+
 /// Throws `error_type` with "file:line: message" unless `cond` holds.
-#define FRUGAL_EXPECTS(cond, message, error_type)                                  \
-  do {                                                                             \
-    if (!(cond)) [[unlikely]]                                                      \
-      ::frugal::detail::throw_error<error_type>(__FILE__, __LINE__, (message));    \
+#define FRUGAL_EXPECTS(cond, message, error_type) \
+  do {                                            \
+    if (!(cond)) [[unlikely]]                     \
+      FRUGAL_FAIL((message), error_type);         \
   } while (0)
 
 /// Throws frugal::cuda_error naming the call and the CUDA error unless it returns cudaSuccess.
@@ -131,10 +162,9 @@ template <class Error>
     const auto frugal_cuda_status_ = (call);                                                  \
     if (frugal_cuda_status_ != cudaSuccess) [[unlikely]] {                                    \
       (void)cudaGetLastError();                                                               \
-      ::frugal::detail::throw_error<::frugal::cuda_error>(                                    \
-          __FILE__, __LINE__,                                                                 \
-          std::string(#call) + " failed: " + cudaGetErrorName(frugal_cuda_status_) + ": " +   \
-              cudaGetErrorString(frugal_cuda_status_));                                       \
+      FRUGAL_FAIL(std::string(#call) + " failed: " + cudaGetErrorName(frugal_cuda_status_) +  \
+                      ": " + cudaGetErrorString(frugal_cuda_status_),                         \
+                  ::frugal::cuda_error);                                                      \
     }                                                                                         \
   } while (0)
 

@@ -19,9 +19,9 @@ std::size_t parse_size(std::string_view text) {
   static constexpr std::string_view unit_list =
       "B, KiB/Ki/K, MiB/Mi/M, GiB/Gi/G, TiB/Ti/T (powers of 1024), KB, MB, GB, TB (powers of "
       "1000), or none for bytes";
-  const auto bad = [&](const std::string& why) -> usage_error {
-    return usage_error("size \"" + std::string(text) + "\": " + why + "; units: " +
-                       std::string(unit_list) + " (examples: 80GiB, 80Gi, 80GB, 0.5TiB, 1e9)");
+  const auto bad = [&](const std::string& why) {
+    return "size \"" + std::string(text) + "\": " + why + "; units: " + std::string(unit_list) +
+           " (examples: 80GiB, 80Gi, 80GB, 0.5TiB, 1e9)";
   };
   std::size_t i = 0;
   while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
@@ -37,14 +37,14 @@ std::size_t parse_size(std::string_view text) {
       break;
     }
   }
-  if (!digits) throw bad("no number");
+  if (!digits) FRUGAL_FAIL(bad("no number"), usage_error);
   // An exponent (1e9, 2.5E+3): 'e' followed by digits; "e" alone is no unit either.
   if (i < text.size() && (text[i] == 'e' || text[i] == 'E')) {
     std::size_t j = i + 1;
     if (j < text.size() && (text[j] == '+' || text[j] == '-')) ++j;
     const std::size_t exponent_digits = j;
     while (j < text.size() && std::isdigit(static_cast<unsigned char>(text[j]))) ++j;
-    if (j == exponent_digits) throw bad("an exponent needs digits");
+    if (j == exponent_digits) FRUGAL_FAIL(bad("an exponent needs digits"), usage_error);
     i = j;
   }
   const std::string number(text.substr(number_begin, i - number_begin));
@@ -67,12 +67,12 @@ std::size_t parse_size(std::string_view text) {
       {"kb", 1e3L},     {"mb", 1e6L},    {"gb", 1e9L},     {"tb", 1e12L}};
   const auto u = std::find_if(std::begin(units), std::end(units),
                               [&](const unit_scale& s) { return s.name == unit; });
-  if (u == std::end(units)) throw bad("unknown unit \"" + unit + "\"");
+  if (u == std::end(units)) FRUGAL_FAIL(bad("unknown unit \"" + unit + "\""), usage_error);
   const long double bytes = std::strtold(number.c_str(), nullptr) * u->scale;
-  if (!(bytes < 1.8e19L)) throw bad("too large");
+  if (!(bytes < 1.8e19L)) FRUGAL_FAIL(bad("too large"), usage_error);
   const long double whole = std::round(bytes);
   if (std::fabs(bytes - whole) > 1e-6L * std::max<long double>(1, bytes))
-    throw bad("not a whole number of bytes");
+    FRUGAL_FAIL(bad("not a whole number of bytes"), usage_error);
   return static_cast<std::size_t>(whole);
 }
 
@@ -92,9 +92,9 @@ model_choice resolve_model(const std::string& text) {
                                (text.size() >= 5 && text.ends_with(".json")) ||
                                std::filesystem::exists(text);
   if (!looks_like_file)
-    throw usage_error("--model: unknown model \"" + text + "\"; give a preset (" +
-                      preset_names() + ") or a Hugging Face config.json file");
-  if (!std::filesystem::exists(text)) throw error(text + ": no such file");
+    FRUGAL_FAIL("--model: unknown model \"" + text + "\"; give a preset (" +
+                      preset_names() + ") or a Hugging Face config.json file", usage_error);
+  if (!std::filesystem::exists(text)) FRUGAL_FAIL(text + ": no such file", error);
   return {sim::read_hf_config(text), text, false};
 }
 
@@ -102,8 +102,8 @@ kv::dtype parse_kv_dtype(std::string_view text) {
   try {
     return kv::parse_dtype(text);
   } catch (const invalid_argument&) {
-    throw usage_error("--kv-dtype: unknown KV type \"" + std::string(text) +
-                      "\"; known: fp16, bf16, fp8 (fp8_e4m3), fp8_e5m2, int8, fp32");
+    FRUGAL_FAIL("--kv-dtype: unknown KV type \"" + std::string(text) +
+                      "\"; known: fp16, bf16, fp8 (fp8_e4m3), fp8_e5m2, int8, fp32", usage_error);
   }
 }
 
@@ -182,10 +182,10 @@ std::size_t weight_bytes(const sim::model_shape& m, std::string_view format) {
     for (const matrix_kind& k : matrices(m)) {
       const std::size_t block = f.block;
       if (block != 0 && k.cols % block != 0)
-        throw usage_error("weight format " + std::string(format) + " needs rows that are a " +
+        FRUGAL_FAIL("weight format " + std::string(format) + " needs rows that are a " +
                           "multiple of " + std::to_string(block) + " elements; " +
                           std::string(m.name) + "'s " + k.name + " rows have " +
-                          std::to_string(k.cols));
+                          std::to_string(k.cols), usage_error);
       const quant::layout l = quant::layout_of(f.id, k.rows, k.cols);
       bytes += static_cast<long double>(l.total_bytes) * static_cast<long double>(k.count);
       covered += k.elements();
@@ -194,14 +194,14 @@ std::size_t weight_bytes(const sim::model_shape& m, std::string_view format) {
     const std::uint64_t rest = m.num_parameters > covered ? m.num_parameters - covered : 0;
     return static_cast<std::size_t>(std::ceil(bytes)) + static_cast<std::size_t>(2 * rest);
   }
-  throw usage_error("unknown weight format \"" + std::string(format) +
-                    "\"; known: " + weight_format_names());
+  FRUGAL_FAIL("unknown weight format \"" + std::string(format) +
+                    "\"; known: " + weight_format_names(), usage_error);
 }
 
 void check_bound(double db, std::string_view option) {
   if (!std::isfinite(db) || db < 0)
-    throw usage_error(std::string(option) + " must be a finite number of dB, 0 or more (got " +
-                      strf("%g", db) + ")");
+    FRUGAL_FAIL(std::string(option) + " must be a finite number of dB, 0 or more (got " +
+                      strf("%g", db) + ")", usage_error);
 }
 
 CLI::Validator bound_text() {
@@ -272,7 +272,7 @@ double sqnr_from_json(const json& j) {
     if (s == "-inf") return -std::numeric_limits<double>::infinity();
     if (s == "nan") return std::numeric_limits<double>::quiet_NaN();
   }
-  throw invalid_argument("an SQNR is a number, \"inf\", \"-inf\" or \"nan\", not " + j.dump());
+  FRUGAL_FAIL("an SQNR is a number, \"inf\", \"-inf\" or \"nan\", not " + j.dump(), invalid_argument);
 }
 
 std::string sqnr_text(double db) {

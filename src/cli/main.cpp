@@ -32,13 +32,13 @@ int main(int argc, char** argv) {
       bool known = false;
       for (const CLI::App* sub : app.get_subcommands({})) known = known || sub->check_name(argv[1]);
       if (!known)
-        throw usage_error(std::string("unknown subcommand \"") + argv[1] + "\"; known: " +
+        FRUGAL_FAIL(std::string("unknown subcommand \"") + argv[1] + "\"; known: " +
                           [&] {
                             std::string names;
                             for (const CLI::App* sub : app.get_subcommands({}))
                               names += (names.empty() ? "" : ", ") + sub->get_name();
                             return names;
-                          }());
+                          }(), usage_error);
     }
     app.parse(argc, argv);
     return exit_ok;

@@ -56,24 +56,24 @@ void run_plan(const plan_options& o) {
   const std::size_t gpu_memory = parse_size(o.gpu_memory);
   const std::size_t reserve = parse_size(o.headroom);
   if (reserve >= gpu_memory)
-    throw usage_error("--headroom " + o.headroom + " leaves nothing of --gpu-memory " +
-                      o.gpu_memory);
+    FRUGAL_FAIL("--headroom " + o.headroom + " leaves nothing of --gpu-memory " +
+                      o.gpu_memory, usage_error);
   std::vector<std::string> formats = split_list(o.weights_formats);
   if (formats.empty()) formats = {"fp16"};
   for (const std::string& f : formats)
     if (!is_weight_format(f))
-      throw usage_error("--weights-format: unknown format \"" + f +
-                        "\"; known: " + weight_format_names());
+      FRUGAL_FAIL("--weights-format: unknown format \"" + f +
+                        "\"; known: " + weight_format_names(), usage_error);
   std::vector<kv::dtype> dtypes;
   for (const std::string& d : split_list(o.kv_dtypes)) dtypes.push_back(parse_kv_dtype(d));
   if (dtypes.empty()) dtypes = {kv::dtype::fp16};
   const std::uint32_t context =
       o.context != 0 ? o.context : std::min<std::uint32_t>(4096, model.shape.max_context);
   if (context < 2 || context > model.shape.max_context)
-    throw usage_error("--context " + std::to_string(context) + " is outside 2.." +
+    FRUGAL_FAIL("--context " + std::to_string(context) + " is outside 2.." +
                       std::to_string(model.shape.max_context) + ", " +
-                      std::string(model.shape.name) + "'s context");
-  if (o.page_size == 0) throw usage_error("--page-size must be positive");
+                      std::string(model.shape.name) + "'s context", usage_error);
+  if (o.page_size == 0) FRUGAL_FAIL("--page-size must be positive", usage_error);
 
   json out{{"model", shape_json(model)},
            {"gpu_memory", gpu_memory},

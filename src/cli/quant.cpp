@@ -68,7 +68,7 @@ void run_quant(const quant_options& o) {
     try {
       candidates.push_back(quant::parse_format(name));
     } catch (const invalid_argument& e) {
-      throw usage_error("--formats: " + without_source_location(e.what()));
+      FRUGAL_FAIL("--formats: " + without_source_location(e.what()), usage_error);
     }
   }
   const quant::bound bound = quant::bound::min_sqnr(o.bound_db);
@@ -76,7 +76,7 @@ void run_quant(const quant_options& o) {
     try {
       return quant::safetensors_file{o.file};
     } catch (const error& e) {
-      throw error(without_source_location(e.what()));
+      FRUGAL_FAIL(without_source_location(e.what()), error);
     }
   }();
 
@@ -105,7 +105,7 @@ void run_quant(const quant_options& o) {
       try {
         return file.to_float(t);
       } catch (const error& e) {
-        throw error(one_line(e.what()));
+        FRUGAL_FAIL(one_line(e.what()), error);
       }
     }();
     try {
@@ -122,7 +122,7 @@ void run_quant(const quant_options& o) {
       const quant::model_plan p =
           chosen ? quant::plan({&input, 1}, bound, {&*chosen, 1}, bits)
                  : quant::plan({&input, 1}, bound, candidates, bits);
-      if (p.tensors.size() != 1) throw error("the plan did not return one entry for the tensor");
+      if (p.tensors.size() != 1) FRUGAL_FAIL("the plan did not return one entry for the tensor", error);
       r.plan = p.tensors.front();
       // Kept: no candidate takes the shape, none meets the bound, or the ones that meet it are
       // no smaller than the tensor as stored.
@@ -130,12 +130,14 @@ void run_quant(const quant_options& o) {
         r.kept = r.report.empty() ? "no format takes this shape"
                  : chosen         ? "no format is smaller"
                                   : "no format meets the bound";
+    } catch (const std::bad_alloc&) {
+      throw;  // an allocation failure stays one (out_of_memory, std::bad_alloc)
     } catch (const std::exception& e) {
       // Name the file and the tensor once: quant::plan's messages already name the tensor.
       const std::string tag = "tensor '" + t.name + "': ";
       std::string what = one_line(e.what());
       if (const auto at = what.find(tag); at != std::string::npos) what.erase(0, at + tag.size());
-      throw error(o.file + ": " + tag + what);
+      FRUGAL_FAIL(o.file + ": " + tag + what, error);
     }
     total_before += r.plan.bytes_before;
     total_after += r.plan.bytes_after;

@@ -66,15 +66,14 @@ sim::replay_result run_on(std::span<const sim::trace_event> events, sim::allocat
   if (kind != sim::allocator_kind::cuda) return sim::replay(events, kind, cap);
 #if FRUGAL_HAS_CUDA
   if (device::count() == 0)
-    throw error("--allocator cuda: no CUDA device is present on this machine");
+    FRUGAL_FAIL("--allocator cuda: no CUDA device is present on this machine", error);
   cuda_backend backend(cap);
   sim::replay_result r = sim::replay(events, backend);
   r.cap = cap;
   return r;
 #else
-  throw error(
-      "--allocator cuda: this frugal was built without CUDA; use pool, arena, first-fit or "
-      "malloc");
+  FRUGAL_FAIL("--allocator cuda: this frugal was built without CUDA; use pool, arena, first-fit or "
+      "malloc", error);
 #endif
 }
 
@@ -155,10 +154,10 @@ std::string timeline_svg(const sim::replay_result& r, const std::string& title) 
 
 void write_file(const std::string& path, const std::string& text, const char* what) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out.is_open()) throw error(path + ": cannot write " + what + ": " + std::strerror(errno));
+  if (!out.is_open()) FRUGAL_FAIL(path + ": cannot write " + what + ": " + std::strerror(errno), error);
   out << text;
   out.close();
-  if (!out) throw error(path + ": cannot write " + what);
+  if (!out) FRUGAL_FAIL(path + ": cannot write " + what, error);
 }
 
 std::string percent_over(std::size_t reserved, std::size_t in_use) {
@@ -176,14 +175,14 @@ std::string rate_text(double rate) {
 
 void run_replay(const replay_options& o) {
   if (o.trace.empty() == o.synthetic.empty())
-    throw usage_error("give a TRACE file or --synthetic GPU_MEMORY (one of them)");
+    FRUGAL_FAIL("give a TRACE file or --synthetic GPU_MEMORY (one of them)", usage_error);
   if (!o.write_trace.empty() && o.synthetic.empty())
-    throw usage_error("--write-trace saves the --synthetic trace; it needs --synthetic");
+    FRUGAL_FAIL("--write-trace saves the --synthetic trace; it needs --synthetic", usage_error);
   const sim::allocator_kind kind = sim::parse_allocator_kind(o.allocator);
   std::size_t cap = sim::no_cap;
   if (!o.cap.empty()) {
     cap = parse_size(o.cap);
-    if (cap == 0) throw usage_error("--cap must be positive");
+    if (cap == 0) FRUGAL_FAIL("--cap must be positive", usage_error);
   }
 
   sim::trace t;
@@ -198,17 +197,17 @@ void run_replay(const replay_options& o) {
     try {
       t.events = sim::serving_trace(s);
     } catch (const invalid_argument& e) {
-      throw usage_error("--synthetic: " + without_source_location(e.what()));
+      FRUGAL_FAIL("--synthetic: " + without_source_location(e.what()), usage_error);
     }
     for (const auto& e : t.events)
       (e.action == sim::trace_action::allocate ? t.allocations : t.frees) += 1;
     if (!o.write_trace.empty()) {
       std::ofstream out(o.write_trace, std::ios::binary | std::ios::trunc);
       if (!out.is_open())
-        throw error(o.write_trace + ": cannot write trace: " + std::strerror(errno));
+        FRUGAL_FAIL(o.write_trace + ": cannot write trace: " + std::strerror(errno), error);
       sim::write_rmm_log(out, t.events);
       out.close();
-      if (!out) throw error(o.write_trace + ": cannot write trace");
+      if (!out) FRUGAL_FAIL(o.write_trace + ": cannot write trace", error);
     }
   }
 
@@ -218,7 +217,7 @@ void run_replay(const replay_options& o) {
     } catch (const invalid_argument& e) {
       // A cap the allocator cannot take (the pool's 1 TiB chunk limit): about the option.
       if (cap == sim::no_cap) throw;
-      throw usage_error("--cap " + o.cap + ": " + one_line(e.what()));
+      FRUGAL_FAIL("--cap " + o.cap + ": " + one_line(e.what()), usage_error);
     }
   }();
   const std::string cap_text = cap == sim::no_cap ? "none" : format_bytes(cap);

@@ -209,17 +209,17 @@ void run_report(options o) {
   if (std::find(known.begin(), known.end(), o.workload) == known.end()) {
     std::string names;
     for (const std::string& n : known) names += (names.empty() ? "" : ", ") + n;
-    throw usage_error("--workload: unknown workload \"" + o.workload + "\"; known: " + names);
+    FRUGAL_FAIL("--workload: unknown workload \"" + o.workload + "\"; known: " + names, usage_error);
   }
   if (o.max_len < 2 || o.max_len > model.shape.max_context)
-    throw usage_error("--max-len " + std::to_string(o.max_len) + " is outside 2.." +
+    FRUGAL_FAIL("--max-len " + std::to_string(o.max_len) + " is outside 2.." +
                       std::to_string(model.shape.max_context) + ", " +
-                      std::string(model.shape.name) + "'s context");
+                      std::string(model.shape.name) + "'s context", usage_error);
   check_bound(o.min_sqnr_db, "--min-sqnr");
   if (o.requests == 0 || o.sample_rows == 0 || o.trace_steps == 0 || o.leak_steps == 0)
-    throw usage_error("--requests, --sample-rows, --trace-steps and --leak-steps must be positive");
+    FRUGAL_FAIL("--requests, --sample-rows, --trace-steps and --leak-steps must be positive", usage_error);
   if (!o.weights_file.empty() && !std::filesystem::exists(o.weights_file))
-    throw error(o.weights_file + ": no such file");
+    FRUGAL_FAIL(o.weights_file + ": no such file", error);
   // Does the budget hold FP16 weights, the workspace and one sequence? When not, the report
   // still plans the weights and, if the plan fits, runs the serving sections with it.
   sim::config fit;
@@ -256,8 +256,8 @@ void run_report(options o) {
     try {
       (void)sim::budget(fit);
     } catch (const invalid_argument& e) {
-      throw usage_error("--gpu-memory: " + fp16_problem + "; nor does the weight plan (" +
-                        format_bytes(planned_bytes) + "): " + one_line(e.what()));
+      FRUGAL_FAIL("--gpu-memory: " + fp16_problem + "; nor does the weight plan (" +
+                        format_bytes(planned_bytes) + "): " + one_line(e.what()), usage_error);
     }
     report["scenario"]["fp16_problem"] = fp16_problem;
   }
@@ -265,7 +265,7 @@ void run_report(options o) {
     report["fragmentation"] = fragmentation_section(o, model.shape, p);
   } catch (const invalid_argument& e) {
     // The replay's pool preallocates the GPU: a size it cannot take is about --gpu-memory.
-    throw usage_error("--gpu-memory " + o.gpu_memory + ": " + one_line(e.what()));
+    FRUGAL_FAIL("--gpu-memory " + o.gpu_memory + ": " + one_line(e.what()), usage_error);
   }
   json serving = serving_sections(o, model, planned_bytes, fp16_fits, p);
   report["kv"] = std::move(serving["kv"]);

@@ -10,7 +10,7 @@
 #include <frugal/quant/safetensors.hpp>
 #include <frugal/sim/simulator.hpp>
 #include <frugal/sim/trace.hpp>
-#include <frugal/tensor/float16.hpp>
+#include <frugal/numeric/float16.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -113,7 +113,7 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
           {t.name, rows, cols, 1, sample_rows(*file, t, rows, cols, o.sample_rows)});
     }
     if (matrices_to_plan.empty())
-      throw error(o.weights_file + ": no F32, F16 or BF16 tensor to quantize");
+      FRUGAL_FAIL(o.weights_file + ": no F32, F16 or BF16 tensor to quantize", error);
   }
 
   const quant::bound bound = quant::bound::min_sqnr(o.min_sqnr_db);
@@ -131,8 +131,10 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
     quant::model_plan plan;
     try {
       plan = quant::plan(std::span(&input, 1), bound);
+    } catch (const std::bad_alloc&) {
+      throw;  // an allocation failure stays one (out_of_memory, std::bad_alloc)
     } catch (const std::exception& e) {
-      throw error(source + ": tensor " + s.name + ": " + one_line(e.what()));
+      FRUGAL_FAIL(source + ": tensor " + s.name + ": " + one_line(e.what()), error);
     }
     const quant::tensor_plan& t = plan.tensors.at(0);
     const long double elements = static_cast<long double>(s.rows) * s.cols * s.count;

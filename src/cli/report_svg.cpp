@@ -233,7 +233,7 @@ void write(const std::filesystem::path& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
   out.close();
-  if (!out) throw error(path.string() + ": cannot write the picture");
+  if (!out) FRUGAL_FAIL(path.string() + ": cannot write the picture", error);
 }
 
 }  // namespace
@@ -241,7 +241,7 @@ void write(const std::filesystem::path& path, const std::string& text) {
 std::vector<std::string> write_pictures(const json& report, const std::filesystem::path& dir) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
-  if (ec) throw error(dir.string() + ": cannot create the folder: " + ec.message());
+  if (ec) FRUGAL_FAIL(dir.string() + ": cannot create the folder: " + ec.message(), error);
   const std::vector<std::pair<std::string, std::string>> pictures{
       {"memory_over_time.svg", memory_over_time(report)},
       {"kv_static_vs_paged.svg", kv_static_vs_paged(report)},

@@ -289,7 +289,7 @@ sequence cache::add_sequence(std::span<const token_id> tokens, std::uint64_t ext
   if (auto seq = try_add_sequence(tokens, extra_key)) return std::move(*seq);
   const std::size_t page_size = layout().page_size;
   const std::size_t needed = (tokens.size() + page_size - 1) / page_size;
-  throw out_of_memory(needed * layout().page_bytes(),
+  FRUGAL_OUT_OF_MEMORY(needed * layout().page_bytes(),
                       std::to_string(needed) + " pages needed, " + std::to_string(num_free_pages()) +
                           " free (" + std::to_string(cached_count_) + " of them cached), " +
                           std::to_string(watermark_pages()) + " kept free by the watermark",
@@ -342,7 +342,7 @@ bool cache::try_append(sequence& seq, std::span<const token_id> new_tokens) {
 
 void cache::append(sequence& seq, std::span<const token_id> new_tokens) {
   if (try_append(seq, new_tokens)) return;
-  throw out_of_memory(new_tokens.size() * layout().token_bytes() * 2 * layout().num_layers,
+  FRUGAL_OUT_OF_MEMORY(new_tokens.size() * layout().token_bytes() * 2 * layout().num_layers,
                       "no free page for the appended tokens: " + std::to_string(num_free_pages()) +
                           " free",
                       "kv::cache");
@@ -402,7 +402,7 @@ std::vector<copy_op> cache::swap_out(sequence& seq) {
   FRUGAL_EXPECTS(host_ != nullptr, "kv::cache::swap_out: the cache has no host tier (host_pages)",
                  invalid_argument);
   if (host_->num_free() < s.pages.size())
-    throw out_of_memory(s.pages.size() * layout().page_bytes(),
+    FRUGAL_OUT_OF_MEMORY(s.pages.size() * layout().page_bytes(),
                         std::to_string(s.pages.size()) + " host pages needed, " +
                             std::to_string(host_->num_free()) + " free",
                         "kv::cache host tier");
@@ -426,7 +426,7 @@ std::vector<copy_op> cache::swap_in(sequence& seq) {
   sequence_state& s = state_of(seq, "swap_in");
   FRUGAL_EXPECTS(s.swapped, "kv::cache::swap_in: the sequence is not swapped out", invalid_argument);
   if (num_free_pages() < s.host.size())
-    throw out_of_memory(s.host.size() * layout().page_bytes(),
+    FRUGAL_OUT_OF_MEMORY(s.host.size() * layout().page_bytes(),
                         std::to_string(s.host.size()) + " pages needed, " +
                             std::to_string(num_free_pages()) + " free",
                         "kv::cache");

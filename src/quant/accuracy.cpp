@@ -103,7 +103,7 @@ tensor_plan plan_one(std::string name, std::span<const float> data, std::size_t 
   try {
     report = report_into(data, cols, b, candidates, opts, restored);
   } catch (const invalid_argument& e) {
-    throw invalid_argument("quant::plan: tensor '" + p.name + "': " + e.what());
+    FRUGAL_FAIL("quant::plan: tensor '" + p.name + "': " + e.what(), invalid_argument);
   }
   const auto best = std::find_if(report.begin(), report.end(),
                                  [](const candidate& c) { return c.meets_bound; });

@@ -14,7 +14,7 @@ std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to *
 
 std::size_t checked_mul(std::size_t a, std::size_t b) {
   if (a != 0 && b > std::numeric_limits<std::size_t>::max() / a)
-    throw invalid_argument("quant: tensor size overflows std::size_t");
+    FRUGAL_FAIL("quant: tensor size overflows std::size_t", invalid_argument);
   return a * b;
 }
 
@@ -28,19 +28,19 @@ format parse_format(std::string_view name) {
     if (!known.empty()) known += ", ";
     known += f.name;
   }
-  throw invalid_argument("quant: unknown format '" + std::string(name) + "'; known formats: " +
-                         known);
+  FRUGAL_FAIL("quant: unknown format '" + std::string(name) + "'; known formats: " +
+                         known, invalid_argument);
 }
 
 layout layout_of(format f, std::size_t rows, std::size_t cols) {
   const format_info& fi = info(f);
   if (rows == 0 || cols == 0)
-    throw invalid_argument("quant: " + std::string(fi.name) + " needs a non-empty tensor, got " +
-                           std::to_string(rows) + " x " + std::to_string(cols));
+    FRUGAL_FAIL("quant: " + std::string(fi.name) + " needs a non-empty tensor, got " +
+                           std::to_string(rows) + " x " + std::to_string(cols), invalid_argument);
   if (fi.shared_by == granularity::block && cols % fi.block != 0)
-    throw invalid_argument("quant: " + std::string(fi.name) + " needs a row length divisible by " +
+    FRUGAL_FAIL("quant: " + std::string(fi.name) + " needs a row length divisible by " +
                            std::to_string(fi.block) + ", got " + std::to_string(cols) +
-                           " (pad the rows or pick a format with a smaller block)");
+                           " (pad the rows or pick a format with a smaller block)", invalid_argument);
   layout l;
   l.rows = rows;
   l.cols = cols;
@@ -63,7 +63,7 @@ layout layout_of(format f, std::size_t rows, std::size_t cols) {
       break;
   }
   if (elements > std::numeric_limits<std::size_t>::max() / 8)
-    throw invalid_argument("quant: tensor size overflows std::size_t");
+    FRUGAL_FAIL("quant: tensor size overflows std::size_t", invalid_argument);
   if (fi.scale == scale_kind::f16_inline) {
     const std::size_t record = 2 + fi.block * fi.element_bits / 8;  // 34 (q8_0) or 18 (q4_0)
     l.values_bytes = checked_mul(l.groups, record);
@@ -72,7 +72,7 @@ layout layout_of(format f, std::size_t rows, std::size_t cols) {
   }
   l.values_bytes = fi.element_bits == 8 ? elements : rows * (cols / 2);
   if (fi.element_bits == 4 && cols % 2 != 0)
-    throw invalid_argument("quant: " + std::string(fi.name) + " needs an even row length");
+    FRUGAL_FAIL("quant: " + std::string(fi.name) + " needs an even row length", invalid_argument);
   std::size_t offset = round_up(l.values_bytes, region_alignment);
   l.scales_offset = offset;
   l.scales_bytes = l.groups * (fi.scale == scale_kind::f32 ? sizeof(float) : 1);

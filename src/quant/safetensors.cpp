@@ -3,7 +3,7 @@
 // frugal::error, so the parser can be fuzzed through safetensors_file::from_bytes.
 #include <frugal/error.hpp>
 #include <frugal/quant/safetensors.hpp>
-#include <frugal/tensor/float16.hpp>
+#include <frugal/numeric/float16.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -142,7 +142,9 @@ struct safetensors_file::impl {
   tensor_entry parse_entry(const std::string& key, const nlohmann::json& value) const;
 };
 
-// Throws frugal::error "file:line: safetensors NAME: MESSAGE" unless `cond` holds.
+// Throws frugal::error "file:line: safetensors NAME: MESSAGE" (unless `cond` holds).
+#define FRUGAL_SAFETENSORS_FAIL(message) \
+  FRUGAL_FAIL("safetensors " + name + ": " + (message), ::frugal::error)
 #define FRUGAL_SAFETENSORS_EXPECTS(cond, message) \
   FRUGAL_EXPECTS(cond, "safetensors " + name + ": " + (message), ::frugal::error)
 
@@ -226,7 +228,7 @@ void safetensors_file::impl::parse() {
   try {
     json = nlohmann::json::parse(header.begin(), header.end());
   } catch (const nlohmann::json::exception& e) {
-    FRUGAL_SAFETENSORS_EXPECTS(false, std::string("malformed JSON header: ") + e.what());
+    FRUGAL_SAFETENSORS_FAIL(std::string("malformed JSON header: ") + e.what());
   }
   FRUGAL_SAFETENSORS_EXPECTS(json.is_object(), "malformed header: the JSON is not an object");
 
@@ -265,7 +267,7 @@ safetensors_file::safetensors_file(const std::filesystem::path& path) : impl_(ne
     struct stat st {};
     if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
       ::close(fd);
-      FRUGAL_SAFETENSORS_EXPECTS(false, "not a regular file");
+      FRUGAL_SAFETENSORS_FAIL("not a regular file");
     }
     impl_->image_bytes = static_cast<std::size_t>(st.st_size);
     if (impl_->image_bytes > 0) {
@@ -284,9 +286,12 @@ safetensors_file::safetensors_file(const std::filesystem::path& path) : impl_(ne
   } catch (const frugal::error&) {
     delete impl_;
     throw;
+  } catch (const std::bad_alloc&) {
+    delete impl_;
+    throw;  // an allocation failure stays one
   } catch (const std::exception& e) {
     delete impl_;
-    FRUGAL_SAFETENSORS_EXPECTS(false, e.what());
+    FRUGAL_SAFETENSORS_FAIL(e.what());
   }
 }
 
@@ -300,8 +305,10 @@ safetensors_file safetensors_file::from_bytes(std::span<const std::byte> bytes, 
     file.impl_->parse();
   } catch (const frugal::error&) {
     throw;
+  } catch (const std::bad_alloc&) {
+    throw;  // an allocation failure stays one
   } catch (const std::exception& e) {
-    FRUGAL_SAFETENSORS_EXPECTS(false, e.what());
+    FRUGAL_SAFETENSORS_FAIL(e.what());
   }
   return file;
 }

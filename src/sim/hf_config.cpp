@@ -30,7 +30,7 @@ std::string_view keep_name(std::string name) {
 }
 
 [[noreturn]] void fail(std::string_view source, const std::string& problem) {
-  throw error(std::string(source) + ": " + problem);
+  FRUGAL_FAIL_AT(source, problem, error);
 }
 
 /// The positive integer field `key`; `fallback` when absent and fallback != 0.

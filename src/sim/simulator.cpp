@@ -39,10 +39,10 @@ constexpr std::array<std::string_view, 2> policy_names{"static", "dynamic"};
 const workload_spec& find_workload(std::string_view name) {
   for (const workload_spec& w : workload_specs)
     if (w.name == name) return w;
-  throw invalid_argument("frugal::sim: unknown workload \"" + std::string(name) + "\"; known: " +
+  FRUGAL_FAIL("frugal::sim: unknown workload \"" + std::string(name) + "\"; known: " +
                          detail::known_names(workload_specs, [](const workload_spec& w) {
                            return w.name;
-                         }));
+                         }), invalid_argument);
 }
 
 /// The drawn request stream: lengths and arrival steps, the same for both policies.
@@ -121,8 +121,8 @@ setup prepare(const config& c, bool draw_requests = true) {
   s.model = c.model_override ? &*c.model_override : &find_model(c.model);
   const workload_spec& w = find_workload(c.workload);
   if (std::find(policy_names.begin(), policy_names.end(), c.policy) == policy_names.end())
-    throw invalid_argument("frugal::sim: unknown policy \"" + c.policy + "\"; known: " +
-                           detail::known_names(policy_names, [](std::string_view p) { return p; }));
+    FRUGAL_FAIL("frugal::sim: unknown policy \"" + c.policy + "\"; known: " +
+                           detail::known_names(policy_names, [](std::string_view p) { return p; }), invalid_argument);
   const std::size_t weight_bytes_exact =
       c.weight_bytes_override != 0 ? c.weight_bytes_override : weight_bytes(*s.model, c.weights);
   s.weights_exact = weight_bytes_exact;
@@ -344,8 +344,8 @@ result run_dynamic(const config& c, setup& s, device_type& device) {
   const auto check = [&](const char* when) {
     if (!cache.is_valid()) {
       r.cache_valid = false;
-      throw error(std::string("frugal::sim: kv::cache::is_valid() failed ") + when +
-                  " (step " + std::to_string(r.steps) + ")");
+      FRUGAL_FAIL(std::string("frugal::sim: kv::cache::is_valid() failed ") + when +
+                  " (step " + std::to_string(r.steps) + ")", error);
     }
   };
 
@@ -372,10 +372,10 @@ result run_dynamic(const config& c, setup& s, device_type& device) {
     if (plan.sequences.empty()) {
       // Nothing computed: not a step. With work queued that cannot start, the run is stuck.
       if (sched.has_unfinished() && ++empty_plans > 2)
-        throw error("frugal::sim: no progress: " + std::to_string(sched.num_waiting()) +
+        FRUGAL_FAIL("frugal::sim: no progress: " + std::to_string(sched.num_waiting()) +
                     " waiting, " + std::to_string(sched.num_running()) + " running, " +
                     std::to_string(cache.num_free_pages()) + " of " +
-                    std::to_string(cache.num_pages()) + " pages free");
+                    std::to_string(cache.num_pages()) + " pages free", error);
       continue;
     }
     empty_plans = 0;

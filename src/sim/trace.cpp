@@ -34,7 +34,7 @@ namespace {
 // ---- parsing -------------------------------------------------------------------------------
 
 [[noreturn]] void fail(const std::string& source, std::size_t line, const std::string& what) {
-  throw error(source + ":" + std::to_string(line) + ": " + what);
+  FRUGAL_FAIL_AT(source + ":" + std::to_string(line), what, error);
 }
 
 std::string_view trim(std::string_view s) noexcept {
@@ -173,9 +173,9 @@ trace parse_rmm_log(std::istream& in, std::string source_name) {
 trace parse_rmm_log_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
-    throw error(path + ": is a directory, not a trace file");
+    FRUGAL_FAIL(path + ": is a directory, not a trace file", error);
   std::ifstream in(path, std::ios::binary);
-  if (!in.is_open()) throw error(path + ": cannot open trace: " + std::strerror(errno));
+  if (!in.is_open()) FRUGAL_FAIL(path + ": cannot open trace: " + std::strerror(errno), error);
   return parse_rmm_log(in, path);
 }
 
@@ -210,10 +210,9 @@ allocator_kind parse_allocator_kind(std::string_view name) {
                  allocator_kind::malloc, allocator_kind::cuda})
     if (name == to_string(k)) return k;
   if (name == "first_fit") return allocator_kind::first_fit;
-  FRUGAL_EXPECTS(false,
-                 "unknown allocator '" + std::string(name) +
-                     "' (known: pool, arena, first-fit, malloc, cuda)",
-                 invalid_argument);
+  FRUGAL_FAIL("unknown allocator '" + std::string(name) +
+                  "' (known: pool, arena, first-fit, malloc, cuda)",
+              invalid_argument);
   return allocator_kind::pool;
 }
 

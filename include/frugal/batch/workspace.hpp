@@ -191,7 +191,7 @@ class workspace {
     if (bytes == 0) return nullptr;
     void* p = try_allocate(bytes, alignment);
     if (p == nullptr)
-      throw out_of_memory(bytes,
+      FRUGAL_OUT_OF_MEMORY(bytes,
                           "step capacity " + format_bytes(capacity()) + ", in use " +
                               format_bytes(bytes_in_use()) + ", max " +
                               format_bytes(options_.max_bytes),
@@ -279,7 +279,7 @@ class workspace {
   /// @throws out_of_memory, the old capacity re-acquired (best effort)
   void replace_chunk(std::size_t target, std::size_t need) {
     if (need > options_.max_bytes)
-      throw out_of_memory(need, "max_bytes " + format_bytes(options_.max_bytes) + ", reserved " +
+      FRUGAL_OUT_OF_MEMORY(need, "max_bytes " + format_bytes(options_.max_bytes) + ", reserved " +
                                     format_bytes(capacity()),
                           "batch::workspace");
     const std::size_t old = capacity();
@@ -288,7 +288,7 @@ class workspace {
       arena_ = std::make_unique<arena_type>(upstream_, arena_options_for(target));
     } catch (const out_of_memory&) {
       if (old != 0) try_replace_chunk(old);
-      throw out_of_memory(need, "the upstream refused " + format_bytes(target) +
+      FRUGAL_OUT_OF_MEMORY(need, "the upstream refused " + format_bytes(target) +
                                     " (reserved before: " + format_bytes(old) + ")",
                           "batch::workspace");
     }

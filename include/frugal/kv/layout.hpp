@@ -51,11 +51,9 @@ inline dtype parse_dtype(std::string_view name) {
   for (const dtype t : {dtype::fp16, dtype::bf16, dtype::fp8_e4m3, dtype::fp8_e5m2, dtype::int8,
                         dtype::fp32})
     if (to_string(t) == name) return t;
-  FRUGAL_EXPECTS(false,
-                 "kv: unknown KV dtype \"" + std::string(name) +
-                     "\"; known: fp16, bf16, fp8 (fp8_e4m3), fp8_e5m2, int8, fp32",
-                 invalid_argument);
-  return dtype::fp16;
+  FRUGAL_FAIL("kv: unknown KV dtype \"" + std::string(name) +
+                  "\"; known: fp16, bf16, fp8 (fp8_e4m3), fp8_e5m2, int8, fp32",
+              invalid_argument);
 }
 
 /// @brief The shape of a paged KV cache. Validated by validate() (every kv constructor calls it).

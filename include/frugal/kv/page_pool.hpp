@@ -4,6 +4,7 @@
 //   auto id = pages.allocate();   std::byte* k = pages.address(layer, id, 0, slot, head);
 #pragma once
 
+#include <frugal/kv/copy_op.hpp>
 #include <frugal/kv/layout.hpp>
 #include <frugal/mr/block.hpp>
 #include <frugal/mr/resource_ref.hpp>
@@ -16,21 +17,6 @@
 #include <vector>
 
 namespace frugal::kv {
-
-using page_id = std::uint32_t;
-
-/// @brief Which pools a copy_op reads and writes: the cache's device pool or its host tier.
-enum class copy_kind : std::uint8_t { device_to_device, device_to_host, host_to_device };
-
-/// @brief One page copy the engine must perform: the contents of page `src` into page `dst`.
-/// Lists of copies must be performed in order (a later copy may overwrite an earlier one's
-/// source or destination).
-struct copy_op {
-  page_id src;
-  page_id dst;
-  copy_kind kind = copy_kind::device_to_device;
-  friend bool operator==(const copy_op&, const copy_op&) = default;
-};
 
 /// @brief Where a kernel finds (layer, page, K or V, slot, head, dim), in bytes from `base`:
 /// base + page * page_stride + layer * layer_stride + kv * kv_stride + slot * slot_stride +
@@ -85,7 +71,7 @@ class page_pool {
   /// @throws out_of_memory when no page is free
   page_id allocate() {
     if (auto id = try_allocate()) return *id;
-    throw out_of_memory(layout_.page_bytes(),
+    FRUGAL_OUT_OF_MEMORY(layout_.page_bytes(),
                         "all " + std::to_string(num_pages()) + " pages are in use",
                         "kv::page_pool");
   }

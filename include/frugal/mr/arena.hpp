@@ -6,6 +6,7 @@
 
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/host_resource.hpp>
+#include <frugal/mr/resource_stats.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -51,7 +52,7 @@ class arena_resource : public detail::forward_properties<arena_resource<Upstream
     FRUGAL_EXPECTS(options_.initial_size <= options_.max_size,
                    "arena_resource: initial_size exceeds max_size", invalid_argument);
     if (options_.initial_size > 0 && !add_chunk(options_.initial_size, default_alignment, 0))
-      throw out_of_memory(options_.initial_size, "the upstream refused the initial reservation",
+      FRUGAL_OUT_OF_MEMORY(options_.initial_size, "the upstream refused the initial reservation",
                           "arena_resource");
   }
 
@@ -71,7 +72,7 @@ class arena_resource : public detail::forward_properties<arena_resource<Upstream
     if (bytes == 0) return nullptr;
     void* p = try_allocate(bytes, alignment);
     if (p == nullptr) [[unlikely]]
-      throw out_of_memory(bytes, describe(stats()), "arena_resource");
+      FRUGAL_OUT_OF_MEMORY(bytes, describe(stats()), "arena_resource");
     return p;
   }
 

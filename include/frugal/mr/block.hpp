@@ -6,6 +6,7 @@
 
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/host_resource.hpp>
+#include <frugal/mr/resource_stats.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -59,7 +60,7 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
                                                   : 64;
     if (first_slab_blocks_ == 0) first_slab_blocks_ = slab_blocks_;
     if (options_.initial_blocks > 0 && !add_slab())
-      throw out_of_memory(static_cast<std::size_t>(options_.initial_blocks) * stride_,
+      FRUGAL_OUT_OF_MEMORY(static_cast<std::size_t>(options_.initial_blocks) * stride_,
                           "the upstream refused the first slab", "block_resource");
   }
 
@@ -84,7 +85,7 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
   /// @brief One block's id. @throws out_of_memory when none is free and growth fails.
   block_id allocate_id() {
     if (auto id = try_allocate_id()) return *id;
-    throw out_of_memory(block_size_, describe(stats()), "block_resource");
+    FRUGAL_OUT_OF_MEMORY(block_size_, describe(stats()), "block_resource");
   }
 
   /// @brief Fills `out` with out.size() block ids, all or nothing: on failure nothing changes
@@ -108,7 +109,7 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
   /// @brief As try_allocate_n. @throws out_of_memory naming the bytes of all n blocks.
   void allocate_n(std::span<block_id> out) {
     if (!try_allocate_n(out))
-      throw out_of_memory(out.size() * block_size_,
+      FRUGAL_OUT_OF_MEMORY(out.size() * block_size_,
                           std::to_string(out.size()) + " blocks of " + format_bytes(block_size_) +
                               " requested, " + std::to_string(num_free()) + " free; " +
                               describe(stats()),
@@ -175,7 +176,7 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
     if (bytes > block_size_) {
       // An overflowing size is an out-of-memory like everywhere else; a merely large one is misuse.
       if (!detail::fits_with_alignment(bytes, alignment))
-        throw out_of_memory(bytes, describe(stats()), "block_resource");
+        FRUGAL_OUT_OF_MEMORY(bytes, describe(stats()), "block_resource");
       detail::throw_error<invalid_argument>(
           __FILE__, __LINE__,
           "block_resource: " + std::to_string(bytes) + " bytes requested from blocks of " +

@@ -17,6 +17,7 @@
 #include <frugal/mr/detail/cuda_driver.hpp>
 #include <frugal/mr/detail/cuda_support.hpp>
 #include <frugal/mr/detail/range_map.hpp>
+#include <frugal/mr/resource_stats.hpp>
 
 #include <cudaTypedefs.h>
 #include <cuda_runtime_api.h>
@@ -112,7 +113,7 @@ class cuda_virtual_resource {
     CUdeviceptr base = 0;
     const CUresult result = s.driver->mem_address_reserve(&base, reserved, s.granularity, 0, 0);
     if (result == CUDA_ERROR_OUT_OF_MEMORY)
-      throw out_of_memory(reserved, "cannot reserve that much virtual address space", who);
+      FRUGAL_OUT_OF_MEMORY(reserved, "cannot reserve that much virtual address space", who);
     s.driver->check(result, "cuMemAddressReserve");
     s.base = base;
     s.reserved_bytes = reserved;
@@ -142,7 +143,7 @@ class cuda_virtual_resource {
                    invalid_argument);
     if (bytes == 0) return nullptr;
     if (bytes > s.reserved_bytes)
-      throw out_of_memory(bytes,
+      FRUGAL_OUT_OF_MEMORY(bytes,
                           describe(stats()) + "; larger than the reserved address space of " +
                               format_bytes(s.reserved_bytes),
                           who);
@@ -150,7 +151,7 @@ class cuda_virtual_resource {
     const std::size_t unit_alignment = alignment > unit_bytes ? alignment / unit_bytes : 1;
     const auto start = s.ranges.find_first_fit(units, unit_alignment);
     if (!start)
-      throw out_of_memory(bytes, describe(stats()) + "; the reserved address space of " +
+      FRUGAL_OUT_OF_MEMORY(bytes, describe(stats()) + "; the reserved address space of " +
                                      format_bytes(s.reserved_bytes) + " has no free range that fits",
                           who);
 
@@ -366,7 +367,7 @@ class cuda_virtual_resource {
         now.bytes_reserved = committed_granules * granularity;
         now.largest_free_block = ranges.largest_free() * unit_bytes;
         now.allocations = live.size();
-        throw out_of_memory(bytes,
+        FRUGAL_OUT_OF_MEMORY(bytes,
                             describe(now) + "; " + call + " could not back a " +
                                 format_bytes(granularity) + " granule; " +
                                 detail::device_memory_state(device),

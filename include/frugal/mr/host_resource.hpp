@@ -5,6 +5,7 @@
 #pragma once
 
 #include <frugal/mr/concepts.hpp>
+#include <frugal/mr/resource_ref.hpp>
 
 #include <new>
 
@@ -18,7 +19,7 @@ class host_resource {
     detail::check_alignment(alignment, "host_resource");
     if (bytes == 0) return nullptr;
     void* p = try_allocate(bytes, alignment);
-    if (p == nullptr) throw out_of_memory(bytes, "the system allocator refused", "host_resource");
+    if (p == nullptr) FRUGAL_OUT_OF_MEMORY(bytes, "the system allocator refused", "host_resource");
     return p;
   }
 
@@ -28,7 +29,8 @@ class host_resource {
     return ::operator new(bytes, std::align_val_t{alignment}, std::nothrow);
   }
 
-  void deallocate(void* p, std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
+  void deallocate(void* p, std::size_t /*bytes*/,
+                  std::size_t alignment = default_alignment) noexcept {
     if (p == nullptr) return;
     ::operator delete(p, std::align_val_t{alignment});  // unsized: no -fsized-deallocation needed
   }

@@ -8,6 +8,8 @@
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/detail/byte_counter.hpp>
 #include <frugal/mr/host_resource.hpp>
+#include <frugal/mr/resource_ref.hpp>
+#include <frugal/mr/resource_stats.hpp>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -42,7 +44,7 @@ class limit_adaptor : public detail::forward_properties<limit_adaptor<R>, R> {
   void* allocate(std::size_t bytes, std::size_t alignment = default_alignment) {
     detail::check_alignment(alignment, "limit_adaptor");
     if (bytes == 0) return nullptr;
-    if (!fits(bytes)) throw out_of_memory(bytes, describe_state(), "limit_adaptor");
+    if (!fits(bytes)) FRUGAL_OUT_OF_MEMORY(bytes, describe_state(), "limit_adaptor");
     void* p = upstream_.allocate(bytes, alignment);
     if (p != nullptr) counter_.count(bytes);
     return p;

@@ -5,8 +5,10 @@
 #pragma once
 
 #include <frugal/mr/concepts.hpp>
-#include <frugal/mr/detail/pointer_map.hpp>
+#include <frugal/detail/pointer_map.hpp>
 #include <frugal/mr/host_resource.hpp>
+#include <frugal/mr/resource_ref.hpp>
+#include <frugal/mr/resource_stats.hpp>
 
 #include <algorithm>
 #include <array>
@@ -80,7 +82,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     if (options_.initial_size > 0) {
       const std::size_t bytes = detail::align_up(options_.initial_size, granularity);
       if (grow(bytes, granularity, bytes) == npos)
-        throw out_of_memory(bytes, "the upstream refused the initial reservation", "pool_resource");
+        FRUGAL_OUT_OF_MEMORY(bytes, "the upstream refused the initial reservation", "pool_resource");
     }
   }
 
@@ -110,7 +112,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
         state += "; beyond the largest block a pool holds, just under 1 TiB (" +
                  std::to_string(max_block_bytes) +
                  " bytes: block sizes count 256-byte granules in 32 bits)";
-      throw out_of_memory(bytes, std::move(state), "pool_resource");
+      FRUGAL_OUT_OF_MEMORY(bytes, std::move(state), "pool_resource");
     }
     return p;
   }

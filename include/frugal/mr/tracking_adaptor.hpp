@@ -6,6 +6,8 @@
 
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/host_resource.hpp>
+#include <frugal/mr/resource_ref.hpp>
+#include <frugal/mr/resource_stats.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -110,9 +112,14 @@ inline std::string tag_row(std::string_view tag, std::string_view count, std::st
 inline std::string tag_table(const std::vector<tag_usage>& groups) {
   std::string text = tag_row("tag", "count", "bytes", "", "oldest");
   for (const tag_usage& g : groups) {
+    // Appended, not "(" + string: GCC 12 misreads the inlined insert as overlapping (-Wrestrict,
+    // GCC bug 105651).
+    std::string human(1, '('), oldest(1, '#');
+    human += format_bytes(g.bytes);
+    human += ')';
+    oldest += std::to_string(g.oldest);
     text += tag_row(g.tag.empty() ? std::string_view("(untagged)") : std::string_view(g.tag),
-                    std::to_string(g.count), std::to_string(g.bytes),
-                    "(" + format_bytes(g.bytes) + ")", "#" + std::to_string(g.oldest));
+                    std::to_string(g.count), std::to_string(g.bytes), human, oldest);
   }
   return text;
 }
@@ -380,7 +387,11 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
     for (std::size_t i = 0; i < groups.size() && i < limit; ++i) {
       if (i > 0) text += ", ";
       text += groups[i].tag.empty() ? "(untagged)" : groups[i].tag;
-      text += " " + format_bytes(groups[i].bytes) + " (" + std::to_string(groups[i].count) + ")";
+      text += ' ';
+      text += format_bytes(groups[i].bytes);
+      text += " (";
+      text += std::to_string(groups[i].count);
+      text += ')';
     }
     if (groups.size() > limit) text += ", +" + std::to_string(groups.size() - limit) + " more";
     return text;
@@ -473,21 +484,15 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
   // Rethrows the upstream's out_of_memory with the top tags appended to its state; if that
   // message cannot be built, rethrows the original.
   [[noreturn]] void rethrow_with_top_tags(const out_of_memory& e) const {
-    std::optional<out_of_memory> tagged;
     try {
-      constexpr std::string_view prefix = "out of memory: ", infix = " could not allocate ";
-      const std::string_view what = e.what();
-      const std::size_t end = what.find(infix);
-      const std::string who = what.starts_with(prefix) && end != std::string_view::npos
-                                  ? std::string(what.substr(prefix.size(), end - prefix.size()))
-                                  : std::string("tracking_adaptor");
       std::string state = e.state();
       state += state.empty() ? "" : "; ";
-      tagged.emplace(e.requested_bytes(), state + top_tags(), who);
+      FRUGAL_OUT_OF_MEMORY(e.requested_bytes(), state + top_tags(), e.who());
+    } catch (const out_of_memory&) {
+      throw;  // the tagged one
     } catch (...) {
     }
-    if (!tagged) throw;  // called from allocate's handler: rethrows `e` itself
-    throw std::move(*tagged);
+    throw;  // called from allocate's handler: rethrows `e` itself
   }
 
   // Stores the record of fresh allocation `p`; if that throws, returns `p` upstream and rethrows.
@@ -607,8 +612,7 @@ class scoped_tag {
 template <resource R>
 void expect_no_outstanding(const tracking_adaptor<R>& tracker, std::string_view where) {
   if (tracker.outstanding_count() == 0) return;
-  throw error(std::string(where) + ": expected no outstanding allocations, but " +
-              tracker.report());
+  FRUGAL_FAIL_AT(where, "expected no outstanding allocations, but " + tracker.report(), error);
 }
 
 }  // namespace frugal

@@ -7,6 +7,8 @@
 
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/detail/range_map.hpp>
+#include <frugal/mr/resource_ref.hpp>
+#include <frugal/mr/resource_stats.hpp>
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -58,7 +60,7 @@ class virtual_resource {
     void* raw = ::mmap(nullptr, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                        -1, 0);
     if (raw == MAP_FAILED)
-      throw out_of_memory(mapped, std::string("mmap failed: ") + std::strerror(errno),
+      FRUGAL_OUT_OF_MEMORY(mapped, std::string("mmap failed: ") + std::strerror(errno),
                           "virtual_resource");
     const auto start = reinterpret_cast<std::uintptr_t>(raw);
     const std::uintptr_t base = detail::align_up(start, base_alignment);
@@ -86,7 +88,7 @@ class virtual_resource {
     if (bytes == 0) return nullptr;
     void* p = try_allocate(bytes, alignment);
     if (p == nullptr)
-      throw out_of_memory(bytes,
+      FRUGAL_OUT_OF_MEMORY(bytes,
                           describe(stats()) + ", address space " + format_bytes(size_),
                           "virtual_resource");
     return p;

@@ -7,6 +7,8 @@
 
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/host_resource.hpp>
+#include <frugal/mr/resource_ref.hpp>
+#include <frugal/mr/resource_stats.hpp>
 
 #include <algorithm>
 #include <cstddef>
@@ -60,7 +62,7 @@ class first_fit_device : public frugal::detail::forward_properties<first_fit_dev
     frugal::detail::check_alignment(alignment, "first_fit_device");
     if (bytes == 0) return nullptr;
     void* p = try_allocate(bytes, alignment);
-    if (p == nullptr) throw out_of_memory(bytes, describe(stats()), "first_fit_device");
+    if (p == nullptr) FRUGAL_OUT_OF_MEMORY(bytes, describe(stats()), "first_fit_device");
     return p;
   }
 

@@ -227,10 +227,10 @@ std::string known_names(const Range& range, Name name) {
 inline const model_shape& find_model(std::string_view name) {
   for (const model_shape& m : model_presets)
     if (m.name == name) return m;
-  throw invalid_argument("frugal::sim: unknown model \"" + std::string(name) + "\"; known: " +
+  FRUGAL_FAIL("frugal::sim: unknown model \"" + std::string(name) + "\"; known: " +
                          detail::known_names(model_presets, [](const model_shape& m) {
                            return m.name;
-                         }));
+                         }), invalid_argument);
 }
 
 /// @brief The shape in a Hugging Face config.json. Supported model_type values: llama, mistral,
@@ -267,11 +267,11 @@ inline constexpr std::array<weight_format, 5> weight_formats{
 inline std::uint32_t weight_bits(std::string_view name) {
   for (const weight_format& f : weight_formats)
     if (f.name == name) return f.bits;
-  throw invalid_argument("frugal::sim: unknown weight format \"" + std::string(name) +
+  FRUGAL_FAIL("frugal::sim: unknown weight format \"" + std::string(name) +
                          "\"; known: " +
                          detail::known_names(weight_formats, [](const weight_format& f) {
                            return f.name;
-                         }));
+                         }), invalid_argument);
 }
 
 /// @brief Bytes of the model's weights in format `format`: parameters x bits / 8, rounded up.

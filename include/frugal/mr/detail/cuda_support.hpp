@@ -117,7 +117,7 @@ inline void* allocation_or_null(cudaError_t status, void* p) noexcept {
     cudaError_t status, const char* call, std::size_t bytes, const char* who,
     const std::string& state, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
   (void)cudaGetLastError();
-  if (status == cudaErrorMemoryAllocation) throw out_of_memory(bytes, state, who);
+  if (status == cudaErrorMemoryAllocation) FRUGAL_OUT_OF_MEMORY(bytes, state, who);
   throw_error<cuda_error>(file, line,
                           std::string(who) + ": " + call + " of " + std::to_string(bytes) +
                               " bytes failed: " + cudaGetErrorName(status) + ": " +
