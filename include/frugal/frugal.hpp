@@ -12,10 +12,12 @@
 #include <frugal/mr/block.hpp>
 #include <frugal/mr/pool.hpp>
 #include <frugal/mr/resource_ref.hpp>
-#include <frugal/tensor/float16.hpp>
+#include <frugal/mr/resource_stats.hpp>
+#include <frugal/numeric/float16.hpp>
 #include <frugal/tensor/step_scope.hpp>
 #include <frugal/tensor/tensor.hpp>
 #include <frugal/kv/cache.hpp>
+#include <frugal/kv/copy_op.hpp>
 #include <frugal/kv/layout.hpp>
 #include <frugal/kv/page_pool.hpp>
 #include <frugal/batch/scheduler.hpp>

@@ -8,6 +8,7 @@
 #include <frugal/mr/cuda_resource.hpp>
 #include <frugal/mr/cuda_virtual_resource.hpp>
 #include <frugal/mr/pinned_resource.hpp>
+#include <frugal/mr/resource_ref.hpp>
 
 #include <cuda_runtime_api.h>
 

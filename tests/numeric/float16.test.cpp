@@ -1,4 +1,4 @@
-#include <frugal/tensor/float16.hpp>
+#include <frugal/numeric/float16.hpp>
 
 #include <catch2/catch.hpp>
 

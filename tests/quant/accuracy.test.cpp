@@ -1,7 +1,7 @@
 #include <frugal/error.hpp>
 #include <frugal/quant/accuracy.hpp>
 #include <frugal/quant/safetensors.hpp>
-#include <frugal/tensor/float16.hpp>
+#include <frugal/numeric/float16.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -3,7 +3,7 @@
 // own host conversion functions (cuda_fp8.h, cuda_fp4.h) on edge cases, 2^20 random bit patterns
 // and, in the [long] cases, every float32.
 #include <frugal/quant/codecs.hpp>
-#include <frugal/tensor/float16.hpp>
+#include <frugal/numeric/float16.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -1,6 +1,6 @@
 #include <frugal/error.hpp>
 #include <frugal/quant/safetensors.hpp>
-#include <frugal/tensor/float16.hpp>
+#include <frugal/numeric/float16.hpp>
 
 #include <catch2/catch.hpp>
 

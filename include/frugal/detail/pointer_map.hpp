@@ -1,4 +1,4 @@
-// frugal/mr/detail/pointer_map.hpp: an open-addressing hash map from block address to a 32-bit
+// frugal/detail/pointer_map.hpp: an open-addressing hash map from block address to a 32-bit
 // index, the O(1) "which block is this pointer" lookup behind pool_resource's deallocate.
 //   pointer_map map;  map.insert(p, 7);  auto i = map.find(p);  map.erase(p);
 #pragma once

@@ -6,10 +6,11 @@
 //   auto table = kv.export_flashinfer(batch);
 #pragma once
 
+#include <frugal/kv/copy_op.hpp>
 #include <frugal/kv/layout.hpp>
 #include <frugal/kv/page_pool.hpp>
 #include <frugal/kv/sequence.hpp>
-#include <frugal/mr/detail/pointer_map.hpp>
+#include <frugal/detail/pointer_map.hpp>
 #include <frugal/mr/host_resource.hpp>
 
 #include <cstddef>
@@ -69,7 +70,7 @@ struct cache_options {
   /// Pages of the host tier for swap_out (0: no host tier). Host memory comes from host_memory
   /// when given, else from a host_resource the cache owns.
   std::uint32_t host_pages = 0;
-  std::optional<any_resource_ref> host_memory;
+  std::optional<any_resource_ref> host_memory{};
   /// Sequences over which prefix_hit_rate is computed.
   std::size_t hit_rate_window = 1000;
 };

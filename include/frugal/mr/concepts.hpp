@@ -1,7 +1,8 @@
 // frugal/mr/concepts.hpp: the one resource concept every frugal allocator and adaptor models,
-// aligned with CCCL's cuda::mr, plus frugal::ref (a non-owning handle) and resource_stats.
+// aligned with CCCL's cuda::mr, and the alignment rules every resource checks.
 //   static_assert(frugal::resource_with<my_resource, frugal::host_accessible>);
-//   frugal::pool_resource pool{frugal::ref(shared_upstream)};
+// The handles (frugal::ref, any_resource_ref) are in resource_ref.hpp, the counters every
+// allocator reports (resource_stats) in resource_stats.hpp.
 // This header is the single place that knows which concept names the CCCL in use spells.
 #pragma once
 
@@ -59,26 +60,6 @@ concept try_allocatable = resource<R> && requires(R& r, std::size_t n) {
   { r.try_allocate(n, n) } noexcept -> std::same_as<void*>;
 };
 
-/// @brief Counters every frugal allocator reports through stats().
-/// Identity: bytes_in_use <= bytes_reserved (pool: block bytes in use + free bytes == reserved).
-struct resource_stats {
-  std::size_t bytes_in_use = 0;          ///< bytes handed out and not yet returned, as requested
-  std::size_t bytes_reserved = 0;        ///< bytes obtained from the upstream and not returned
-  std::size_t peak_bytes_in_use = 0;
-  std::size_t peak_bytes_reserved = 0;
-  std::size_t largest_free_block = 0;    ///< the largest request that fits without growing
-  std::size_t allocations = 0;           ///< live allocations
-
-  friend bool operator==(const resource_stats&, const resource_stats&) = default;
-};
-
-/// @brief "in use X, reserved Y, largest free block Z" for out-of-memory messages and reports.
-inline std::string describe(const resource_stats& s) {
-  return "in use " + format_bytes(s.bytes_in_use) + ", reserved " + format_bytes(s.bytes_reserved) +
-         ", largest free block " + format_bytes(s.largest_free_block) + ", live allocations " +
-         std::to_string(s.allocations);
-}
-
 namespace detail {
 
 constexpr bool is_pow2(std::size_t x) noexcept { return x != 0 && (x & (x - 1)) == 0; }
@@ -89,9 +70,9 @@ constexpr std::size_t align_up(std::size_t x, std::size_t alignment) noexcept {
 
 [[noreturn, gnu::cold, gnu::noinline]] inline void throw_bad_alignment(std::size_t alignment,
                                                                       const char* who) {
-  throw_error<invalid_argument>(__FILE__, __LINE__,
-                                std::string(who) + ": alignment " + std::to_string(alignment) +
-                                    " is not a power of two");
+  FRUGAL_FAIL(std::string(who) + ": alignment " + std::to_string(alignment) +
+                  " is not a power of two",
+              invalid_argument);
 }
 
 /// Throws invalid_argument unless alignment is a power of two. Inlines to one test.
@@ -129,39 +110,4 @@ struct forward_properties {
 };
 
 }  // namespace detail
-
-/// @brief A non-owning handle to a resource that models the resource concept itself, so one
-/// upstream can be shared by several allocators: `pool_resource<ref_t<R>> pool{frugal::ref(r)}`.
-/// Two refs compare equal when their targets do. The target must outlive the handle.
-template <resource R>
-class ref_t : public detail::forward_properties<ref_t<R>, R> {
- public:
-  explicit ref_t(R& target) noexcept : target_(&target) {}
-
-  void* allocate(std::size_t bytes, std::size_t alignment = default_alignment) {
-    return target_->allocate(bytes, alignment);
-  }
-  void deallocate(void* p, std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
-    target_->deallocate(p, bytes, alignment);
-  }
-  void* try_allocate(std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
-    return detail::try_allocate(*target_, bytes, alignment);
-  }
-
-  R& get() const noexcept { return *target_; }
-
-  friend bool operator==(const ref_t& a, const ref_t& b) noexcept {
-    return a.target_ == b.target_ || *a.target_ == *b.target_;
-  }
-
- private:
-  R* target_;
-};
-
-/// @brief Makes a non-owning handle to `r`. See ref_t.
-template <resource R>
-ref_t<R> ref(R& r) noexcept {
-  return ref_t<R>(r);
-}
-
 }  // namespace frugal

@@ -5,6 +5,7 @@
 
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/host_resource.hpp>
+#include <frugal/mr/resource_ref.hpp>
 
 #include <cstddef>
 #include <functional>

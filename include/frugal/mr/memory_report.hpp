@@ -4,6 +4,7 @@
 #pragma once
 
 #include <frugal/mr/concepts.hpp>
+#include <frugal/mr/resource_stats.hpp>
 #include <frugal/mr/tracking_adaptor.hpp>
 
 #include <algorithm>

@@ -1,5 +1,7 @@
-// frugal/mr/resource_ref.hpp: a type-erased, non-owning reference to any frugal resource, so that
-// handles made from different resources (pool, arena, tracker, device) share one type.
+// frugal/mr/resource_ref.hpp: non-owning handles to a resource. frugal::ref(r) keeps r's type and
+// shares one upstream among several allocators; any_resource_ref erases the type, so that handles
+// made from different resources (pool, arena, tracker, device) share one type.
+//   frugal::pool_resource pool{frugal::ref(shared_upstream)};
 //   frugal::any_resource_ref r{pool};   void* p = r.allocate(1024, 256, "layer3.mlp.up");
 #pragma once
 
@@ -7,8 +9,43 @@
 
 #include <cstddef>
 #include <string_view>
+#include <type_traits>
 
 namespace frugal {
+
+/// @brief A non-owning handle to a resource that models the resource concept itself, so one
+/// upstream can be shared by several allocators: `pool_resource<ref_t<R>> pool{frugal::ref(r)}`.
+/// Two refs compare equal when their targets do. The target must outlive the handle.
+template <resource R>
+class ref_t : public detail::forward_properties<ref_t<R>, R> {
+ public:
+  explicit ref_t(R& target) noexcept : target_(&target) {}
+
+  void* allocate(std::size_t bytes, std::size_t alignment = default_alignment) {
+    return target_->allocate(bytes, alignment);
+  }
+  void deallocate(void* p, std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
+    target_->deallocate(p, bytes, alignment);
+  }
+  void* try_allocate(std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
+    return detail::try_allocate(*target_, bytes, alignment);
+  }
+
+  R& get() const noexcept { return *target_; }
+
+  friend bool operator==(const ref_t& a, const ref_t& b) noexcept {
+    return a.target_ == b.target_ || *a.target_ == *b.target_;
+  }
+
+ private:
+  R* target_;
+};
+
+/// @brief Makes a non-owning handle to `r`. See ref_t.
+template <resource R>
+ref_t<R> ref(R& r) noexcept {
+  return ref_t<R>(r);
+}
 
 /// @brief A non-owning, type-erased reference to a resource (see docs/concepts.md#handle). Two
 /// pointers: the target and a table of functions made once per resource type. The target must

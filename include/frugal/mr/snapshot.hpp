@@ -6,6 +6,8 @@
 
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/pool.hpp>
+#include <frugal/mr/resource_ref.hpp>
+#include <frugal/mr/resource_stats.hpp>
 #include <frugal/mr/tracking_adaptor.hpp>
 
 #include <cstddef>

@@ -8,6 +8,8 @@
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/detail/byte_counter.hpp>
 #include <frugal/mr/host_resource.hpp>
+#include <frugal/mr/resource_ref.hpp>
+#include <frugal/mr/resource_stats.hpp>
 #include <string>
 #include <type_traits>
 #include <utility>

@@ -1,4 +1,4 @@
-// frugal/tensor/float16.hpp: 16-bit floating-point element types. With CUDA, frugal::fp16_t and
+// frugal/numeric/float16.hpp: 16-bit floating-point element types. With CUDA, frugal::fp16_t and
 // frugal::bf16_t are CUDA's __half and __nv_bfloat16; without it, frugal::float16 and
 // frugal::bfloat16 below, which store the same bits and convert with round-to-nearest-even.
 //   frugal::float16 h{1.5f};  float f = static_cast<float>(h);

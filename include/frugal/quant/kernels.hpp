@@ -8,7 +8,7 @@
 #include <frugal/config.hpp>
 #include <frugal/quant/format.hpp>
 #include <frugal/quant/quantize.hpp>
-#include <frugal/tensor/float16.hpp>
+#include <frugal/numeric/float16.hpp>
 
 #include <cstddef>
 

@@ -34,7 +34,7 @@ using format_assignment = std::vector<std::optional<format>>;
 struct metric_verdict {
   bool accepted = false;
   double score = 0;
-  std::string detail;
+  std::string detail{};
 };
 
 /// @brief One evaluation of the metric, in the order made.

@@ -7,7 +7,7 @@
 #include <frugal/mr/arena.hpp>
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/resource_ref.hpp>
-#include <frugal/tensor/float16.hpp>
+#include <frugal/numeric/float16.hpp>
 
 #include <cuda/std/mdspan>
 

@@ -8,7 +8,7 @@
 #include <frugal/kv/page_pool.hpp>
 #include <frugal/quant/codecs.hpp>
 #include <frugal/quant/detail/block.hpp>
-#include <frugal/tensor/float16.hpp>
+#include <frugal/numeric/float16.hpp>
 
 #include <cstddef>
 #include <cstdint>

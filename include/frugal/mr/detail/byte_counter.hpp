@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstddef>
 #include <frugal/mr/concepts.hpp>
+#include <frugal/mr/resource_stats.hpp>
 #include <string>
 
 namespace frugal::detail {

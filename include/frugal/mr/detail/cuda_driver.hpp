@@ -12,6 +12,7 @@
 #endif
 
 #include <frugal/error.hpp>
+#include <frugal/mr/resource_stats.hpp>
 
 #include <cudaTypedefs.h>  // PFN_cu* typedefs; includes cuda.h for the types only
 #include <cuda_runtime_api.h>

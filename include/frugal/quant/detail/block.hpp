@@ -80,7 +80,7 @@
 
 #include <frugal/config.hpp>
 #include <frugal/quant/codecs.hpp>
-#include <frugal/tensor/float16.hpp>
+#include <frugal/numeric/float16.hpp>
 
 #include <cmath>
 #include <cstddef>
