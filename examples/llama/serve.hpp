@@ -45,7 +45,7 @@ struct serve_options {
   frugal::batch::preemption_mode preemption = frugal::batch::preemption_mode::recompute;
   std::uint32_t host_pages = 0;       ///< host tier for swap preemption; 0 with swap: = pages
   bool prefix_caching = true;
-  sampling sample;
+  sampling sample{};
 };
 
 /// @brief One request's outcome, in input order.

@@ -174,7 +174,7 @@ void scheduler::schedule(entry& e, std::uint32_t tokens, bool prefill, step_plan
   if (s.samples) sampling_.push_back(&e);
 }
 
-bool scheduler::admit(entry& e, std::uint32_t& budget, step_plan& plan) {
+bool scheduler::admit(entry& e, std::uint32_t budget) {
   std::vector<token_id> tokens = e.req.prompt;
   tokens.insert(tokens.end(), e.output.begin(), e.output.end());
   // Pages are registered for prefix hits only as their tokens are scheduled (schedule()), so no
@@ -265,7 +265,7 @@ const step_plan& scheduler::plan_step() {
     if (options_.chunked_prefill && budget < page_size &&
         e->req.prompt.size() + e->output.size() > budget)
       break;  // not even one page of its prompt fits this step
-    if (!admit(*e, budget, plan)) break;  // head of line: later requests wait behind it
+    if (!admit(*e, budget)) break;  // head of line: later requests wait behind it
     waiting_.pop_front();
     const std::size_t remaining = e->prompt_len - e->computed;
     std::size_t chunk = std::min<std::size_t>(remaining, budget);

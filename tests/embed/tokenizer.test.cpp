@@ -73,7 +73,7 @@ TEST_CASE("the tokenizer truncates to max_length, [CLS] and [SEP] included", "[e
 
 TEST_CASE("invalid UTF-8 is refused with the byte offset", "[embed]") {
   const auto tok = wordpiece_tokenizer::from_json(small_tokenizer(), 16);
-  for (const std::string bad : {std::string("ab\xFF"), std::string("\xC0\xAF"),  // overlong
+  for (const std::string& bad : {std::string("ab\xFF"), std::string("\xC0\xAF"),  // overlong
                                 std::string("\xED\xA0\x80"),                     // surrogate
                                 std::string("\xF4\x90\x80\x80"),                 // > U+10FFFF
                                 std::string("ok \xE6\x9D"),                      // truncated

@@ -348,10 +348,13 @@ class fuzzer {
   }
   static std::string describe(std::span<const token_id> tokens) {
     std::string s = "{";
-    for (std::size_t i = 0; i < tokens.size(); ++i) s += (i ? "," : "") + std::to_string(tokens[i]);
+    for (std::size_t i = 0; i < tokens.size(); ++i) {
+      if (i) s += ',';
+      s += std::to_string(tokens[i]);
+    }
     return s + "}";
   }
-  std::string name(const model_sequence& s) const { return "s" + std::to_string(s.name); }
+  std::string name(const model_sequence& s) const { return 's' + std::to_string(s.name); }
 
   /// Index of a random live sequence that is (or is not) swapped out, or nullopt.
   std::optional<std::size_t> pick(bool swapped) {
@@ -446,7 +449,10 @@ class fuzzer {
   std::string describe_pages(const model_sequence& s) const {
     std::string out = "[";
     const auto pages = s.handle.pages();
-    for (std::size_t i = 0; i < pages.size(); ++i) out += (i ? "," : "") + std::to_string(pages[i]);
+    for (std::size_t i = 0; i < pages.size(); ++i) {
+      if (i) out += ',';
+      out += std::to_string(pages[i]);
+    }
     return out + "]";
   }
 

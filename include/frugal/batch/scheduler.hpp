@@ -47,7 +47,7 @@ struct scheduler_options {
 /// @brief A request to serve. Higher priority values are served first and preempted last.
 struct request {
   request_id id = 0;
-  std::vector<token_id> prompt;
+  std::vector<token_id> prompt{};
   std::uint32_t max_new_tokens = 0;
   int priority = 0;
   double arrival_time = 0;
@@ -153,7 +153,7 @@ class scheduler {
   bool fits_ever(const entry& e) const noexcept;
   void preempt(entry& e, step_plan& plan);
   bool append_pending(entry& e, step_plan& plan);
-  bool admit(entry& e, std::uint32_t& budget, step_plan& plan);
+  bool admit(entry& e, std::uint32_t budget);
   entry* pick_victim(const entry* except) noexcept;
   void schedule(entry& e, std::uint32_t tokens, bool prefill, step_plan& plan);
   void finish(entry& e, bool hit_eos);

@@ -25,7 +25,7 @@ struct config {
   std::string model = "llama-3-8b";                ///< a preset of models.hpp
   /// When set, the model simulated instead of the preset named `model` (e.g. a shape read from
   /// a Hugging Face config.json by read_hf_config()).
-  std::optional<model_shape> model_override;
+  std::optional<model_shape> model_override{};
   std::size_t gpu_memory = std::size_t{80} << 30;  ///< bytes: weights + workspace + KV
   std::string weights = "fp16";                    ///< fp16, bf16, fp8, int8 or int4
   kv::dtype kv_dtype = kv::dtype::fp16;
