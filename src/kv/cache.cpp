@@ -27,7 +27,9 @@ bool sequence::swapped_out() const noexcept { return owner_ && owner_->sequences
 // ---- construction -------------------------------------------------------------------------------
 
 cache::cache(const kv::layout& l, std::uint32_t num_pages, any_resource_ref memory, options opts)
-    : options_(std::move(opts)), pages_(l, num_pages, memory) {
+    : options_(std::move(opts)),
+      pages_(l, num_pages, memory),
+      index_(num_pages, options_.enable_prefix_caching) {
   FRUGAL_EXPECTS(options_.watermark >= 0.0 && options_.watermark < 1.0,
                  "kv::cache: watermark must be in [0, 1)", invalid_argument);
   FRUGAL_EXPECTS(l.page_size <= 0xFFFF, "kv::cache: page_size above 65535", invalid_argument);
@@ -38,11 +40,7 @@ cache::cache(const kv::layout& l, std::uint32_t num_pages, any_resource_ref memo
     }
     host_ = std::make_unique<page_pool>(l, options_.host_pages, *options_.host_memory);
   }
-  hash_.assign(num_pages, 0);
   fill_.assign(num_pages, 0);
-  lru_prev_.assign(num_pages, no_page);
-  lru_next_.assign(num_pages, no_page);
-  if (options_.enable_prefix_caching) prefix_.reserve(num_pages);
 }
 
 cache::~cache() {
@@ -54,25 +52,12 @@ cache::~cache() {
 
 // ---- page states ----------------------------------------------------------------------------------
 
-std::uint32_t cache::num_free_pages() const noexcept { return pages_.num_free() + cached_count_; }
+std::uint32_t cache::num_free_pages() const noexcept {
+  return pages_.num_free() + index_.cached_count();
+}
 
 std::uint32_t cache::watermark_pages() const noexcept {
   return static_cast<std::uint32_t>(options_.watermark * pages_.num_pages());
-}
-
-void cache::lru_push_back(page_id p) noexcept {
-  lru_prev_[p] = lru_tail_;
-  lru_next_[p] = no_page;
-  if (lru_tail_ != no_page) lru_next_[lru_tail_] = p; else lru_head_ = p;
-  lru_tail_ = p;
-  ++cached_count_;
-}
-
-void cache::lru_remove(page_id p) noexcept {
-  if (lru_prev_[p] != no_page) lru_next_[lru_prev_[p]] = lru_next_[p]; else lru_head_ = lru_next_[p];
-  if (lru_next_[p] != no_page) lru_prev_[lru_next_[p]] = lru_prev_[p]; else lru_tail_ = lru_prev_[p];
-  lru_prev_[p] = lru_next_[p] = no_page;
-  --cached_count_;
 }
 
 page_id cache::take_page() noexcept {
@@ -80,12 +65,8 @@ page_id cache::take_page() noexcept {
     fill_[*p] = 0;
     return *p;
   }
-  // Evict the least recently used cached page (see docs/kv.md#eviction-order).
-  const page_id p = lru_head_;
-  FRUGAL_ASSERT(p != no_page, "kv::cache: take_page with no free or cached page");
-  lru_remove(p);
-  prefix_.erase(hash_[p]);
-  hash_[p] = 0;
+  FRUGAL_ASSERT(index_.cached_count() > 0, "kv::cache: take_page with no free or cached page");
+  const page_id p = index_.evict();
   fill_[p] = 0;
   pages_.retain(p);  // 0 -> 1
   ++evictions_;
@@ -97,14 +78,14 @@ void cache::set_fill(page_id p, std::size_t tokens) noexcept {
   fill_[p] = static_cast<std::uint16_t>(tokens);
 }
 
-void cache::drop_holder(page_id p) noexcept {
-  if (pages_.release(p) != 0) return;
-  used_fill_ -= fill_[p];
-  if (hash_[p] != 0) {
-    lru_push_back(p);  // content kept for prefix hits until evicted
-  } else {
+void cache::drop_holders(std::span<const page_id> pages) noexcept {
+  index_.on_release(pages, [&](page_id p) {
+    if (pages_.release(p) != 0) return false;  // still held
+    used_fill_ -= fill_[p];
+    if (index_.hash_of(p) != 0) return true;  // content kept for prefix hits until evicted
     pages_.free(p);
-  }
+    return false;
+  });
 }
 
 // A page's hash: FNV-1a over its tokens, seeded with the parent page's hash and the extra key,
@@ -155,12 +136,7 @@ void cache::feed_tokens(sequence_state& s, std::span<const token_id> tokens) {
   }
 }
 
-void cache::register_page(page_id p, std::uint64_t h) noexcept {
-  if (hash_[p] == 0 && prefix_.find(h) == detail::pointer_map::npos) {
-    prefix_.insert(h, p);  // capacity reserved for one entry per page
-    hash_[p] = h;
-  }
-}
+void cache::register_page(page_id p, std::uint64_t h) noexcept { index_.insert(p, h); }
 
 void cache::mark_computed(sequence& seq, std::size_t num_tokens) {
   sequence_state& s = state_of(seq, "mark_computed");
@@ -228,7 +204,7 @@ std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens
     std::uint64_t parent = 0;
     for (std::size_t i = 0; i < reusable; ++i) {
       const std::uint64_t h = page_hash(parent, tokens.subspan(i * page_size, page_size), extra_key);
-      if (prefix_.find(h) == detail::pointer_map::npos) break;
+      if (index_.find(h) == prefix_index::no_page) break;
       hashes.push_back(h);
       parent = h;
       ++hits;
@@ -236,7 +212,7 @@ std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens
   }
   std::uint32_t hits_cached = 0;  // hit pages that sit among the free (evictable) pages
   for (std::size_t i = 0; i < hits; ++i)
-    hits_cached += pages_.refcount(prefix_.find(hashes[i])) == 0;
+    hits_cached += pages_.refcount(index_.find(hashes[i])) == 0;
   const std::size_t fresh = needed - hits;
   const std::size_t available = num_free_pages() - hits_cached;
   if (fresh + watermark_pages() > available) return std::nullopt;
@@ -258,9 +234,9 @@ std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens
   s.swapped = false;
   s.pages.reserve(needed);
   for (std::size_t i = 0; i < hits; ++i) {
-    const page_id p = prefix_.find(hashes[i]);
+    const page_id p = index_.find(hashes[i]);
     if (pages_.refcount(p) == 0) {
-      lru_remove(p);
+      index_.on_hit(p);
       used_fill_ += fill_[p];
     }
     pages_.retain(p);
@@ -291,7 +267,7 @@ sequence cache::add_sequence(std::span<const token_id> tokens, std::uint64_t ext
   const std::size_t needed = (tokens.size() + page_size - 1) / page_size;
   FRUGAL_OUT_OF_MEMORY(needed * layout().page_bytes(),
                       std::to_string(needed) + " pages needed, " + std::to_string(num_free_pages()) +
-                          " free (" + std::to_string(cached_count_) + " of them cached), " +
+                          " free (" + std::to_string(index_.cached_count()) + " of them cached), " +
                           std::to_string(watermark_pages()) + " kept free by the watermark",
                       "kv::cache");
 }
@@ -376,8 +352,7 @@ std::vector<copy_op> cache::take_copy_ops() noexcept { return std::exchange(copy
 void cache::release(std::uint32_t slot) noexcept {
   sequence_state& s = sequences_[slot];
   if (!s.live) return;
-  // Tail first: within one sequence the last pages become the least recently used.
-  for (auto it = s.pages.rbegin(); it != s.pages.rend(); ++it) drop_holder(*it);
+  drop_holders(s.pages);
   for (const page_id p : s.host) {
     host_->release(p);
     host_->free(p);
@@ -414,7 +389,7 @@ std::vector<copy_op> cache::swap_out(sequence& seq) {
     s.host.push_back(h);
     ops.push_back({p, h, copy_kind::device_to_host});
   }
-  for (auto it = s.pages.rbegin(); it != s.pages.rend(); ++it) drop_holder(*it);
+  drop_holders(s.pages);
   s.pages.clear();
   s.pending.clear();  // the pages it gets back are not registered (see swap_in)
   s.swapped = true;
@@ -540,7 +515,7 @@ std::vector<std::int64_t> cache::slot_mapping(std::span<const sequence* const> s
 cache_stats cache::stats() const {
   cache_stats st;
   st.total_pages = num_pages();
-  st.cached_pages = cached_count_;
+  st.cached_pages = index_.cached_count();
   st.free_pages = pages_.num_free();
   st.used_pages = st.total_pages - st.cached_pages - st.free_pages;
   st.prefix_hit_rate =
@@ -556,24 +531,13 @@ cache_stats cache::stats() const {
 
 bool cache::reset_prefix_cache() {
   if (stats().used_pages != 0) return false;
-  while (lru_head_ != no_page) {
-    const page_id p = lru_head_;
-    lru_remove(p);
-    hash_[p] = 0;
-    pages_.free(p);
-  }
-  prefix_ = detail::pointer_map();
-  prefix_.reserve(num_pages());
-  std::fill(hash_.begin(), hash_.end(), 0);
+  index_.clear([&](page_id p) { pages_.free(p); });
   return true;
 }
 
 double cache::metadata_bytes_per_page() const noexcept {
-  std::size_t bytes = hash_.capacity() * sizeof(std::uint64_t) +
-                      fill_.capacity() * sizeof(std::uint16_t) +
-                      (lru_prev_.capacity() + lru_next_.capacity()) * sizeof(page_id) +
+  std::size_t bytes = index_.memory_bytes() + fill_.capacity() * sizeof(std::uint16_t) +
                       pages_.metadata_bytes();
-  if (options_.enable_prefix_caching) bytes += prefix_.memory_bytes();
   for (const sequence_state& s : sequences_)
     bytes += sizeof(sequence_state) + (s.pages.capacity() + s.host.capacity()) * sizeof(page_id);
   return static_cast<double>(bytes) / num_pages();
@@ -605,7 +569,7 @@ bool cache::is_valid() const {
     if (holders[p] > 0) fill_held += fill_[p];
     if (!pages_.is_allocated(p)) {
       ++free;
-      if (holders[p] != 0 || hash_[p] != 0) return false;
+      if (holders[p] != 0 || index_.hash_of(p) != 0) return false;
       continue;
     }
     if (pages_.refcount(p) != holders[p]) return false;
@@ -613,32 +577,14 @@ bool cache::is_valid() const {
       ++used;
     } else {
       ++cached;
-      if (hash_[p] == 0) return false;  // an unheld allocated page must be a cached one
+      if (index_.hash_of(p) == 0) return false;  // an unheld allocated page must be a cached one
     }
-    if (hash_[p] != 0 && prefix_.find(hash_[p]) != p) return false;
+    if (index_.hash_of(p) != 0 && index_.find(index_.hash_of(p)) != p) return false;
   }
-  if (used + cached + free != n || free != pages_.num_free() || cached != cached_count_ ||
+  if (used + cached + free != n || free != pages_.num_free() || cached != index_.cached_count() ||
       fill_held != used_fill_)
     return false;
-  // The LRU list holds exactly the cached pages, linked both ways.
-  std::uint32_t listed = 0;
-  page_id prev = no_page;
-  for (page_id p = lru_head_; p != no_page; p = lru_next_[p]) {
-    if (lru_prev_[p] != prev || pages_.refcount(p) != 0 || !pages_.is_allocated(p)) return false;
-    if (++listed > n) return false;
-    prev = p;
-  }
-  if (prev != lru_tail_ || listed != cached_count_) return false;
-  // Every hash entry points at a used or cached page carrying that hash.
-  bool entries_ok = true;
-  std::size_t entries = 0;
-  prefix_.for_each([&](std::uintptr_t key, std::uint32_t p) {
-    ++entries;
-    if (p >= n || hash_[p] != key || !pages_.is_allocated(p)) entries_ok = false;
-  });
-  std::size_t hashed = 0;
-  for (page_id p = 0; p < n; ++p) hashed += hash_[p] != 0;
-  return entries_ok && entries == hashed;
+  return index_.is_valid(pages_);
 }
 
 void perform_copies_host(cache& kv, std::span<const copy_op> ops) {

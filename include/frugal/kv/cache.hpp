@@ -9,8 +9,8 @@
 #include <frugal/kv/copy_op.hpp>
 #include <frugal/kv/layout.hpp>
 #include <frugal/kv/page_pool.hpp>
+#include <frugal/kv/prefix_index.hpp>
 #include <frugal/kv/sequence.hpp>
-#include <frugal/detail/pointer_map.hpp>
 #include <frugal/mr/host_resource.hpp>
 
 #include <cstddef>
@@ -181,8 +181,8 @@ class cache {
   /// @brief Forgets every cached page. @returns false, changing nothing, while any page is used.
   bool reset_prefix_cache();
   /// @brief Checks every invariant: reference counts equal holders, free + used + cached =
-  /// total, every hash entry points at a cached or used page with that hash, the LRU list holds
-  /// exactly the cached pages.
+  /// total, every hash entry points at a cached or used page with that hash, the eviction queue
+  /// holds exactly the cached pages.
   bool is_valid() const;
 
   const kv::layout& layout() const noexcept { return pages_.layout(); }
@@ -198,7 +198,6 @@ class cache {
 
  private:
   friend class sequence;
-  static constexpr page_id no_page = 0xFFFFFFFFu;
 
   // Per sequence, host memory is its page table: tokens are not kept. Full pages need only the
   // chained hash of the last one; the partial page, the running state of its hash.
@@ -227,15 +226,15 @@ class cache {
 
   std::uint64_t page_hash(std::uint64_t parent, std::span<const token_id> tokens,
                           std::uint64_t extra_key) const noexcept;
-  page_id take_page() noexcept;                 // free, else evict the LRU cached page
-  void drop_holder(page_id p) noexcept;         // refcount--, then cache or free at zero
+  page_id take_page() noexcept;  // free, else evict a cached page (prefix_index's choice)
+  /// A sequence lets go of `pages`: each one's count drops, and at zero it is cached (when
+  /// registered) or freed.
+  void drop_holders(std::span<const page_id> pages) noexcept;
   /// Adds tokens to s's partial last page, registering each page that fills (its page must be
   /// in s.pages already).
   void feed_tokens(sequence_state& s, std::span<const token_id> tokens);
   void register_page(page_id p, std::uint64_t h) noexcept;
   void set_fill(page_id p, std::size_t tokens) noexcept;
-  void lru_push_back(page_id p) noexcept;
-  void lru_remove(page_id p) noexcept;
   std::uint32_t watermark_pages() const noexcept;
   std::uint32_t new_slot();
 
@@ -243,14 +242,9 @@ class cache {
   page_pool pages_;
   std::unique_ptr<host_resource> own_host_memory_;
   std::unique_ptr<page_pool> host_;
-  // Per page (device pool): content hash while registered (0: none), tokens held, LRU links.
-  std::vector<std::uint64_t> hash_;
-  std::vector<std::uint16_t> fill_;
-  std::vector<page_id> lru_prev_, lru_next_;
-  page_id lru_head_ = no_page, lru_tail_ = no_page;
-  std::uint32_t cached_count_ = 0;
-  std::size_t used_fill_ = 0;   // sum of fill_ over pages held by a sequence
-  detail::pointer_map prefix_;  // hash -> page
+  prefix_index index_;  // hash -> page, and the eviction order of cached pages
+  std::vector<std::uint16_t> fill_;  // per page (device pool): tokens held
+  std::size_t used_fill_ = 0;        // sum of fill_ over pages held by a sequence
   std::vector<sequence_state> sequences_;
   std::vector<std::uint32_t> free_slots_;
   std::vector<copy_op> copy_ops_;
