@@ -96,8 +96,7 @@ kernel_family family_of(format f, const std::string& who) {
     case format::q8_0:
     case format::q4_0: return kernel_family::other_blocks;
   }
-  ::frugal::detail::throw_error<invalid_argument>(__FILE__, __LINE__,
-                                                  who + ": no kernel for this format value");
+  FRUGAL_FAIL(who + ": no kernel for this format value", invalid_argument);
 }
 
 /// Zeroes the padding between regions, as the CPU reference does, so every byte is defined.

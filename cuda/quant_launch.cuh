@@ -62,10 +62,8 @@ void dequantize_other_blocks(const dequantize_job& job);
 /// Throws invalid_argument: `f` does not belong to the family `family` (a dispatch bug, or a
 /// format value outside the enumeration).
 [[noreturn]] inline void not_in_family(format f, const char* family) {
-  ::frugal::detail::throw_error<invalid_argument>(
-      __FILE__, __LINE__,
-      std::string("quant: format value ") + std::to_string(static_cast<unsigned>(f)) +
-          " is not one of the " + family + " formats");
+  FRUGAL_FAIL(std::string("quant: format value ") + std::to_string(static_cast<unsigned>(f)) +
+          " is not one of the " + family + " formats", invalid_argument);
 }
 
 }  // namespace frugal::quant::device_detail

@@ -33,9 +33,8 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   if (out) out.close();
   if (!out) {
     const int code = errno;
-    detail::throw_error<error>(__FILE__, __LINE__,
-                               "snapshot: cannot write " + path.string() +
-                                   (code != 0 ? std::string(": ") + std::strerror(code) : ""));
+    FRUGAL_FAIL("snapshot: cannot write " + path.string() +
+                                   (code != 0 ? std::string(": ") + std::strerror(code) : ""), error);
   }
 }
 
@@ -128,12 +127,9 @@ snapshot snapshot::from_json(std::string_view text) {
     }
     return s;
   } catch (const json::exception& e) {
-    detail::throw_error<error>(__FILE__, __LINE__,
-                               std::string("snapshot::from_json: malformed snapshot: ") + e.what());
+    FRUGAL_FAIL(std::string("snapshot::from_json: malformed snapshot: ") + e.what(), error);
   } catch (const std::logic_error& e) {  // std::stoull on a bad base
-    detail::throw_error<error>(
-        __FILE__, __LINE__,
-        std::string("snapshot::from_json: malformed base address: ") + e.what());
+    FRUGAL_FAIL(std::string("snapshot::from_json: malformed base address: ") + e.what(), error);
   }
 }
 

@@ -333,9 +333,7 @@ void scheduler::complete_step(std::span<const std::pair<request_id, token_id>> s
       FRUGAL_EXPECTS(samples, "batch::scheduler::complete_step: request " + std::to_string(id) +
                                   " did not sample in this step",
                      invalid_argument);
-      detail::throw_error<invalid_argument>(
-          __FILE__, __LINE__,
-          "batch::scheduler::complete_step: request " + std::to_string(id) + " given twice");
+      FRUGAL_FAIL("batch::scheduler::complete_step: request " + std::to_string(id) + " given twice", invalid_argument);
     }
     it->second->sampled = true;
   }

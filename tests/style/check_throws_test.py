@@ -16,6 +16,9 @@ void f(int x) {
   if (x == 0)
     throw out_of_memory(1, "state", "pool_resource");
   if (x == 1) throw ::frugal::cli::usage_error{"bad"};
+  if (x == 2)
+    ::frugal::detail::throw_error<frugal::error>(
+        __FILE__, __LINE__, "by hand");
 }
 """
 
@@ -27,6 +30,7 @@ void g(int x) {
   (void)text;
   FRUGAL_EXPECTS(x > 0, "x must be positive", frugal::invalid_argument);
   if (x == 2) FRUGAL_FAIL("two", frugal::error);
+  if (x == 4) frugal::detail::throw_error<frugal::error>(file, line, "a caller's place");
   try {
     if (x == 3) throw std::invalid_argument("the standard library's");
     throw std::runtime_error("not frugal's");
@@ -46,11 +50,11 @@ with tempfile.TemporaryDirectory() as tmp:
     r = subprocess.run([sys.executable, check, str(planted)], capture_output=True, text=True)
     if r.returncode != 1:
         failures.append(f"planted file: exit status {r.returncode}, expected 1")
-    for line in (3, 5, 6):
+    for line in (3, 5, 6, 8):
         if f"planted.cpp:{line}:" not in r.stdout:
             failures.append(f"planted file: line {line} not reported:\n{r.stdout}")
-    if r.stdout.count("\n") != 3:
-        failures.append(f"planted file: expected 3 reports:\n{r.stdout}")
+    if r.stdout.count("\n") != 4:
+        failures.append(f"planted file: expected 4 reports:\n{r.stdout}")
 
     r = subprocess.run([sys.executable, check, str(clean)], capture_output=True, text=True)
     if r.returncode != 0 or r.stdout:

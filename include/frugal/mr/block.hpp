@@ -177,10 +177,8 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
       // An overflowing size is an out-of-memory like everywhere else; a merely large one is misuse.
       if (!detail::fits_with_alignment(bytes, alignment))
         FRUGAL_OUT_OF_MEMORY(bytes, describe(stats()), "block_resource");
-      detail::throw_error<invalid_argument>(
-          __FILE__, __LINE__,
-          "block_resource: " + std::to_string(bytes) + " bytes requested from blocks of " +
-              std::to_string(block_size_));
+      FRUGAL_FAIL("block_resource: " + std::to_string(bytes) + " bytes requested from blocks of " +
+              std::to_string(block_size_), invalid_argument);
     }
     return address_of(allocate_id());
   }

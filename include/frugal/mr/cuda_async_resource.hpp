@@ -62,11 +62,10 @@ class cuda_async_resource {
     if (status != cudaSuccess) {
       (void)cudaFreeAsync(p, stream_);
       (void)cudaGetLastError();
-      detail::throw_error<cuda_error>(__FILE__, __LINE__,
-                                      std::string("cuda_async_resource: cudaStreamSynchronize "
+      FRUGAL_FAIL(std::string("cuda_async_resource: cudaStreamSynchronize "
                                                   "failed: ") +
                                           cudaGetErrorName(status) + ": " +
-                                          cudaGetErrorString(status));
+                                          cudaGetErrorString(status), cuda_error);
     }
     return p;
   }

@@ -86,10 +86,9 @@ class cuda_virtual_resource {
       const cudaError_t status = cudaGetDevice(&s.device);
       if (status != cudaSuccess) {
         (void)cudaGetLastError();
-        detail::throw_error<cuda_error>(__FILE__, __LINE__,
-                                        std::string("cuda_virtual_resource: cudaGetDevice "
+        FRUGAL_FAIL(std::string("cuda_virtual_resource: cudaGetDevice "
                                                     "failed: ") +
-                                            cudaGetErrorName(status));
+                                            cudaGetErrorName(status), cuda_error);
       }
     }
     const detail::scoped_device on(s.device, /*bind=*/true);

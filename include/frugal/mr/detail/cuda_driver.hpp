@@ -104,9 +104,8 @@ struct cuda_driver_api {
     } else {
       reason = "the driver does not provide it";
     }
-    throw_error<cuda_error>(__FILE__, __LINE__,
-                            std::string("CUDA driver function ") + symbol +
-                                " is unavailable (" + reason + ")");
+    FRUGAL_FAIL(std::string("CUDA driver function ") + symbol +
+                                " is unavailable (" + reason + ")", cuda_error);
   }
 };
 
