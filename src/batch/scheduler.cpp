@@ -23,11 +23,27 @@ struct scheduler::entry {
 };
 
 namespace {
-/// Queue order: higher priority, then earlier arrival, then earlier submission.
-bool before(const request& a, std::uint64_t a_order, const request& b, std::uint64_t b_order) {
-  if (a.priority != b.priority) return a.priority > b.priority;
-  if (a.arrival_time != b.arrival_time) return a.arrival_time < b.arrival_time;
-  return a_order < b_order;
+/// The scheduler's one rule of importance: higher priority first; at equal priority, `earlier`
+/// decides (arrival then submission for waiting requests, admission for running sequences).
+/// The queue's order, the decodes' order and the preemption victim (the least important) all
+/// follow it.
+template <class Entry, class Earlier>
+bool more_important(const Entry& a, const Entry& b, Earlier earlier) {
+  if (a.req.priority != b.req.priority) return a.req.priority > b.req.priority;
+  return earlier(a, b);
+}
+
+/// Waiting requests: earlier arrival, then earlier submission.
+template <class Entry>
+bool arrived_earlier(const Entry& a, const Entry& b) {
+  if (a.req.arrival_time != b.req.arrival_time) return a.req.arrival_time < b.req.arrival_time;
+  return a.submitted_at < b.submitted_at;
+}
+
+/// Running sequences: earlier admission.
+template <class Entry>
+bool admitted_earlier(const Entry& a, const Entry& b) {
+  return a.admitted_at < b.admitted_at;
 }
 }  // namespace
 
@@ -94,8 +110,7 @@ void scheduler::submit(request r) {
   auto at = waiting_.end();
   while (at != waiting_.begin()) {
     const entry* prev = *std::prev(at);
-    if (prev->preemptions > 0 || !before(raw->req, raw->submitted_at, prev->req, prev->submitted_at))
-      break;
+    if (prev->preemptions > 0 || !more_important(*raw, *prev, arrived_earlier<entry>)) break;
     --at;
   }
   waiting_.insert(at, raw);
@@ -108,9 +123,7 @@ scheduler::entry* scheduler::pick_victim(const entry* except) noexcept {
   entry* victim = nullptr;
   for (entry* r : running_) {
     if (r->scheduled && r != except) continue;
-    if (victim == nullptr || r->req.priority < victim->req.priority ||
-        (r->req.priority == victim->req.priority && r->admitted_at > victim->admitted_at))
-      victim = r;
+    if (victim == nullptr || more_important(*victim, *r, admitted_earlier<entry>)) victim = r;
   }
   return victim;
 }
@@ -122,15 +135,13 @@ void scheduler::preempt(entry& e, step_plan& plan) {
   ++stats_.preemptions;
   plan.preempted.push_back(e.req.id);
   if (options_.preemption == preemption_mode::swap) {
-    try {
-      auto ops = cache_->swap_out(e.seq);
-      plan.copies.insert(plan.copies.end(), ops.begin(), ops.end());
+    if (auto ops = cache_->try_swap_out(e.seq)) {
+      plan.copies.insert(plan.copies.end(), ops->begin(), ops->end());
       swapped_.push_back(&e);
       ++stats_.swaps_out;
       return;
-    } catch (const out_of_memory&) {
-      // The host tier is full: fall back to recomputing this one.
     }
+    // The host tier is full: fall back to recomputing this one.
   }
   e.seq.release();
   e.computed = 0;
@@ -195,8 +206,22 @@ bool scheduler::admit(entry& e, std::uint32_t budget) {
 }
 
 const step_plan& scheduler::plan_step() {
-  // The plan's vectors keep their capacity from step to step.
   step_plan& plan = plan_;
+  begin_step(plan);
+  std::uint32_t budget = options_.max_batched_tokens;
+  plan_decodes(budget, plan);
+  plan_swap_ins(budget, plan);
+  plan_prefills(budget, plan);
+  plan_admissions(budget, plan);
+  export_tables(plan);
+  ++stats_.steps;
+  stats_.batched_tokens += plan.num_batched_tokens;
+  stats_.max_running = std::max(stats_.max_running, running_.size());
+  return plan;
+}
+
+void scheduler::begin_step(step_plan& plan) {
+  // The plan's vectors keep their capacity from step to step.
   plan.sequences.clear();
   plan.slot_mapping.clear();
   plan.copies.clear();
@@ -207,16 +232,15 @@ const step_plan& scheduler::plan_step() {
   for (entry* e : sampling_) e->samples = false;
   sampling_.clear();
   for (entry* e : running_) e->scheduled = false;
-  std::uint32_t budget = options_.max_batched_tokens;
-  const std::uint32_t page_size = cache_->layout().page_size;
+}
 
+void scheduler::plan_decodes(std::uint32_t& budget, step_plan& plan) {
   // (1) Decodes, most important first, so that victims come from those not yet scheduled.
   std::vector<entry*> decoding;
   for (entry* e : running_)
     if (e->pending) decoding.push_back(e);
   std::sort(decoding.begin(), decoding.end(), [](const entry* a, const entry* b) {
-    if (a->req.priority != b->req.priority) return a->req.priority > b->req.priority;
-    return a->admitted_at < b->admitted_at;
+    return more_important(*a, *b, admitted_earlier<entry>);
   });
   for (entry* e : decoding) {
     if (budget == 0) break;
@@ -225,9 +249,12 @@ const step_plan& scheduler::plan_step() {
     schedule(*e, 1, false, plan);
     --budget;
   }
+}
 
+void scheduler::plan_swap_ins(std::uint32_t& budget, step_plan& plan) {
   // (2) Swapped-out sequences come back, earliest preempted first, while their pages and one
   // more (for the token they append) are free, so bringing one back never preempts another.
+  const std::uint32_t page_size = cache_->layout().page_size;
   while (!swapped_.empty() && running_.size() < options_.max_num_seqs && budget > 0) {
     entry* e = swapped_.front();
     const std::size_t pages = (e->seq.num_tokens() + page_size - 1) / page_size;
@@ -243,8 +270,11 @@ const step_plan& scheduler::plan_step() {
       --budget;
     }
   }
+}
 
+void scheduler::plan_prefills(std::uint32_t& budget, step_plan& plan) {
   // (3) Prefills under way continue, in admission order.
+  const std::uint32_t page_size = cache_->layout().page_size;
   for (entry* e : running_) {
     if (budget == 0) break;
     if (e->scheduled || e->pending || e->computed >= e->prompt_len) continue;
@@ -258,8 +288,11 @@ const step_plan& scheduler::plan_step() {
     schedule(*e, static_cast<std::uint32_t>(chunk), true, plan);
     budget -= static_cast<std::uint32_t>(chunk);
   }
+}
 
+void scheduler::plan_admissions(std::uint32_t& budget, step_plan& plan) {
   // (4) Admission from the front of the queue while budget, max_num_seqs and pages allow.
+  const std::uint32_t page_size = cache_->layout().page_size;
   while (!waiting_.empty() && budget > 0 && running_.size() < options_.max_num_seqs) {
     entry* e = waiting_.front();
     if (options_.chunked_prefill && budget < page_size &&
@@ -275,8 +308,11 @@ const step_plan& scheduler::plan_step() {
       budget -= static_cast<std::uint32_t>(chunk);
     }
   }
+}
 
+void scheduler::export_tables(step_plan& plan) {
   // Exports into the plan's own buffers (sized, not reallocated, in a steady state).
+  const std::uint32_t page_size = cache_->layout().page_size;
   batch_.clear();
   std::size_t max_pages = 0, total_pages = 0;
   for (const scheduled_sequence& s : plan.sequences) {
@@ -313,10 +349,6 @@ const step_plan& scheduler::plan_step() {
   csr.indices.resize(kept);
   const auto cow = cache_->take_copy_ops();
   plan.copies.insert(plan.copies.end(), cow.begin(), cow.end());
-  ++stats_.steps;
-  stats_.batched_tokens += plan.num_batched_tokens;
-  stats_.max_running = std::max(stats_.max_running, running_.size());
-  return plan;
 }
 
 void scheduler::complete_step(std::span<const std::pair<request_id, token_id>> sampled) {

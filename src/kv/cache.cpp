@@ -371,16 +371,21 @@ void cache::release(std::uint32_t slot) noexcept {
 // ---- host tier ----------------------------------------------------------------------------------
 
 std::vector<copy_op> cache::swap_out(sequence& seq) {
+  if (auto ops = try_swap_out(seq)) return std::move(*ops);
+  const sequence_state& s = state_of(seq, "swap_out");
+  FRUGAL_OUT_OF_MEMORY(s.pages.size() * layout().page_bytes(),
+                       std::to_string(s.pages.size()) + " host pages needed, " +
+                           std::to_string(host_->num_free()) + " free",
+                       "kv::cache host tier");
+}
+
+std::optional<std::vector<copy_op>> cache::try_swap_out(sequence& seq) {
   sequence_state& s = state_of(seq, "swap_out");
   FRUGAL_EXPECTS(!s.swapped, "kv::cache::swap_out: the sequence is already swapped out",
                  invalid_argument);
   FRUGAL_EXPECTS(host_ != nullptr, "kv::cache::swap_out: the cache has no host tier (host_pages)",
                  invalid_argument);
-  if (host_->num_free() < s.pages.size())
-    FRUGAL_OUT_OF_MEMORY(s.pages.size() * layout().page_bytes(),
-                        std::to_string(s.pages.size()) + " host pages needed, " +
-                            std::to_string(host_->num_free()) + " free",
-                        "kv::cache host tier");
+  if (host_->num_free() < s.pages.size()) return std::nullopt;
   std::vector<copy_op> ops = std::exchange(copy_ops_, {});
   ops.reserve(ops.size() + s.pages.size());
   s.host.reserve(s.pages.size());

@@ -399,3 +399,29 @@ TEST_CASE("kv::cache: pages held back until computed are never prefix hits", "[k
   CHECK(kv.stats().cached_pages == cached_before + 1);
   CHECK(kv.is_valid());
 }
+
+TEST_CASE("kv: try_swap_out refuses, changing nothing, when the host tier is short") {
+  frugal::host_resource host;
+  cache kv{small_layout(), 8, host, {.watermark = 0.0, .host_pages = 2}};
+  sequence seq = kv.add_sequence(tokens(0, 10));  // 3 pages, the host tier has 2
+  kv.append(seq, tokens(10, 1));
+  const std::vector<page_id> pages(seq.pages().begin(), seq.pages().end());
+  const auto before = kv.stats();
+  CHECK_FALSE(kv.try_swap_out(seq).has_value());
+  CHECK_THROWS_AS(kv.swap_out(seq), frugal::out_of_memory);
+  CHECK_FALSE(seq.swapped_out());
+  CHECK(std::vector<page_id>(seq.pages().begin(), seq.pages().end()) == pages);
+  CHECK(kv.host_pages()->num_free() == 2);
+  CHECK(kv.stats().swaps_out == before.swaps_out);
+  CHECK(kv.stats().free_pages == before.free_pages);
+  CHECK(kv.is_valid());
+  // A sequence that fits is swapped out, with its copies.
+  sequence small = kv.add_sequence(tokens(100, 5));  // 2 pages
+  const auto ops = kv.try_swap_out(small);
+  REQUIRE(ops.has_value());
+  CHECK(ops->size() == 2);
+  CHECK(small.swapped_out());
+  CHECK(kv.host_pages()->num_free() == 0);
+  // The argument rules are swap_out's: a swapped-out sequence is refused.
+  CHECK_THROWS_AS(kv.try_swap_out(small), frugal::invalid_argument);
+}

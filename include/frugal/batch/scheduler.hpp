@@ -157,6 +157,13 @@ class scheduler {
   entry* pick_victim(const entry* except) noexcept;
   void schedule(entry& e, std::uint32_t tokens, bool prefill, step_plan& plan);
   void finish(entry& e, bool hit_eos);
+  // The phases of plan_step, in order; each takes from the step's token budget.
+  void begin_step(step_plan& plan);
+  void plan_decodes(std::uint32_t& budget, step_plan& plan);
+  void plan_swap_ins(std::uint32_t& budget, step_plan& plan);
+  void plan_prefills(std::uint32_t& budget, step_plan& plan);
+  void plan_admissions(std::uint32_t& budget, step_plan& plan);
+  void export_tables(step_plan& plan);
 
   kv::cache* cache_;
   scheduler_options options_;

@@ -141,6 +141,9 @@ class cache {
   /// page (copy_kind says which). All or nothing.
   /// @throws out_of_memory when the host tier lacks pages; invalid_argument as try_append
   std::vector<copy_op> swap_out(sequence& seq);
+  /// @brief As swap_out. @returns nullopt, changing nothing, when the host tier lacks pages
+  /// @throws invalid_argument as swap_out (a swapped-out or foreign sequence, no host tier)
+  std::optional<std::vector<copy_op>> try_swap_out(sequence& seq);
   /// @brief Brings a swapped-out sequence back. @returns the copies, in order: pending
   /// copy-on-write copies, then host page -> device page.
   /// The pages it gets back are not registered for prefix hits (their hashes were not kept).
