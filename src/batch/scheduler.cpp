@@ -66,12 +66,10 @@ bool scheduler::has_unfinished() const noexcept {
 }
 
 bool scheduler::fits_ever(const entry& e) const noexcept {
-  const std::size_t page_size = cache_->layout().page_size;
-  const std::size_t prompt_pages = (e.req.prompt.size() + page_size - 1) / page_size;
-  const std::size_t total_pages =
-      (e.req.prompt.size() + e.req.max_new_tokens + page_size - 1) / page_size;
-  const auto watermark_pages =
-      static_cast<std::size_t>(cache_->config().watermark * cache_->num_pages());
+  const kv::layout& l = cache_->layout();
+  const std::size_t prompt_pages = l.pages_for(e.req.prompt.size());
+  const std::size_t total_pages = l.pages_for(e.req.prompt.size() + e.req.max_new_tokens);
+  const std::size_t watermark_pages = cache_->watermark_pages();
   const bool one_step = options_.chunked_prefill ||
                         e.req.prompt.size() + e.req.max_new_tokens <= options_.max_batched_tokens;
   return prompt_pages + watermark_pages <= cache_->num_pages() &&
@@ -163,15 +161,12 @@ bool scheduler::append_pending(entry& e, step_plan& plan) {
 }
 
 void scheduler::schedule(entry& e, std::uint32_t tokens, bool prefill, step_plan& plan) {
-  const std::size_t page_size = cache_->layout().page_size;
   const auto pages = e.seq.pages();
   const std::size_t first = e.computed - (prefill ? 0 : 1);
   if (prefill) e.computed += tokens;
   cache_->mark_computed(e.seq, e.computed);  // written by this step's kernels before any read
   for (std::size_t t = first; t < first + tokens; ++t)
-    plan.slot_mapping.push_back(static_cast<std::int64_t>(pages[t / page_size]) *
-                                    static_cast<std::int64_t>(page_size) +
-                                static_cast<std::int64_t>(t % page_size));
+    plan.slot_mapping.push_back(cache_->layout().slot_of(pages, t));
   scheduled_sequence s;
   s.id = e.req.id;
   s.num_tokens = tokens;
@@ -254,10 +249,9 @@ void scheduler::plan_decodes(std::uint32_t& budget, step_plan& plan) {
 void scheduler::plan_swap_ins(std::uint32_t& budget, step_plan& plan) {
   // (2) Swapped-out sequences come back, earliest preempted first, while their pages and one
   // more (for the token they append) are free, so bringing one back never preempts another.
-  const std::uint32_t page_size = cache_->layout().page_size;
   while (!swapped_.empty() && running_.size() < options_.max_num_seqs && budget > 0) {
     entry* e = swapped_.front();
-    const std::size_t pages = (e->seq.num_tokens() + page_size - 1) / page_size;
+    const std::size_t pages = cache_->layout().pages_for(e->seq.num_tokens());
     if (pages + (e->pending ? 1 : 0) > cache_->num_free_pages()) break;
     auto ops = cache_->swap_in(e->seq);
     plan.copies.insert(plan.copies.end(), ops.begin(), ops.end());
@@ -336,7 +330,7 @@ void scheduler::export_tables(step_plan& plan) {
   std::size_t kept = 0;
   for (std::size_t i = 0; i < plan.sequences.size(); ++i) {
     const std::size_t context = plan.sequences[i].context_len;
-    const std::size_t pages = (context + page_size - 1) / page_size;
+    const std::size_t pages = cache_->layout().pages_for(context);
     const auto begin = static_cast<std::size_t>(csr.indptr[i]);
     std::copy_n(csr.indices.begin() + static_cast<std::ptrdiff_t>(begin), pages,
                 csr.indices.begin() + static_cast<std::ptrdiff_t>(kept));

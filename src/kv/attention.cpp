@@ -63,7 +63,7 @@ void check_table(const paged_kv& table, const page_pool& pages, const char* who)
                    name + ": seq_lens[" + std::to_string(i) + "] = " + std::to_string(len) +
                        " does not fit max_pages = " + std::to_string(table.max_pages),
                    invalid_argument);
-    const std::size_t used = (static_cast<std::size_t>(len) + page_size - 1) / page_size;
+    const std::size_t used = pages.layout().pages_for(static_cast<std::size_t>(len));
     for (std::size_t p = 0; p < used; ++p) check_page(table.tables[i * table.max_pages + p]);
   }
 }

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <limits>
 #include <cmath>
-#include <cstring>
 
 namespace frugal::kv {
 
@@ -189,7 +188,7 @@ std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens
                                                 std::size_t computed_tokens) {
   FRUGAL_EXPECTS(!tokens.empty(), "kv::cache::add_sequence: the prompt is empty", invalid_argument);
   const std::size_t page_size = layout().page_size;
-  const std::size_t needed = (tokens.size() + page_size - 1) / page_size;
+  const std::size_t needed = layout().pages_for(tokens.size());
   FRUGAL_EXPECTS(needed <= num_pages(),
                  "kv::cache::add_sequence: " + std::to_string(tokens.size()) + " tokens need " +
                      std::to_string(needed) + " pages, more than the cache's " +
@@ -219,19 +218,15 @@ std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens
 
   const std::uint32_t slot = new_slot();
   sequence_state& s = sequences_[slot];
-  s.pages.clear();
-  s.host.clear();
-  s.partial_hash = 0;
+  s.clear();
   s.extra_key = extra_key;
   s.cached_tokens = hits * page_size;
   s.num_tokens = s.cached_tokens;
   s.register_limit = std::max(computed_tokens, s.cached_tokens);
   s.pages_registered = hits;
-  s.pending.clear();
   s.last_hash = hits == 0 ? 0 : hashes[hits - 1];
   s.new_begin = s.cached_tokens;
   s.live = true;
-  s.swapped = false;
   s.pages.reserve(needed);
   for (std::size_t i = 0; i < hits; ++i) {
     const page_id p = index_.find(hashes[i]);
@@ -263,8 +258,7 @@ std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens
 
 sequence cache::add_sequence(std::span<const token_id> tokens, std::uint64_t extra_key) {
   if (auto seq = try_add_sequence(tokens, extra_key)) return std::move(*seq);
-  const std::size_t page_size = layout().page_size;
-  const std::size_t needed = (tokens.size() + page_size - 1) / page_size;
+  const std::size_t needed = layout().pages_for(tokens.size());
   FRUGAL_OUT_OF_MEMORY(needed * layout().page_bytes(),
                       std::to_string(needed) + " pages needed, " + std::to_string(num_free_pages()) +
                           " free (" + std::to_string(index_.cached_count()) + " of them cached), " +
@@ -285,7 +279,7 @@ bool cache::try_append(sequence& seq, std::span<const token_id> new_tokens) {
   const std::size_t room = page_size - in_last;
   const bool copy_on_write = room > 0 && pages_.refcount(s.pages.back()) > 1;
   const std::size_t beyond = new_tokens.size() > room ? new_tokens.size() - room : 0;
-  const std::size_t fresh = (copy_on_write ? 1 : 0) + (beyond + page_size - 1) / page_size;
+  const std::size_t fresh = (copy_on_write ? 1 : 0) + layout().pages_for(beyond);
   if (fresh > num_free_pages()) return false;
 
   s.pages.reserve(s.pages.size() + fresh);
@@ -330,8 +324,8 @@ sequence cache::fork(const sequence& seq) {
   const std::uint32_t slot = new_slot();
   sequence_state& s = sequences_[slot];
   const sequence_state& from = sequences_[seq.slot_];  // new_slot may have moved the vector
+  s.clear();
   s.pages = from.pages;
-  s.host.clear();
   s.partial_hash = from.partial_hash;
   s.num_tokens = from.num_tokens;
   s.last_hash = from.last_hash;
@@ -342,7 +336,6 @@ sequence cache::fork(const sequence& seq) {
   s.pages_registered = from.pages_registered;
   s.pending = from.pending;
   s.live = true;
-  s.swapped = false;
   for (const page_id p : s.pages) pages_.retain(p);
   return sequence(this, slot, s.generation);
 }
@@ -357,13 +350,7 @@ void cache::release(std::uint32_t slot) noexcept {
     host_->release(p);
     host_->free(p);
   }
-  s.pages.clear();
-  s.host.clear();
-  s.partial_hash = 0;
-  s.num_tokens = 0;
-  s.last_hash = 0;
-  s.pending.clear();
-  s.live = false;
+  s.clear();
   ++s.generation;
   free_slots_.push_back(slot);  // capacity: at most one entry per slot ever made
 }
@@ -502,15 +489,12 @@ block_tables cache::export_block_tables(std::span<const sequence* const> seqs,
 
 std::vector<std::int64_t> cache::slot_mapping(std::span<const sequence* const> seqs) const {
   std::vector<std::int64_t> slots;
-  const std::size_t page_size = layout().page_size;
   for (const sequence* seq : seqs) {
     const sequence_state& s = state_of(*seq, "slot_mapping");
     FRUGAL_EXPECTS(!s.swapped, "kv::cache::slot_mapping: a sequence is swapped out",
                    invalid_argument);
     for (std::size_t t = s.new_begin; t < s.num_tokens; ++t)
-      slots.push_back(static_cast<std::int64_t>(s.pages[t / page_size]) *
-                          static_cast<std::int64_t>(page_size) +
-                      static_cast<std::int64_t>(t % page_size));
+      slots.push_back(layout().slot_of(s.pages, t));
   }
   return slots;
 }
@@ -555,11 +539,11 @@ bool cache::is_valid() const {
   for (const sequence_state& s : sequences_) {
     if (!s.live) continue;
     if (s.swapped) {
-      if (!s.pages.empty() || s.host.size() != (s.num_tokens + page_size - 1) / page_size)
+      if (!s.pages.empty() || s.host.size() != layout().pages_for(s.num_tokens))
         return false;
       continue;
     }
-    if (s.pages.size() != (s.num_tokens + page_size - 1) / page_size) return false;
+    if (s.pages.size() != layout().pages_for(s.num_tokens)) return false;
     for (std::size_t i = 0; i < s.pages.size(); ++i) {
       const page_id p = s.pages[i];
       if (p >= n) return false;
@@ -593,14 +577,13 @@ bool cache::is_valid() const {
 }
 
 void perform_copies_host(cache& kv, std::span<const copy_op> ops) {
-  const std::size_t bytes = kv.layout().page_bytes();
   for (const copy_op& op : ops) {
     FRUGAL_EXPECTS(op.kind == copy_kind::device_to_device || kv.host_pages() != nullptr,
                    "kv::perform_copies_host: a host copy, but the cache has no host tier",
                    invalid_argument);
     const page_pool& from = op.kind == copy_kind::host_to_device ? *kv.host_pages() : kv.pages();
     page_pool& to = op.kind == copy_kind::device_to_host ? *kv.host_pages() : kv.pages();
-    std::memcpy(to.page_address(op.dst), from.page_address(op.src), bytes);
+    copy_pages_host(from, to, std::span<const copy_op>(&op, 1));
   }
 }
 

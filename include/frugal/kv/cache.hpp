@@ -177,6 +177,8 @@ class cache {
                    invalid_argument);
     options_.watermark = watermark;
   }
+  /// @brief Pages a new sequence must leave free: watermark x num_pages(), rounded down.
+  std::uint32_t watermark_pages() const noexcept;
   /// @brief Pages a new allocation could take: free plus cached (evictable) pages.
   std::uint32_t num_free_pages() const noexcept;
   std::uint32_t num_pages() const noexcept { return pages_.num_pages(); }
@@ -221,6 +223,23 @@ class cache {
     std::uint32_t generation = 0;
     bool live = false;
     bool swapped = false;
+
+    /// Back to an unused record (the generation stays; the vectors keep their capacity).
+    void clear() noexcept {
+      pages.clear();
+      host.clear();
+      partial_hash = 0;
+      num_tokens = 0;
+      last_hash = 0;
+      extra_key = 0;
+      cached_tokens = 0;
+      new_begin = 0;
+      register_limit = 0;
+      pages_registered = 0;
+      pending.clear();
+      live = false;
+      swapped = false;
+    }
   };
 
   sequence_state& state_of(const sequence& seq, const char* operation);
@@ -238,7 +257,6 @@ class cache {
   void feed_tokens(sequence_state& s, std::span<const token_id> tokens);
   void register_page(page_id p, std::uint64_t h) noexcept;
   void set_fill(page_id p, std::size_t tokens) noexcept;
-  std::uint32_t watermark_pages() const noexcept;
   std::uint32_t new_slot();
 
   options options_;

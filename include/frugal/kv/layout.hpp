@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -76,6 +77,18 @@ struct layout {
   }
   /// Bytes of one page across all layers.
   constexpr std::size_t page_bytes() const noexcept { return num_layers * layer_page_bytes(); }
+  /// Pages that hold `tokens` tokens: tokens / page_size, rounded up.
+  constexpr std::size_t pages_for(std::size_t tokens) const noexcept {
+    return (tokens + page_size - 1) / page_size;
+  }
+  /// The KV slot of token `token` of a sequence whose pages are `pages`:
+  /// page * page_size + offset within the page.
+  constexpr std::int64_t slot_of(std::span<const std::uint32_t> pages,
+                                 std::size_t token) const noexcept {
+    return static_cast<std::int64_t>(pages[token / page_size]) *
+               static_cast<std::int64_t>(page_size) +
+           static_cast<std::int64_t>(token % page_size);
+  }
   /// Scale values (floats) per layer for the 8-bit types: 2 per tensor or 2 x heads; 0 otherwise.
   constexpr std::size_t scales_per_layer() const noexcept {
     if (element_bytes(dtype) != 1) return 0;
