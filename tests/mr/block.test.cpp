@@ -130,3 +130,17 @@ TEST_CASE("block: bad construction arguments") {
       (block_resource<frugal::host_resource>{host, 64, {.initial_blocks = 9, .max_blocks = 8}}),
       frugal::invalid_argument);
 }
+
+TEST_CASE("block_resource: metadata_bytes counts its free stack and live bitmap") {
+  frugal::host_resource host;
+  block_resource<frugal::host_resource> small{host, 64, {.initial_blocks = 64, .max_blocks = 64}};
+  block_resource<frugal::host_resource> large{host, 64,
+                                              {.initial_blocks = 4096, .max_blocks = 4096}};
+  // At least 4 bytes of free stack and one bit of bitmap per block.
+  CHECK(small.metadata_bytes() >= 64 * 4 + 64 / 8);
+  CHECK(large.metadata_bytes() >= 4096 * 4 + 4096 / 8);
+  CHECK(large.metadata_bytes() > small.metadata_bytes());
+  void* p = large.allocate(64);
+  CHECK(large.metadata_bytes() >= 4096 * 4 + 4096 / 8);  // capacity, not use
+  large.deallocate(p, 64);
+}

@@ -120,10 +120,10 @@ class page_pool {
   std::span<std::byte> memory() const noexcept { return blocks_.slab(0); }
   std::size_t page_stride() const noexcept { return blocks_.stride(); }
   const kv::layout& layout() const noexcept { return layout_; }
-  /// @brief Host bytes of bookkeeping per page (reference counts, free stack, bitmap).
+  /// @brief Host bytes of bookkeeping: reference counts, and block_resource's own (free
+  /// stack, live bitmap, slab table).
   std::size_t metadata_bytes() const noexcept {
-    return refcounts_.capacity() * sizeof(std::uint32_t) + std::size_t{num_pages()} * 4 +
-           (std::size_t{num_pages()} + 7) / 8;
+    return refcounts_.capacity() * sizeof(std::uint32_t) + blocks_.metadata_bytes();
   }
 
  private:

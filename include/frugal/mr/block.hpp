@@ -240,6 +240,12 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
     return s;
   }
 
+  /// @brief Host bytes of bookkeeping: the free stack, the live bitmap and the slab tables.
+  std::size_t metadata_bytes() const noexcept {
+    return free_ids_.capacity() * sizeof(block_id) + live_.capacity() * sizeof(std::uint64_t) +
+           slabs_.capacity() * sizeof(slab_info) + by_address_.capacity() * sizeof(slab_ref);
+  }
+
   /// @brief Checks that the free stack and the live bitmap agree (tests, debug builds).
   bool is_valid() const {
     std::vector<bool> seen(capacity_, false);
