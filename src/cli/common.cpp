@@ -103,7 +103,8 @@ kv::dtype parse_kv_dtype(std::string_view text) {
     return kv::parse_dtype(text);
   } catch (const invalid_argument&) {
     FRUGAL_FAIL("--kv-dtype: unknown KV type \"" + std::string(text) +
-                      "\"; known: fp16, bf16, fp8 (fp8_e4m3), fp8_e5m2, int8, fp32", usage_error);
+                    "\"; known: " + kv::dtype_names(),
+                usage_error);
   }
 }
 

@@ -21,7 +21,7 @@
 namespace frugal::cli::report {
 namespace {
 
-constexpr std::size_t granule = std::size_t{2} << 20;
+constexpr std::size_t granule = vmm_granule;
 
 /// One matrix to plan: a few of its rows, and how many elements the full matrices hold.
 struct sampled_matrix {

@@ -21,7 +21,7 @@ namespace {
 using batch::token_id;
 
 /// Granule of the simulated GPU: every allocation is a multiple (CUDA's VMM granule).
-constexpr std::size_t granule = std::size_t{2} << 20;
+constexpr std::size_t granule = vmm_granule;
 
 std::size_t round_up(std::size_t bytes) { return (bytes + granule - 1) / granule * granule; }
 

@@ -206,12 +206,18 @@ std::string_view to_string(allocator_kind kind) noexcept {
 }
 
 allocator_kind parse_allocator_kind(std::string_view name) {
-  for (auto k : {allocator_kind::pool, allocator_kind::arena, allocator_kind::first_fit,
-                 allocator_kind::malloc, allocator_kind::cuda})
+  constexpr allocator_kind kinds[] = {allocator_kind::pool, allocator_kind::arena,
+                                      allocator_kind::first_fit, allocator_kind::malloc,
+                                      allocator_kind::cuda};
+  for (const allocator_kind k : kinds)
     if (name == to_string(k)) return k;
   if (name == "first_fit") return allocator_kind::first_fit;
-  FRUGAL_FAIL("unknown allocator '" + std::string(name) +
-                  "' (known: pool, arena, first-fit, malloc, cuda)",
+  std::string known;
+  for (const allocator_kind k : kinds) {
+    if (!known.empty()) known += ", ";
+    known += to_string(k);
+  }
+  FRUGAL_FAIL("unknown allocator '" + std::string(name) + "' (known: " + known + ")",
               invalid_argument);
   return allocator_kind::pool;
 }

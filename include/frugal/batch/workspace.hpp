@@ -28,7 +28,7 @@ struct workspace_options {
   /// Capacity is a multiple of this (a power of two, at least 256): fewer, larger upstream
   /// calls, and steps that differ by a few tokens count as the same size. 2 MiB is the granule
   /// of CUDA's virtual memory on current GPUs.
-  std::size_t granularity = std::size_t{2} << 20;
+  std::size_t granularity = vmm_granule;
   /// Cap on the bytes held from the upstream; a step needing more is refused (out_of_memory).
   std::size_t max_bytes = std::numeric_limits<std::size_t>::max();
 };

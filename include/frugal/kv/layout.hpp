@@ -45,15 +45,27 @@ constexpr std::string_view to_string(dtype t) noexcept {
   return "?";
 }
 
+/// @brief Every dtype, in the order their names are listed.
+inline constexpr dtype all_dtypes[] = {dtype::fp16,     dtype::bf16, dtype::fp8_e4m3,
+                                       dtype::fp8_e5m2, dtype::int8, dtype::fp32};
+
+/// @brief The names parse_dtype takes, for messages: "fp16, bf16, fp8 (fp8_e4m3), ...".
+inline std::string dtype_names() {
+  std::string names;
+  for (const dtype t : all_dtypes) {
+    if (!names.empty()) names += ", ";
+    names += t == dtype::fp8_e4m3 ? "fp8 (fp8_e4m3)" : std::string(to_string(t));
+  }
+  return names;
+}
+
 /// @brief The dtype named `name` (a to_string() name, or "fp8" for fp8_e4m3).
 /// @throws invalid_argument for an unknown name, listing the known ones
 inline dtype parse_dtype(std::string_view name) {
   if (name == "fp8") return dtype::fp8_e4m3;
-  for (const dtype t : {dtype::fp16, dtype::bf16, dtype::fp8_e4m3, dtype::fp8_e5m2, dtype::int8,
-                        dtype::fp32})
+  for (const dtype t : all_dtypes)
     if (to_string(t) == name) return t;
-  FRUGAL_FAIL("kv: unknown KV dtype \"" + std::string(name) +
-                  "\"; known: fp16, bf16, fp8 (fp8_e4m3), fp8_e5m2, int8, fp32",
+  FRUGAL_FAIL("kv: unknown KV dtype \"" + std::string(name) + "\"; known: " + dtype_names(),
               invalid_argument);
 }
 

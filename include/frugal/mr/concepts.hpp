@@ -25,6 +25,11 @@ namespace frugal {
 /// Default alignment of every frugal resource: what cudaMalloc guarantees.
 inline constexpr std::size_t default_alignment = 256;
 
+/// The granule of CUDA's virtual memory on current GPUs (cuMemGetAllocationGranularity): the
+/// commit unit of virtual_resource, the growth unit of the step workspace, and the unit every
+/// allocation of the simulated GPU is rounded to.
+inline constexpr std::size_t vmm_granule = std::size_t{2} << 20;
+
 /// Property tags, the same types as CCCL's so cuda::mr code sees frugal resources as its own.
 using host_accessible = ::cuda::mr::host_accessible;
 using device_accessible = ::cuda::mr::device_accessible;

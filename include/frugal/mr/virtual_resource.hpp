@@ -30,7 +30,7 @@ struct virtual_options {
   /// true: granules are backed (read/write) when first allocated; false: address space only,
   /// every access faults (PROT_NONE)
   bool commit = true;
-  std::size_t granularity = std::size_t{2} << 20;    ///< commit unit; a power of two >= the page
+  std::size_t granularity = vmm_granule;  ///< commit unit; a power of two >= the page
 };
 
 /// @brief Host virtual-memory upstream (see docs/concepts.md#upstream). Allocations are

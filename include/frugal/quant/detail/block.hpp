@@ -426,7 +426,7 @@ struct nvfp4_tensor_params {
 };
 
 FRUGAL_HOST_DEVICE inline nvfp4_tensor_params nvfp4_tensor_scales(float tensor_amax) noexcept {
-  constexpr float numerator = 448.0f * 6.0f;  // e4m3_max * e2m1_max = 2688, exact
+  constexpr float numerator = e4m3_max * e2m1_max;  // 448 * 6 = 2688, exact
   float encode = fminf(numerator / tensor_amax, float_max);
   if (tensor_amax == 0.0f || encode == 0.0f) encode = 1.0f;
   nvfp4_tensor_params t;
@@ -439,7 +439,7 @@ FRUGAL_HOST_DEVICE inline nvfp4_tensor_params nvfp4_tensor_scales(float tensor_a
 /// (saturating at 448).
 FRUGAL_HOST_DEVICE inline std::uint8_t nvfp4_block_scale(float block_amax,
                                                          float tensor_encode) noexcept {
-  constexpr float inv_fp4_max = 1.0f / 6.0f;
+  constexpr float inv_fp4_max = 1.0f / e2m1_max;
   const float factor = tensor_encode * inv_fp4_max;
   const float scale = block_amax * factor;
   return to_fp8_e4m3(scale);
@@ -506,7 +506,7 @@ struct gguf_params {
 /// @brief q8_0: d = amax / 127, id = d ? 1 / d : 0.
 FRUGAL_HOST_DEVICE inline gguf_params q8_0_params(float amax) noexcept {
   gguf_params p;
-  p.d = amax / 127.0f;
+  p.d = amax / static_cast<float>(int8_symmetric_max);
   p.id = p.d != 0.0f ? 1.0f / p.d : 0.0f;
   return p;
 }
@@ -515,7 +515,8 @@ FRUGAL_HOST_DEVICE inline gguf_params q8_0_params(float amax) noexcept {
 FRUGAL_HOST_DEVICE inline int q8_0_code(float x, float id) noexcept {
   float v = x * id;
   v = v == v ? v : 0.0f;
-  v = min_of(max_of(v, -127.0f), 127.0f);
+  constexpr float qmax = static_cast<float>(int8_symmetric_max);
+  v = min_of(max_of(v, -qmax), qmax);
   return static_cast<int>(round_half_away(v));
 }
 
