@@ -228,59 +228,6 @@ TEST_CASE("snapshot: a file that cannot be written throws frugal::error") {
   CHECK_THROWS_WITH(snapshot{}.write_json(missing), Catch::Contains("cannot write"));
 }
 
-TEST_CASE("tracking_adaptor timeline: off by default, recorded when asked, capped") {
-  host_pool pool{frugal::host_resource{}, {.chunk_size = MiB}};
-  {
-    tracking_adaptor plain{frugal::ref(pool)};
-    plain.deallocate(plain.allocate(64), 64);
-    CHECK(plain.timeline().empty());
-    CHECK(plain.dropped_events() == 0);
-  }
-  tracking_adaptor tracker{frugal::ref(pool), {.record_timeline = true, .max_events = 4}};
-  void* a = tracker.allocate(1000, 256, "a");
-  void* b = tracker.try_allocate(2000, 256, "b");
-  REQUIRE(b != nullptr);
-  CHECK(tracker.try_allocate(std::size_t{1} << 62) == nullptr);  // failures are not events
-  tracker.deallocate(a, 1000);
-  void* c = tracker.allocate(3000);
-  tracker.deallocate(b, 2000);  // the fifth and sixth events are dropped
-  tracker.deallocate(c, 3000);
-
-  const auto& events = tracker.timeline();
-  REQUIRE(events.size() == 4);
-  CHECK(tracker.dropped_events() == 2);
-  CHECK(events[0].kind == event_kind::allocate);
-  CHECK(events[0].bytes == 1000);
-  CHECK(events[0].tag == "a");
-  CHECK(events[0].outstanding_bytes == 1000);
-  CHECK(events[0].upstream_bytes_reserved == MiB);  // read through frugal::ref
-  CHECK(events[1].outstanding_bytes == 3000);
-  CHECK(events[2].kind == event_kind::free);
-  CHECK(events[2].tag == "a");
-  CHECK(events[2].outstanding_bytes == 2000);
-  CHECK(events[3].tag.empty());
-  for (std::size_t i = 1; i < events.size(); ++i) CHECK(events[i - 1].seconds <= events[i].seconds);
-  CHECK(tracker.elapsed_seconds() >= events.back().seconds);
-
-  tracking_adaptor moved{std::move(tracker)};
-  CHECK(moved.timeline().size() == 4);
-  CHECK(moved.dropped_events() == 2);
-  CHECK(tracker.timeline().empty());  // NOLINT(bugprone-use-after-move): documented state
-  moved.clear_timeline();
-  CHECK(moved.timeline().empty());
-  CHECK(moved.dropped_events() == 0);
-}
-
-TEST_CASE("tracking_adaptor timeline over an upstream without stats() records 0 reserved") {
-  tracking_adaptor<frugal::host_resource> tracker{frugal::host_resource{},
-                                                  {.record_timeline = true}};
-  void* p = tracker.allocate(10);
-  tracker.deallocate(p, 10);
-  REQUIRE(tracker.timeline().size() == 2);
-  CHECK(tracker.timeline()[0].upstream_bytes_reserved == 0);
-  CHECK(tracker.timeline()[1].outstanding_bytes == 0);
-}
-
 TEST_CASE("a planted leak is named in the tracker's report with its tag and size") {
   host_pool pool{frugal::host_resource{}};
   tracking_adaptor tracker{frugal::ref(pool)};
