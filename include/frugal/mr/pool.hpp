@@ -140,34 +140,14 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
 
   /// @brief As allocate, but returns nullptr instead of throwing (also for a bad alignment).
   void* try_allocate(std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
-    if (bytes == 0 || !detail::is_pow2(alignment) || bytes > options_.max_size ||
-        bytes > max_block_bytes || alignment > max_block_bytes / 2) [[unlikely]]
-      return nullptr;
-    if (!reserve_bookkeeping()) [[unlikely]]
-      return nullptr;
-    const std::size_t size = detail::align_up(bytes, granularity);
-    const std::size_t align = std::max(alignment, granularity);
-    const std::size_t need = size + (align - granularity);
+    return allocate_block(bytes, alignment, true);
+  }
 
-    index i = find_free(need);
-    if (i == npos) [[unlikely]] {
-      i = grow(need, align, size);
-      if (i == npos) return nullptr;
-    }
-    unlink_free(i);
-    if (align > granularity) i = split_front(i, align);
-    split_back(i, size);
-
-    block& b = blocks_[i];
-    b.is_free = false;
-    b.slack = static_cast<std::uint8_t>(b.size() - bytes);
-    pointers_.insert(b.address, i);
-    block_bytes_in_use_ += b.size();
-    bytes_in_use_ += bytes;
-    ++allocations_;
-    peak_bytes_in_use_ = std::max(peak_bytes_in_use_, bytes_in_use_);
-    FRUGAL_ASSERT_EXPENSIVE(is_valid(), "pool_resource corrupted by allocate");
-    return reinterpret_cast<void*>(b.address);
+  /// @brief As try_allocate, but only from memory the pool holds already: never asks the
+  /// upstream (stream_pool_resource tries this before taking other streams' free blocks).
+  void* try_allocate_reserved(std::size_t bytes,
+                              std::size_t alignment = default_alignment) noexcept {
+    return allocate_block(bytes, alignment, false);
   }
 
   /// @brief Returns a block. Misuse (a pointer the pool did not hand out, a double free, a size
@@ -314,6 +294,40 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     } else {
       blocks_[next].prev_phys = i;
     }
+  }
+
+  /// try_allocate, growing from the upstream only when `may_grow`.
+  [[gnu::always_inline]] void* allocate_block(std::size_t bytes, std::size_t alignment,
+                                              bool may_grow) noexcept {
+    if (bytes == 0 || !detail::is_pow2(alignment) || bytes > options_.max_size ||
+        bytes > max_block_bytes || alignment > max_block_bytes / 2) [[unlikely]]
+      return nullptr;
+    if (!reserve_bookkeeping()) [[unlikely]]
+      return nullptr;
+    const std::size_t size = detail::align_up(bytes, granularity);
+    const std::size_t align = std::max(alignment, granularity);
+    const std::size_t need = size + (align - granularity);
+
+    index i = find_free(need);
+    if (i == npos) [[unlikely]] {
+      if (!may_grow) return nullptr;
+      i = grow(need, align, size);
+      if (i == npos) return nullptr;
+    }
+    unlink_free(i);
+    if (align > granularity) i = split_front(i, align);
+    split_back(i, size);
+
+    block& b = blocks_[i];
+    b.is_free = false;
+    b.slack = static_cast<std::uint8_t>(b.size() - bytes);
+    pointers_.insert(b.address, i);
+    block_bytes_in_use_ += b.size();
+    bytes_in_use_ += bytes;
+    ++allocations_;
+    peak_bytes_in_use_ = std::max(peak_bytes_in_use_, bytes_in_use_);
+    FRUGAL_ASSERT_EXPENSIVE(is_valid(), "pool_resource corrupted by allocate");
+    return reinterpret_cast<void*>(b.address);
   }
 
   static void mapping(std::size_t units, unsigned& fl, unsigned& sl) noexcept {
