@@ -11,6 +11,7 @@
 #include <frugal/mr/arena.hpp>
 #include <frugal/mr/block.hpp>
 #include <frugal/mr/pool.hpp>
+#include <frugal/mr/stream_pool.hpp>
 #include <frugal/mr/resource_ref.hpp>
 #include <frugal/mr/resource_stats.hpp>
 #include <frugal/numeric/float16.hpp>
@@ -44,6 +45,7 @@
 #  include <frugal/device.hpp>
 #  include <frugal/mr/cuda_async_resource.hpp>
 #  include <frugal/mr/cuda_resource.hpp>
+#  include <frugal/mr/cuda_stream_policy.hpp>
 #  include <frugal/mr/cuda_virtual_resource.hpp>
 #  include <frugal/mr/pinned_resource.hpp>
 #endif
