@@ -34,6 +34,10 @@ struct pool_options {
   /// address order), the segment grows by what its free tail lacks, rounded up to this. 0: the
   /// upstream's granularity() when it has one, else 2 MiB.
   std::size_t segment_granularity = 0;
+  /// Where a snapshot of the pool (JSON and SVG, see docs/snapshots.md) is written when an
+  /// allocate() fails, before the exception leaves; empty: the directory named by the
+  /// environment variable FRUGAL_OOM_SNAPSHOT, read at the failure; neither: none.
+  std::string oom_snapshot_dir;
 };
 
 /// @brief One block of a pool segment, as pool_resource::segments() reports it.
@@ -52,6 +56,31 @@ struct pool_segment_info {
   std::size_t size = 0;
   std::vector<pool_block_info> blocks;
 };
+
+namespace detail {
+/// The OOM snapshots written on this thread and the path of the latest, without extension (a
+/// tracking_adaptor over the pool rewrites it with tags and its timeline).
+struct oom_snapshot_state {
+  std::uint64_t written = 0;
+  std::string last;
+};
+inline oom_snapshot_state& oom_snapshots() noexcept {
+  thread_local oom_snapshot_state state;
+  return state;
+}
+/// `option` when not empty, else $FRUGAL_OOM_SNAPSHOT, else empty (in libfrugal).
+std::string oom_snapshot_directory(const std::string& option);
+/// What a tracking_adaptor adds to an OOM snapshot (defined in tracking_adaptor.hpp).
+struct oom_snapshot_extra;
+/// Writes `prefix`.json and `prefix`.svg, or, with an empty prefix, a new
+/// `directory`/frugal-oom-<pid>-<n> pair, and records it in oom_snapshots(). Never throws.
+/// @returns the note for the error message: "; memory snapshot: <path>.json and .svg", or why
+///          none was written
+std::string write_oom_snapshot(const std::string& directory, const std::string& prefix,
+                               const resource_stats& stats,
+                               const std::vector<pool_segment_info>& segments,
+                               const oom_snapshot_extra* extra = nullptr) noexcept;
+}  // namespace detail
 
 /// @brief General-purpose pool (see docs/concepts.md#resource). Memory comes from `Upstream` in
 /// segments; blocks are 256-byte granules found by a two-level segregated fit (TLSF) search,
@@ -83,7 +112,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   /// (just under 1 TiB: block sizes count 256-byte granules in 32 bits)
   /// @throws out_of_memory if the initial reservation fails
   explicit pool_resource(Upstream upstream, pool_options options = {})
-      : upstream_(std::move(upstream)), options_(options) {
+      : upstream_(std::move(upstream)), options_(std::move(options)) {
     FRUGAL_EXPECTS(options_.initial_size <= options_.max_size,
                    "pool_resource: initial_size exceeds max_size", invalid_argument);
     FRUGAL_EXPECTS(options_.initial_size <= max_block_bytes,
@@ -133,6 +162,13 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
         state += "; beyond the largest block a pool holds, just under 1 TiB (" +
                  std::to_string(max_block_bytes) +
                  " bytes: block sizes count 256-byte granules in 32 bits)";
+      const std::string directory = detail::oom_snapshot_directory(options_.oom_snapshot_dir);
+      if (!directory.empty()) {
+        try {
+          state += detail::write_oom_snapshot(directory, {}, stats(), segments());
+        } catch (...) {  // no host memory for the picture: the error still leaves
+        }
+      }
       FRUGAL_OUT_OF_MEMORY(bytes, std::move(state), "pool_resource");
     }
     return p;
