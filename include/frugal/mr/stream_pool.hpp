@@ -14,6 +14,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <limits>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -123,11 +124,14 @@ class stream_pool_resource
     if (bytes == 0) return nullptr;
     std::string free_before;
     void* p = try_allocate_async(bytes, alignment, stream, &free_before);
-    if (p == nullptr) [[unlikely]]
-      throw out_of_memory(bytes,
-                          describe(pool_.stats()) + "; free per stream before merging: " +
-                              (free_before.empty() ? std::string("none") : free_before),
-                          "stream_pool_resource");
+    if (p == nullptr) [[unlikely]] {
+      std::string state = describe(stats());
+      if (pool_.options().max_size != std::numeric_limits<std::size_t>::max())
+        state += ", max_size " + format_bytes(pool_.options().max_size);
+      state += "; free per stream before merging: " +
+               (free_before.empty() ? std::string("none") : free_before);
+      throw out_of_memory(bytes, std::move(state), "stream_pool_resource");
+    }
     return p;
   }
 
