@@ -10,11 +10,10 @@
 // documented default), pool_preallocated (the device's memory reserved up front), first_fit (a
 // naive address-ordered heap over one range, uncapped), malloc. Address space only: nothing is
 // touched, so an 80 GiB trace replays on a small host.
-#include <frugal/sim/trace.hpp>
-
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <frugal/sim/trace.hpp>
 #include <map>
 #include <string>
 #include <vector>
@@ -66,8 +65,8 @@ std::size_t first_fit_peak(int shape) {
   if (it != cache.end()) return it->second;
   frugal::sim::replay_options o;
   o.timeline_points = 0;
-  const auto r = frugal::sim::replay(events_of(shape), allocator_kind::first_fit,
-                                     frugal::sim::no_cap, o);
+  const auto r =
+      frugal::sim::replay(events_of(shape), allocator_kind::first_fit, frugal::sim::no_cap, o);
   return cache.emplace(shape, r.peak_bytes_reserved).first->second;
 }
 

@@ -1,6 +1,6 @@
-#include "gpu/stream_pool_kernels.hpp"
-
 #include <frugal/error.hpp>
+
+#include "gpu/stream_pool_kernels.hpp"
 
 namespace frugal::testing {
 namespace {

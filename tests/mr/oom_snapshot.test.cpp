@@ -1,20 +1,18 @@
 // Snapshots written at an out-of-memory failure: asked for by pool_options / tracking_options or
 // by the environment variable FRUGAL_OOM_SNAPSHOT, written before the exception leaves.
-#include "mr/test_resources.hpp"
+#include <unistd.h>
 
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <filesystem>
 #include <frugal/mr/pool.hpp>
 #include <frugal/mr/snapshot.hpp>
 #include <frugal/mr/tracking_adaptor.hpp>
-
-#include <catch2/catch.hpp>
-
-#include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
 
-#include <unistd.h>
+#include "mr/test_resources.hpp"
 
 using frugal::pool_resource;
 using frugal::snapshot;
@@ -79,9 +77,9 @@ std::string failure(R& r, std::size_t bytes) {
 
 TEST_CASE("oom snapshot: the pool option writes JSON and SVG before the exception leaves") {
   scratch_directory directory("oom-option");
-  host_pool pool{frugal::host_resource{},
-                 {.initial_size = 2 * MiB, .max_size = 2 * MiB,
-                  .oom_snapshot_dir = directory.path.string()}};
+  host_pool pool{
+      frugal::host_resource{},
+      {.initial_size = 2 * MiB, .max_size = 2 * MiB, .oom_snapshot_dir = directory.path.string()}};
   void* keep = pool.allocate(MiB + 1000);
   const std::string what = failure(pool, MiB);
   REQUIRE(directory.count(".json") == 1);
@@ -144,7 +142,8 @@ TEST_CASE("oom snapshot: a tracker over another upstream writes the timeline") {
   scratch_directory directory("oom-tracker-budget");
   frugal::testing::budget_resource upstream(MiB);
   tracking_adaptor<frugal::ref_t<frugal::testing::budget_resource>> tracker{
-      frugal::ref(upstream), {.record_timeline = true, .oom_snapshot_dir = directory.path.string()}};
+      frugal::ref(upstream),
+      {.record_timeline = true, .oom_snapshot_dir = directory.path.string()}};
   void* a = tracker.allocate(1000, 256, "a");
   const std::string what = failure(tracker, 2 * MiB);
   CHECK(what.find("memory snapshot: " + directory.path.string()) != std::string::npos);

@@ -1,17 +1,15 @@
 // pool_resource growing in place over an upstream that hands out address space in order
 // (virtual_resource), and its chunk policy over one that does not.
-#include "mr/test_resources.hpp"
-
+#include <catch2/catch.hpp>
+#include <cstring>
 #include <frugal/mr/pool.hpp>
 #include <frugal/mr/stats_adaptor.hpp>
 #include <frugal/mr/virtual_resource.hpp>
-
-#include <catch2/catch.hpp>
-
-#include <cstring>
 #include <map>
 #include <random>
 #include <vector>
+
+#include "mr/test_resources.hpp"
 
 using frugal::pool_options;
 using frugal::pool_resource;
@@ -24,7 +22,8 @@ constexpr std::size_t MiB = std::size_t{1} << 20;
 using virtual_pool = pool_resource<ref_t<virtual_resource>>;
 }  // namespace
 
-TEST_CASE("pool growth: over virtual memory the pool is one segment and blocks merge across pieces") {
+TEST_CASE(
+    "pool growth: over virtual memory the pool is one segment and blocks merge across pieces") {
   virtual_resource space{{.reserve_bytes = std::size_t{1} << 30, .commit = false}};
   virtual_pool pool{frugal::ref(space)};
   std::vector<std::pair<void*, std::size_t>> blocks;
@@ -116,7 +115,8 @@ TEST_CASE("pool growth: at the cap the segment grows to exactly max_size and no 
   CHECK(pool.is_valid());
 }
 
-TEST_CASE("pool growth: over an upstream that does not extend, free chunks go back before a new one") {
+TEST_CASE(
+    "pool growth: over an upstream that does not extend, free chunks go back before a new one") {
   budget_resource upstream;
   pool_resource<ref_t<budget_resource>> pool{frugal::ref(upstream), {.chunk_size = MiB}};
   void* a = pool.allocate(MiB);
@@ -171,8 +171,10 @@ void growth_fuzz(std::uint64_t seed, int operations, std::size_t live_target, st
         const auto segments = pool.segments();
         REQUIRE(segments.size() <= 1);
         std::size_t tail = 0;
-        if (!segments.empty() && segments[0].blocks.back().free) tail = segments[0].blocks.back().size;
-        const std::size_t need = frugal::detail::align_up(size, 256) + std::max<std::size_t>(alignment, 256) - 256;
+        if (!segments.empty() && segments[0].blocks.back().free)
+          tail = segments[0].blocks.back().size;
+        const std::size_t need =
+            frugal::detail::align_up(size, 256) + std::max<std::size_t>(alignment, 256) - 256;
         REQUIRE(tail + (cap - before.bytes_reserved) < need);
         REQUIRE(pool.stats() == before);
       } else {
@@ -210,7 +212,7 @@ void growth_fuzz(std::uint64_t seed, int operations, std::size_t live_target, st
 
 TEST_CASE("pool growth: differential fuzz over never-backed address space") {
   growth_fuzz(1, 20000, 100, std::size_t{1} << 62);  // uncapped
-  growth_fuzz(2, 20000, 100, 512 * MiB);              // growth stops at the cap
+  growth_fuzz(2, 20000, 100, 512 * MiB);             // growth stops at the cap
 }
 
 TEST_CASE("pool growth: long differential fuzz, 10^6 operations", "[long]") {

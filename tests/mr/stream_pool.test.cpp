@@ -1,15 +1,13 @@
-#include "mr/fake_streams.hpp"
-#include "mr/test_resources.hpp"
-
+#include <catch2/catch.hpp>
 #include <frugal/mr/stream_pool.hpp>
 #include <frugal/mr/virtual_resource.hpp>
-
-#include <catch2/catch.hpp>
-
 #include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include "mr/fake_streams.hpp"
+#include "mr/test_resources.hpp"
 
 using frugal::pool_options;
 using frugal::ref_t;
@@ -153,8 +151,8 @@ TEST_CASE("stream pool: release_stream before destroying a stream keeps its bloc
   CHECK(q == p);
   CHECK(device.waits == 0);
   CHECK(device.has_seen(B, A, freed_at));  // the host synchronized on A's work
-  CHECK(device.errors.empty());           // nothing touched the destroyed stream or its event
-  pool.release_stream(A);                 // an unknown stream is ignored
+  CHECK(device.errors.empty());            // nothing touched the destroyed stream or its event
+  pool.release_stream(A);                  // an unknown stream is ignored
   pool.deallocate_async(q, MiB, 256, B);
   CHECK(pool.is_valid());
 }
@@ -170,9 +168,9 @@ TEST_CASE("stream pool: misuse through the async path is reported and changes no
   const auto before = pool.stats();
   const auto free_before = pool.free_by_stream();
   int local = 0;
-  pool.deallocate_async(&local, 8, 256, A);                // unknown pointer
-  pool.deallocate_async(q, 2000, 256, B);                  // double free, on another stream
-  pool.deallocate_async(p, 999, 256, A);                   // size mismatch
+  pool.deallocate_async(&local, 8, 256, A);                        // unknown pointer
+  pool.deallocate_async(q, 2000, 256, B);                          // double free, on another stream
+  pool.deallocate_async(p, 999, 256, A);                           // size mismatch
   pool.deallocate_async(static_cast<char*>(p) + 256, 10, 256, A);  // inside a live block
   const auto& reports = misuse.reports();
   REQUIRE(reports.size() == 4);

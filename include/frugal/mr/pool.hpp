@@ -37,7 +37,7 @@ struct pool_options {
   /// Where a snapshot of the pool (JSON and SVG, see docs/snapshots.md) is written when an
   /// allocate() fails, before the exception leaves; empty: the directory named by the
   /// environment variable FRUGAL_OOM_SNAPSHOT, read at the failure; neither: none.
-  std::string oom_snapshot_dir;
+  std::string oom_snapshot_dir{};
 };
 
 /// @brief One block of a pool segment, as pool_resource::segments() reports it.
@@ -124,8 +124,8 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     heads_.fill(npos);
     if (options_.initial_size > 0) {
       const std::size_t bytes = detail::align_up(options_.initial_size, granularity);
-      void* p = reserve_bookkeeping() ? detail::try_allocate(upstream_, bytes, granularity)
-                                      : nullptr;
+      void* p =
+          reserve_bookkeeping() ? detail::try_allocate(upstream_, bytes, granularity) : nullptr;
       if (p != nullptr && add_piece(p, bytes, granularity) == npos) {
         upstream_.deallocate(p, bytes, granularity);
         p = nullptr;

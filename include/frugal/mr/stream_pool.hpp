@@ -1,11 +1,9 @@
 // frugal/mr/stream_pool.hpp: a stream-ordered pool. A block freed on a stream is reused at once
 // by that stream; another stream gets it only after waiting on an event recorded at the free.
 //   frugal::stream_pool_resource pool{frugal::ref(gpu), frugal::cuda_stream_policy{}};
-//   void* p = pool.allocate_async(bytes, 256, compute);  pool.deallocate_async(p, bytes, 256, compute);
+//   void* p = pool.allocate_async(bytes, 256, compute);  pool.deallocate_async(p, bytes, 256,
+//   compute);
 #pragma once
-
-#include <frugal/mr/concepts.hpp>
-#include <frugal/mr/pool.hpp>
 
 #include <algorithm>
 #include <array>
@@ -14,6 +12,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
+#include <frugal/mr/concepts.hpp>
+#include <frugal/mr/pool.hpp>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -32,17 +32,16 @@ namespace frugal {
 ///   query(e): whether e has completed (no wait)
 ///   default_stream(): the stream allocate() and deallocate() use
 template <class P>
-concept stream_policy =
-    std::equality_comparable<typename P::stream_type> &&
+concept stream_policy = std::equality_comparable<typename P::stream_type> &&
     requires(P& p, typename P::stream_type s, typename P::event_type e) {
-      { p.create_event() } -> std::same_as<typename P::event_type>;
-      p.destroy_event(e);
-      p.record(e, s);
-      p.wait(s, e);
-      p.synchronize(e);
-      { p.query(e) } -> std::convertible_to<bool>;
-      { p.default_stream() } -> std::same_as<typename P::stream_type>;
-    };
+  { p.create_event() } -> std::same_as<typename P::event_type>;
+  p.destroy_event(e);
+  p.record(e, s);
+  p.wait(s, e);
+  p.synchronize(e);
+  { p.query(e) } -> std::convertible_to<bool>;
+  { p.default_stream() } -> std::same_as<typename P::stream_type>;
+};
 
 /// @brief stream_policy for streams whose work is done by the time it is enqueued (host code
 /// that labels its work with stream numbers): every event has completed, nothing waits. The
@@ -64,7 +63,7 @@ struct synchronous_stream_policy {
 template <class Stream>
 struct stream_free_bytes {
   Stream stream;
-  std::size_t bytes = 0;   ///< freed on this stream, not yet reused or merged
+  std::size_t bytes = 0;  ///< freed on this stream, not yet reused or merged
   std::size_t blocks = 0;
 };
 
@@ -155,9 +154,9 @@ class stream_pool_resource
       return;
     }
     if (records_[i].stream != live) [[unlikely]] {
-      detail::report_misuse(misuse_kind::double_free, "stream_pool_resource", p, bytes,
-                            "double free: " + std::to_string(bytes) +
-                                " bytes at a pointer that is already free");
+      detail::report_misuse(
+          misuse_kind::double_free, "stream_pool_resource", p, bytes,
+          "double free: " + std::to_string(bytes) + " bytes at a pointer that is already free");
       return;
     }
     if (records_[i].requested != bytes) [[unlikely]] {
@@ -296,7 +295,7 @@ class stream_pool_resource
 
   /// One block the pool handed out (live) or that waits on a stream's list.
   struct record {
-    std::uintptr_t address = 0;  // 0: unused record
+    std::uintptr_t address = 0;   // 0: unused record
     std::size_t block_bytes = 0;  // as allocated from pool_, rounded to its granularity
     std::size_t pool_bytes = 0;   // as requested from pool_ (what goes back to it)
     std::size_t alignment = 0;    // as requested from pool_
@@ -422,7 +421,8 @@ class stream_pool_resource
       if (i != npos) return reuse(i, bytes);
     }
     // 2. Free memory of the shared pool: safe for every stream.
-    if (void* p = pool_.try_allocate_reserved(bytes, alignment)) return hand_out(p, bytes, alignment);
+    if (void* p = pool_.try_allocate_reserved(bytes, alignment))
+      return hand_out(p, bytes, alignment);
     // 3. Another stream's free block, after waiting on that stream's event.
     for (std::size_t s = 0; s < streams_.size(); ++s) {
       if (s == t) continue;
@@ -554,6 +554,6 @@ class stream_pool_resource
 }  // namespace frugal
 
 static_assert(frugal::stream_policy<frugal::synchronous_stream_policy>);
-static_assert(frugal::resource_with<
-              frugal::stream_pool_resource<frugal::host_resource, frugal::synchronous_stream_policy>,
-              frugal::host_accessible>);
+static_assert(frugal::resource_with<frugal::stream_pool_resource<frugal::host_resource,
+                                                                 frugal::synchronous_stream_policy>,
+                                    frugal::host_accessible>);

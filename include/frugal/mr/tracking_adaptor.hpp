@@ -49,7 +49,7 @@ struct tracking_options {
   /// environment variable FRUGAL_OOM_SNAPSHOT, read at the failure; neither: none. The blocks
   /// are drawn when the upstream is a pool_resource (or a frugal::ref to one); a pool below
   /// that wrote its own snapshot of the failure has it rewritten with the tags.
-  std::string oom_snapshot_dir;
+  std::string oom_snapshot_dir{};
 };
 
 /// @brief Whether a timeline_event is an allocation or a free.
