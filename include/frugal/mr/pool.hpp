@@ -427,7 +427,6 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     head = i;
     fl_bitmap_ |= std::uint64_t{1} << fl;
     sl_bitmap_[fl] |= 1u << sl;
-    free_bytes_ += blocks_[i].size();
   }
 
   [[gnu::always_inline]] void unlink_free(index i) noexcept {
@@ -444,21 +443,27 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     }
     if (b.next_free != npos) blocks_[b.next_free].prev_free = b.prev_free;
     b.prev_free = b.next_free = npos;
-    free_bytes_ -= b.size();
   }
 
   /// Ensures the host bookkeeping can take one more allocation (two new block records and a
   /// pointer-map entry) without allocating mid-operation, so allocate never half-happens.
-  bool reserve_bookkeeping() noexcept {
+  [[gnu::always_inline]] bool reserve_bookkeeping() noexcept {
+    if ((free_nodes_.size() >= 3 || blocks_.capacity() - blocks_.size() >= 3) &&
+        pointers_.has_room_for(1)) [[likely]]
+      return true;
+    return reserve_bookkeeping_slow();
+  }
+
+  [[gnu::cold]] bool reserve_bookkeeping_slow() noexcept {
     try {
       // Three records at most: a new segment or piece, the aligned front, the tail.
       if (free_nodes_.size() < 3 && blocks_.capacity() < blocks_.size() + 3) {
         if (blocks_.size() + 3 >= end_bit) return false;
-        blocks_.reserve(std::max<std::size_t>(64, 2 * blocks_.capacity()));
+        // Never past end_bit, so that spare capacity always means valid indices.
+        blocks_.reserve(
+            std::min<std::size_t>(end_bit, std::max<std::size_t>(64, 2 * blocks_.capacity())));
       }
       pointers_.reserve(pointers_.size() + 1);
-      if (free_segment_slots_.empty() && segments_.capacity() == segments_.size())
-        segments_.reserve(std::max<std::size_t>(8, 2 * segments_.capacity()));
       return true;
     } catch (...) {
       return false;
@@ -698,6 +703,8 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     }
     segment fresh;
     try {
+      if (free_segment_slots_.empty() && segments_.capacity() == segments_.size())
+        segments_.reserve(std::max<std::size_t>(8, 2 * segments_.capacity()));
       fresh.pieces.push_back(piece{address, bytes, align});
     } catch (...) {
       return npos;
@@ -831,9 +838,8 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   std::array<index, fl_count * sl_count> heads_{};
   std::array<std::uint32_t, fl_count> sl_bitmap_{};
   std::uint64_t fl_bitmap_ = 0;
-  // block_bytes_in_use_ + free_bytes_ == reserved_;  bytes_in_use_ <= block_bytes_in_use_
+  // block_bytes_in_use_ + (bytes of free blocks) == reserved_;  bytes_in_use_ <= block_bytes_in_use_
   std::size_t block_bytes_in_use_ = 0;
-  std::size_t free_bytes_ = 0;
   std::size_t reserved_ = 0;
   std::size_t bytes_in_use_ = 0;
   std::size_t peak_bytes_in_use_ = 0;
@@ -898,7 +904,7 @@ bool pool_resource<Upstream>::is_valid() const {
   }
   return listed == free_blocks && used_blocks == allocations_ &&
          pointers_.size() == used_blocks && used_bytes == block_bytes_in_use_ &&
-         free_bytes == free_bytes_ && reserved == reserved_ &&
+         reserved == reserved_ &&
          used_bytes + free_bytes == reserved_;
 }
 
