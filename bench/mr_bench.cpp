@@ -7,14 +7,14 @@
 //   BM_block_allocate_free: one allocate + one free of a fixed-size block in a live set of 1,000.
 //
 // Every allocation asks for 256-byte alignment (what cudaMalloc guarantees and device pools give).
+#include "random_workload.hpp"
+
 #include <frugal/mr/arena.hpp>
 #include <frugal/mr/block.hpp>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/pool.hpp>
 #include <frugal/mr/stream_pool.hpp>
 #include <frugal/mr/virtual_resource.hpp>
-
-#include "random_workload.hpp"
 
 #include <benchmark/benchmark.h>
 #include <thrust/mr/disjoint_pool.h>
@@ -193,7 +193,8 @@ void BM_random_allocations(benchmark::State& state, const char* peer) {
   }
 }
 
-// ---- BM_stream_pool: the stream-ordered pool's host overhead ---------------------------------------
+// ---- BM_stream_pool: the stream-ordered pool's host overhead
+// ---------------------------------------
 
 /// The same trace through stream_pool_resource with events that complete at once: one stream,
 /// or two (each block allocated and freed on the stream its slot picks). Peer: the plain pool
@@ -218,17 +219,18 @@ void BM_stream_pool(benchmark::State& state, const char* peer) {
       state,
       [&](std::size_t n) { return pool.allocate_async(n, alignment, 1 + (turn++ % streams)); },
       [&](void* p, std::size_t n) {
-        pool.deallocate_async(p, n, alignment, 1 + (reinterpret_cast<std::uintptr_t>(p) >> 8) % streams);
+        pool.deallocate_async(p, n, alignment,
+                              1 + (reinterpret_cast<std::uintptr_t>(p) >> 8) % streams);
       });
   report_ratio(state, pool.stats().peak_bytes_reserved);
 }
 
-#define FRUGAL_STREAM_POOL(peer)                                                          \
-  BENCHMARK_CAPTURE(BM_stream_pool, peer, #peer)                                          \
-      ->ArgName("max_size")                                                               \
-      ->Arg(4 << 10)                                                                      \
-      ->Arg(1 << 20)                                                                      \
-      ->Arg(64 << 20)                                                                     \
+#define FRUGAL_STREAM_POOL(peer)                 \
+  BENCHMARK_CAPTURE(BM_stream_pool, peer, #peer) \
+      ->ArgName("max_size")                      \
+      ->Arg(4 << 10)                             \
+      ->Arg(1 << 20)                             \
+      ->Arg(64 << 20)                            \
       ->Unit(benchmark::kMillisecond)
 FRUGAL_STREAM_POOL(frugal_pool);
 FRUGAL_STREAM_POOL(stream_pool_1_stream);

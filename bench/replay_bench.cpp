@@ -10,10 +10,11 @@
 // documented default), pool_preallocated (the device's memory reserved up front), first_fit (a
 // naive address-ordered heap over one range, uncapped), malloc. Address space only: nothing is
 // touched, so an 80 GiB trace replays on a small host.
+#include <frugal/sim/trace.hpp>
+
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
-#include <frugal/sim/trace.hpp>
 #include <map>
 #include <string>
 #include <vector>

@@ -1,7 +1,8 @@
 // A pool that grows in place over reserved address space, and the stream-ordered pool over it:
 // a block freed on one stream is reused by that stream at once and by another only after a wait.
-#include <cstdio>
 #include <frugal/frugal.hpp>
+
+#include <cstdio>
 #include <string>
 
 namespace {

@@ -3,7 +3,6 @@
 #include <frugal/mr/snapshot.hpp>
 
 #include <nlohmann/json.hpp>
-
 #include <unistd.h>
 
 #include <atomic>

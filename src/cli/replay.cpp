@@ -34,7 +34,7 @@ struct replay_options {
   std::string write_trace;      // where to save the synthetic trace
   std::uint64_t seed = 1;
   bool json = false;
-  bool preallocate = false;     // pool: reserve the cap up front
+  bool preallocate = false;  // pool: reserve the cap up front
 };
 
 #if FRUGAL_HAS_CUDA

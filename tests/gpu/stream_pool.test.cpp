@@ -2,16 +2,17 @@
 // kernel, check it and free it in stream order, with no synchronization of their own. A block
 // handed to the second stream before the first one's work on it finished would show up as a
 // word written by two owners.
-#include <cuda_runtime_api.h>
+#include "gpu/gpu.hpp"
+#include "gpu/stream_pool_kernels.hpp"
 
 #include <frugal/mr/cuda_stream_policy.hpp>
 #include <frugal/mr/cuda_virtual_resource.hpp>
 #include <frugal/mr/stream_pool.hpp>
+
+#include <cuda_runtime_api.h>
+
 #include <random>
 #include <vector>
-
-#include "gpu/gpu.hpp"
-#include "gpu/stream_pool_kernels.hpp"
 
 TEST_CASE("stream pool on a device: two streams never write the same bytes at once", "[gpu]") {
   FRUGAL_REQUIRE_DEVICE();

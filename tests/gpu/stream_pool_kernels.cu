@@ -1,6 +1,6 @@
-#include <frugal/error.hpp>
-
 #include "gpu/stream_pool_kernels.hpp"
+
+#include <frugal/error.hpp>
 
 namespace frugal::testing {
 namespace {

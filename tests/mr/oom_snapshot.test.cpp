@@ -1,18 +1,19 @@
 // Snapshots written at an out-of-memory failure: asked for by pool_options / tracking_options or
 // by the environment variable FRUGAL_OOM_SNAPSHOT, written before the exception leaves.
-#include <unistd.h>
+#include "mr/test_resources.hpp"
 
-#include <catch2/catch.hpp>
-#include <cstdlib>
-#include <filesystem>
 #include <frugal/mr/pool.hpp>
 #include <frugal/mr/snapshot.hpp>
 #include <frugal/mr/tracking_adaptor.hpp>
+
+#include <catch2/catch.hpp>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
-
-#include "mr/test_resources.hpp"
 
 using frugal::pool_resource;
 using frugal::snapshot;

@@ -1,15 +1,17 @@
 // pool_resource growing in place over an upstream that hands out address space in order
 // (virtual_resource), and its chunk policy over one that does not.
-#include <catch2/catch.hpp>
-#include <cstring>
+#include "mr/test_resources.hpp"
+
 #include <frugal/mr/pool.hpp>
 #include <frugal/mr/stats_adaptor.hpp>
 #include <frugal/mr/virtual_resource.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cstring>
 #include <map>
 #include <random>
 #include <vector>
-
-#include "mr/test_resources.hpp"
 
 using frugal::pool_options;
 using frugal::pool_resource;

@@ -1,13 +1,15 @@
-#include <catch2/catch.hpp>
+#include "mr/fake_streams.hpp"
+#include "mr/test_resources.hpp"
+
 #include <frugal/mr/stream_pool.hpp>
 #include <frugal/mr/virtual_resource.hpp>
+
+#include <catch2/catch.hpp>
+
 #include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
-
-#include "mr/fake_streams.hpp"
-#include "mr/test_resources.hpp"
 
 using frugal::pool_options;
 using frugal::ref_t;

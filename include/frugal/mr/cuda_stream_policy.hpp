@@ -11,10 +11,10 @@
     "frugal/mr/cuda_stream_policy.hpp needs the CUDA runtime: link frugal::cuda (it defines FRUGAL_HAS_CUDA=1)"
 #endif
 
-#include <cuda_runtime_api.h>
-
 #include <frugal/error.hpp>
 #include <frugal/mr/stream_pool.hpp>
+
+#include <cuda_runtime_api.h>
 
 namespace frugal {
 

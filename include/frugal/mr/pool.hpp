@@ -218,12 +218,12 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   /// cuda_virtual_resource) decommit what it got back. @returns the bytes the pool released.
   std::size_t trim() noexcept {
     const std::size_t released = release_free_tails(options_.release_threshold, false);
-    if constexpr (requires(Upstream& u) { u.trim(); }) {
+    if constexpr (requires(Upstream & u) { u.trim(); }) {
       try {
         (void)upstream_.trim();
       } catch (...) {  // a driver failure leaves the memory committed: nothing is lost
       }
-    } else if constexpr (requires(Upstream& u) { u.get().trim(); }) {
+    } else if constexpr (requires(Upstream & u) { u.get().trim(); }) {
       try {
         (void)upstream_.get().trim();
       } catch (...) {
@@ -838,7 +838,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   std::array<index, fl_count * sl_count> heads_{};
   std::array<std::uint32_t, fl_count> sl_bitmap_{};
   std::uint64_t fl_bitmap_ = 0;
-  // block_bytes_in_use_ + (bytes of free blocks) == reserved_;  bytes_in_use_ <= block_bytes_in_use_
+  // block_bytes_in_use_ + free blocks' bytes == reserved_; bytes_in_use_ <= block_bytes_in_use_
   std::size_t block_bytes_in_use_ = 0;
   std::size_t reserved_ = 0;
   std::size_t bytes_in_use_ = 0;
@@ -902,9 +902,8 @@ bool pool_resource<Upstream>::is_valid() const {
     }
     if (((fl_bitmap_ >> fl) & 1u) != (sl_bitmap_[fl] != 0)) return false;
   }
-  return listed == free_blocks && used_blocks == allocations_ &&
-         pointers_.size() == used_blocks && used_bytes == block_bytes_in_use_ &&
-         reserved == reserved_ &&
+  return listed == free_blocks && used_blocks == allocations_ && pointers_.size() == used_blocks &&
+         used_bytes == block_bytes_in_use_ && reserved == reserved_ &&
          used_bytes + free_bytes == reserved_;
 }
 

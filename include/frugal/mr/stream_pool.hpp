@@ -5,6 +5,9 @@
 //   compute);
 #pragma once
 
+#include <frugal/mr/concepts.hpp>
+#include <frugal/mr/pool.hpp>
+
 #include <algorithm>
 #include <array>
 #include <bit>
@@ -12,8 +15,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
-#include <frugal/mr/concepts.hpp>
-#include <frugal/mr/pool.hpp>
 #include <limits>
 #include <string>
 #include <type_traits>
@@ -129,7 +130,7 @@ class stream_pool_resource
         state += ", max_size " + format_bytes(pool_.options().max_size);
       state += "; free per stream before merging: " +
                (free_before.empty() ? std::string("none") : free_before);
-      throw out_of_memory(bytes, std::move(state), "stream_pool_resource");
+      FRUGAL_OUT_OF_MEMORY(bytes, std::move(state), "stream_pool_resource");
     }
     return p;
   }
