@@ -68,9 +68,9 @@ struct stream_free_bytes {
   std::size_t blocks = 0;
 };
 
-/// @brief Stream-ordered pool (see docs/mr.md#stream-ordered-pool), modelled on CCCL's
-/// stream-ordered resource: allocate_async(bytes, alignment, stream) and
-/// deallocate_async(p, bytes, alignment, stream) over a pool_resource that holds all memory.
+/// @brief Stream-ordered pool (see docs/mr.md#stream_pool_resourceupstream-policy), modelled on
+/// CCCL's stream-ordered resource: allocate_async(bytes, alignment, stream) and deallocate_async(p,
+/// bytes, alignment, stream) over a pool_resource that holds all memory.
 ///
 /// - A block freed on stream S waits on S's free list, and S's event is recorded at the free.
 ///   allocate_async on S takes it back at once, with no event operation.
