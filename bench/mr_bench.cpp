@@ -7,12 +7,14 @@
 //   BM_block_allocate_free: one allocate + one free of a fixed-size block in a live set of 1,000.
 //
 // Every allocation asks for 256-byte alignment (what cudaMalloc guarantees and device pools give).
+#include "random_workload.hpp"
+
 #include <frugal/mr/arena.hpp>
 #include <frugal/mr/block.hpp>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/pool.hpp>
-
-#include "random_workload.hpp"
+#include <frugal/mr/stream_pool.hpp>
+#include <frugal/mr/virtual_resource.hpp>
 
 #include <benchmark/benchmark.h>
 #include <thrust/mr/disjoint_pool.h>
@@ -136,6 +138,17 @@ class counting_thrust_upstream : public thrust::mr::memory_resource<void*> {
 void BM_random_allocations(benchmark::State& state, const char* peer) {
   const std::string_view name = peer;
   if (name == "frugal_pool") {
+    // The documented default for engines: one segment growing in place over reserved address
+    // space (never backed: no allocator here touches its blocks).
+    frugal::virtual_resource space{{.reserve_bytes = std::size_t{1} << 40,
+                                    .commit = false,
+                                    .granularity = std::size_t{64} << 10}};
+    frugal::pool_resource pool{frugal::ref(space)};
+    run_trace(
+        state, [&](std::size_t n) { return pool.allocate(n, alignment); },
+        [&](void* p, std::size_t n) { pool.deallocate(p, n, alignment); });
+    report_ratio(state, pool.stats().peak_bytes_reserved);
+  } else if (name == "frugal_pool_host") {
     frugal::pool_resource pool{frugal::host_resource{}};
     run_trace(
         state, [&](std::size_t n) { return pool.allocate(n, alignment); },
@@ -180,6 +193,49 @@ void BM_random_allocations(benchmark::State& state, const char* peer) {
   }
 }
 
+// ---- BM_stream_pool: the stream-ordered pool's host overhead
+// ---------------------------------------
+
+/// The same trace through stream_pool_resource with events that complete at once: one stream,
+/// or two (each block allocated and freed on the stream its slot picks). Peer: the plain pool
+/// over the same upstream.
+void BM_stream_pool(benchmark::State& state, const char* peer) {
+  const std::string_view name = peer;
+  frugal::virtual_resource space{{.reserve_bytes = std::size_t{1} << 40,
+                                  .commit = false,
+                                  .granularity = std::size_t{64} << 10}};
+  if (name == "frugal_pool") {
+    frugal::pool_resource pool{frugal::ref(space)};
+    run_trace(
+        state, [&](std::size_t n) { return pool.allocate(n, alignment); },
+        [&](void* p, std::size_t n) { pool.deallocate(p, n, alignment); });
+    report_ratio(state, pool.stats().peak_bytes_reserved);
+    return;
+  }
+  frugal::stream_pool_resource pool{frugal::ref(space), frugal::synchronous_stream_policy{}};
+  const int streams = name == "stream_pool_2_streams" ? 2 : 1;
+  int turn = 0;
+  run_trace(
+      state,
+      [&](std::size_t n) { return pool.allocate_async(n, alignment, 1 + (turn++ % streams)); },
+      [&](void* p, std::size_t n) {
+        pool.deallocate_async(p, n, alignment,
+                              1 + (reinterpret_cast<std::uintptr_t>(p) >> 8) % streams);
+      });
+  report_ratio(state, pool.stats().peak_bytes_reserved);
+}
+
+#define FRUGAL_STREAM_POOL(peer)                 \
+  BENCHMARK_CAPTURE(BM_stream_pool, peer, #peer) \
+      ->ArgName("max_size")                      \
+      ->Arg(4 << 10)                             \
+      ->Arg(1 << 20)                             \
+      ->Arg(64 << 20)                            \
+      ->Unit(benchmark::kMillisecond)
+FRUGAL_STREAM_POOL(frugal_pool);
+FRUGAL_STREAM_POOL(stream_pool_1_stream);
+FRUGAL_STREAM_POOL(stream_pool_2_streams);
+
 #define FRUGAL_RANDOM_ALLOCATIONS(peer)                                                   \
   BENCHMARK_CAPTURE(BM_random_allocations, peer, #peer)                                   \
       ->ArgName("max_size")                                                               \
@@ -190,6 +246,7 @@ void BM_random_allocations(benchmark::State& state, const char* peer) {
 
 FRUGAL_RANDOM_ALLOCATIONS(harness_floor);
 FRUGAL_RANDOM_ALLOCATIONS(frugal_pool);
+FRUGAL_RANDOM_ALLOCATIONS(frugal_pool_host);
 FRUGAL_RANDOM_ALLOCATIONS(std_pmr_pool);
 FRUGAL_RANDOM_ALLOCATIONS(thrust_disjoint_pool);
 FRUGAL_RANDOM_ALLOCATIONS(malloc);

@@ -53,6 +53,36 @@ def random_allocations(rows):
     return "\n".join(out)
 
 
+def stream_pool(rows):
+    by_size = defaultdict(dict)
+    for r in rows:
+        if r["bench"] == "BM_stream_pool":
+            by_size[r["arg"]][r["peer"]] = r
+    out = ["| max size | peer | ns / op | ns / plain pool ns | peak reserved / peak in use |",
+           "|---|---|---:|---:|---:|"]
+    for arg in sorted(by_size, key=lambda a: int(a.split(":")[1])):
+        peers = by_size[arg]
+        base = peers["frugal_pool"]["time_per_op"]
+        for peer, r in peers.items():
+            out.append(f"| {size_label(arg)} | {peer} | {ns(r['time_per_op'])} | "
+                       f"{r['time_per_op'] / base:.2f} | {r['reserved_over_in_use']:.3f} |")
+    return "\n".join(out)
+
+
+def replay(rows):
+    traces = defaultdict(dict)
+    for r in rows:
+        if r["bench"] == "BM_replay":
+            traces[r["label"]][r["peer"]] = r
+    out = ["| trace | allocator | peak reserved / peak in use | / first-fit's | ns / event |",
+           "|---|---|---:|---:|---:|"]
+    for label, peers in traces.items():
+        for peer, r in peers.items():
+            out.append(f"| {label} | {peer} | {r['reserved_over_in_use']:.3f} | "
+                       f"{r['over_first_fit']:.3f} | {r['ns_per_event']:.1f} |")
+    return "\n".join(out)
+
+
 def simple(rows, bench, counter, frugal):
     peers = {r["peer"]: r for r in rows if r["bench"] == bench}
     base = peers[frugal][counter]
@@ -223,10 +253,15 @@ def batch_report(rows):
 def mr_report(rows):
     print("### Random allocations (time per allocate or free)\n")
     print(random_allocations(rows))
-    print("\n### Arena (time per allocation)\n")
-    print(simple(rows, "BM_arena_allocate", "time_per_allocation", "frugal_arena"))
-    print("\n### Fixed-size blocks (time per allocate + free pair)\n")
-    print(simple(rows, "BM_block_allocate_free", "time_per_pair", "frugal_block"))
+    if any(r["bench"] == "BM_stream_pool" for r in rows):
+        print("\n### Stream-ordered pool: host overhead (time per allocate or free)\n")
+        print(stream_pool(rows))
+    if any(r["bench"] == "BM_arena_allocate" for r in rows):
+        print("\n### Arena (time per allocation)\n")
+        print(simple(rows, "BM_arena_allocate", "time_per_allocation", "frugal_arena"))
+    if any(r["bench"] == "BM_block_allocate_free" for r in rows):
+        print("\n### Fixed-size blocks (time per allocate + free pair)\n")
+        print(simple(rows, "BM_block_allocate_free", "time_per_pair", "frugal_block"))
 
 
 def kv_report(rows):
@@ -275,8 +310,11 @@ def main():
     print(f"Machine: {context.get('num_cpus')} CPUs at {context.get('mhz_per_cpu')} MHz, "
           f"run {context.get('date')}.\n")
     benches = {r["bench"] for r in rows}
-    if "BM_random_allocations" in benches:
+    if "BM_random_allocations" in benches or "BM_stream_pool" in benches:
         mr_report(rows)
+    if "BM_replay" in benches:
+        print("### Serving traces replayed\n")
+        print(replay(rows))
     if "BM_page_allocate_free" in benches:
         kv_report(rows)
     if "BM_plan_step" in benches:

@@ -7,6 +7,7 @@ int main() {
   constexpr std::size_t GiB = std::size_t{1} << 30;
   // 80 GiB of address space that is never backed: frugal's allocators never touch their memory.
   frugal::virtual_resource gpu{{.reserve_bytes = 80 * GiB, .commit = false}};
+  // The pool grows in place over that range: one segment, so freed blocks always merge.
   frugal::pool_resource pool{frugal::ref(gpu), {.max_size = 80 * GiB}};
 
   void* weights = pool.allocate(16 * GiB);
@@ -18,5 +19,7 @@ int main() {
   }
   pool.deallocate(kv_cache, 60 * GiB);
   pool.deallocate(weights, 16 * GiB);
-  std::printf("peak in use: %s\n", frugal::format_bytes(pool.stats().peak_bytes_in_use).c_str());
+  std::printf("peak in use %s, peak reserved %s\n",
+              frugal::format_bytes(pool.stats().peak_bytes_in_use).c_str(),
+              frugal::format_bytes(pool.stats().peak_bytes_reserved).c_str());
 }

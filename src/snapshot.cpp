@@ -3,13 +3,18 @@
 #include <frugal/mr/snapshot.hpp>
 
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cinttypes>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <string>
+#include <system_error>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -138,5 +143,65 @@ void snapshot::write_json(const std::filesystem::path& path, int indent) const {
 }
 
 void snapshot::write_svg(const std::filesystem::path& path) const { write_file(path, to_svg()); }
+
+// ---------------------------------------------------------------------------------------------
+// Snapshots at an out-of-memory failure
+
+std::string detail::oom_snapshot_directory(const std::string& option) {
+  if (!option.empty()) return option;
+  const char* from_environment = std::getenv("FRUGAL_OOM_SNAPSHOT");
+  return from_environment != nullptr ? std::string(from_environment) : std::string();
+}
+
+std::string detail::write_oom_snapshot(const std::string& directory, const std::string& prefix,
+                                       const resource_stats& stats,
+                                       const std::vector<pool_segment_info>& segments,
+                                       const oom_snapshot_extra* extra) noexcept {
+  try {
+    static std::atomic<unsigned> counter{0};
+    std::string path = prefix;
+    if (path.empty())
+      path = (std::filesystem::path(directory) /
+              ("frugal-oom-" + std::to_string(::getpid()) + "-" + std::to_string(++counter)))
+                 .string();
+    snapshot s;
+    s.title = "frugal memory snapshot at an out-of-memory failure";
+    s.stats = stats;
+    std::unordered_map<std::uintptr_t, const std::string*> tags;
+    if (extra != nullptr)
+      for (const auto& [address, tag] : extra->tags) tags.emplace(address, &tag);
+    for (const pool_segment_info& info : segments) {
+      snapshot_segment& segment = s.segments.emplace_back();
+      segment.base = reinterpret_cast<std::uintptr_t>(info.base);
+      segment.size = info.size;
+      for (const pool_block_info& b : info.blocks) {
+        snapshot_block& block =
+            segment.blocks.emplace_back(snapshot_block{b.offset, b.size, b.requested, b.free, {}});
+        if (b.free) continue;
+        auto it = tags.find(reinterpret_cast<std::uintptr_t>(b.address));
+        if (it != tags.end()) block.tag = *it->second;
+      }
+    }
+    if (extra != nullptr) {
+      s.timeline = extra->timeline;
+      s.dropped_events = extra->dropped_events;
+      s.captured_at = extra->captured_at;
+    }
+    std::error_code ignored;
+    std::filesystem::create_directories(directory, ignored);
+    s.write_json(path + ".json");
+    s.write_svg(path + ".svg");
+    oom_snapshot_state& state = oom_snapshots();
+    ++state.written;
+    state.last = path;
+    return "; memory snapshot: " + path + ".json and .svg";
+  } catch (const std::exception& e) {
+    try {
+      return std::string("; no memory snapshot (") + e.what() + ")";
+    } catch (...) {
+      return {};
+    }
+  }
+}
 
 }  // namespace frugal

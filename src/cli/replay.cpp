@@ -34,6 +34,7 @@ struct replay_options {
   std::string write_trace;      // where to save the synthetic trace
   std::uint64_t seed = 1;
   bool json = false;
+  bool preallocate = false;  // pool: reserve the cap up front
 };
 
 #if FRUGAL_HAS_CUDA
@@ -62,8 +63,9 @@ class cuda_backend final : public sim::replay_backend {
 #endif
 
 sim::replay_result run_on(std::span<const sim::trace_event> events, sim::allocator_kind kind,
-                          std::size_t cap) {
-  if (kind != sim::allocator_kind::cuda) return sim::replay(events, kind, cap);
+                          std::size_t cap, bool preallocate) {
+  if (kind != sim::allocator_kind::cuda)
+    return sim::replay(events, kind, cap, sim::replay_options{.pool_preallocate = preallocate});
 #if FRUGAL_HAS_CUDA
   if (device::count() == 0)
     FRUGAL_FAIL("--allocator cuda: no CUDA device is present on this machine", error);
@@ -178,6 +180,9 @@ void run_replay(const replay_options& o) {
     FRUGAL_FAIL("give a TRACE file or --synthetic GPU_MEMORY (one of them)", usage_error);
   if (!o.write_trace.empty() && o.synthetic.empty())
     FRUGAL_FAIL("--write-trace saves the --synthetic trace; it needs --synthetic", usage_error);
+  if (o.preallocate && (o.cap.empty() || o.allocator != "pool"))
+    FRUGAL_FAIL("--preallocate reserves the cap up front: it needs --allocator pool and --cap",
+                usage_error);
   const sim::allocator_kind kind = sim::parse_allocator_kind(o.allocator);
   std::size_t cap = sim::no_cap;
   if (!o.cap.empty()) {
@@ -213,7 +218,7 @@ void run_replay(const replay_options& o) {
 
   const sim::replay_result r = [&] {
     try {
-      return run_on(t.events, kind, cap);
+      return run_on(t.events, kind, cap, o.preallocate);
     } catch (const invalid_argument& e) {
       // A cap the allocator cannot take (the pool's 1 TiB chunk limit): about the option.
       if (cap == sim::no_cap) throw;
@@ -263,7 +268,7 @@ void run_replay(const replay_options& o) {
   table out({"", ""}, 2);
   out.add({"events per second", rate_text(r.events_per_second)});
   out.add({"peak in use", format_bytes(r.peak_bytes_in_use)});
-  const bool preallocated = kind == sim::allocator_kind::pool && cap != sim::no_cap;
+  const bool preallocated = o.preallocate;
   out.add({"peak reserved",
            format_bytes(r.peak_bytes_reserved) +
                (preallocated ? std::string(" (the cap: the pool preallocates it)")
@@ -300,7 +305,8 @@ void add_replay_command(CLI::App& app) {
       "refused under the cap, bytes live at the end");
   cmd->add_option("TRACE", o->trace, "the log, as frugal::logging_adaptor or RMM writes it");
   cmd->add_option("--allocator", o->allocator,
-                  "pool (frugal::pool_resource; under a cap it preallocates the cap), arena "
+                  "pool (frugal::pool_resource growing in place over virtual memory; with "
+                  "--preallocate it reserves the cap up front), arena "
                   "(frugal::arena_resource: a free reclaims only the most recent block), "
                   "first-fit (a naive first-fit heap over a range of the cap's size), malloc, "
                   "cuda (cudaMalloc; needs CUDA and a device)")
@@ -316,6 +322,9 @@ void add_replay_command(CLI::App& app) {
   cmd->add_option("--seed", o->seed, "seed of the synthetic trace")->capture_default_str();
   cmd->add_option("--write-trace", o->write_trace, "save the synthetic trace as CSV");
   cmd->add_flag("--json", o->json, "all figures as JSON on stdout");
+  cmd->add_flag("--preallocate", o->preallocate,
+                "pool: reserve the whole cap up front, as a server sized for one device does, "
+                "instead of growing to it");
   cmd->callback([o] { run_replay(*o); });
 }
 

@@ -264,7 +264,7 @@ void run_report(options o) {
   try {
     report["fragmentation"] = fragmentation_section(o, model.shape, p);
   } catch (const invalid_argument& e) {
-    // The replay's pool preallocates the GPU: a size it cannot take is about --gpu-memory.
+    // A size the replay cannot take is about --gpu-memory.
     FRUGAL_FAIL("--gpu-memory " + o.gpu_memory + ": " + one_line(e.what()), usage_error);
   }
   json serving = serving_sections(o, model, planned_bytes, fp16_fits, p);

@@ -130,7 +130,7 @@ std::string memory_over_time(const json& r) {
   s += a.line(series("pool", 2), "#2ca02c");
   // Bottom right: the curves rise early and stay high, so that corner is empty.
   s += a.legend(0, "#d62728", "naive first-fit: reserved (high-water address)", 300, 150);
-  s += a.legend(1, "#2ca02c", "frugal pool: reserved (chunks obtained)", 300, 150);
+  s += a.legend(1, "#2ca02c", "frugal pool: reserved (grown in place)", 300, 150);
   s += a.legend(2, "#999", "in use (the trace's live bytes)", 300, 150);
   s += a.legend(3, "#888", "the GPU: " + format_bytes(f["cap_bytes"].get<std::size_t>()), 300,
                 150);

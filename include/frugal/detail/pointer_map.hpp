@@ -36,6 +36,11 @@ class pointer_map {
     place(key, value);
   }
 
+  /// Whether `count` more keys fit without rehashing.
+  bool has_room_for(std::size_t count) const noexcept {
+    return 2 * (size_ + count) <= slots_.size();
+  }
+
   /// Host memory is reserved so that `count` keys fit without rehashing.
   void reserve(std::size_t count) {
     std::size_t capacity = slots_.size();

@@ -29,6 +29,15 @@ struct pool_options {
   std::size_t chunk_size = 0;
   std::size_t max_size = std::numeric_limits<std::size_t>::max();  ///< cap on bytes reserved
   std::size_t release_threshold = 0;  ///< trim() keeps at least this many bytes reserved
+  /// Growth in place: when the upstream hands out the range that starts where the pool's newest
+  /// segment ends (virtual_resource and cuda_virtual_resource reserve once and hand out ranges in
+  /// address order), the segment grows by what its free tail lacks, rounded up to this. 0: the
+  /// upstream's granularity() when it has one, else 2 MiB.
+  std::size_t segment_granularity = 0;
+  /// Where a snapshot of the pool (JSON and SVG, see docs/snapshots.md) is written when an
+  /// allocate() fails, before the exception leaves; empty: the directory named by the
+  /// environment variable FRUGAL_OOM_SNAPSHOT, read at the failure; neither: none.
+  std::string oom_snapshot_dir{};
 };
 
 /// @brief One block of a pool segment, as pool_resource::segments() reports it.
@@ -40,19 +49,53 @@ struct pool_block_info {
   bool free = true;
 };
 
-/// @brief One chunk obtained from the upstream and the blocks it is divided into, in address
-/// order: what a memory snapshot draws.
+/// @brief One segment (a contiguous range obtained from the upstream in one or more pieces) and
+/// the blocks it is divided into, in address order: what a memory snapshot draws.
 struct pool_segment_info {
   const void* base = nullptr;
   std::size_t size = 0;
   std::vector<pool_block_info> blocks;
 };
 
+namespace detail {
+/// The OOM snapshots written on this thread and the path of the latest, without extension (a
+/// tracking_adaptor over the pool rewrites it with tags and its timeline).
+struct oom_snapshot_state {
+  std::uint64_t written = 0;
+  std::string last;
+};
+inline oom_snapshot_state& oom_snapshots() noexcept {
+  thread_local oom_snapshot_state state;
+  return state;
+}
+/// `option` when not empty, else $FRUGAL_OOM_SNAPSHOT, else empty (in libfrugal).
+std::string oom_snapshot_directory(const std::string& option);
+/// What a tracking_adaptor adds to an OOM snapshot (defined in tracking_adaptor.hpp).
+struct oom_snapshot_extra;
+/// Writes `prefix`.json and `prefix`.svg, or, with an empty prefix, a new
+/// `directory`/frugal-oom-<pid>-<n> pair, and records it in oom_snapshots(). Never throws.
+/// @returns the note for the error message: "; memory snapshot: <path>.json and .svg", or why
+///          none was written
+std::string write_oom_snapshot(const std::string& directory, const std::string& prefix,
+                               const resource_stats& stats,
+                               const std::vector<pool_segment_info>& segments,
+                               const oom_snapshot_extra* extra = nullptr) noexcept;
+}  // namespace detail
+
 /// @brief General-purpose pool (see docs/concepts.md#resource). Memory comes from `Upstream` in
-/// chunks; blocks are 256-byte granules found by a two-level segregated fit (TLSF) search, split
-/// on allocation and coalesced with free neighbours immediately on free. Bookkeeping (block
+/// segments; blocks are 256-byte granules found by a two-level segregated fit (TLSF) search,
+/// split on allocation and coalesced with free neighbours immediately on free. Bookkeeping (block
 /// records, free lists, the pointer map) lives in host vectors, never in the managed memory, so
 /// the pool runs over device memory and over address space that is not backed at all.
+///
+/// Growth: when the upstream hands out a range that starts where the newest segment ends (an
+/// upstream that reserves address space once and hands it out in order: virtual_resource,
+/// cuda_virtual_resource), the segment grows in place ("expandable segment"): it asks only for
+/// what its free tail lacks, rounded up to segment_granularity, and blocks merge across the
+/// pieces, so a large free block never strands. trim() gives the free tail back piece by piece.
+/// Over other upstreams each growth is a chunk of its own (chunk_size, or 1/16 of what is reserved
+/// and at least the request); before growing, fully free chunks too small for the request go back
+/// to the upstream so that they are not counted twice.
 ///
 /// Costs: allocate is O(1) (two bitmap scans, a list pop, at most two splits and a hash insert);
 /// deallocate is O(1) (a hash lookup, at most two merges and a list push). Not thread safe:
@@ -69,7 +112,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   /// (just under 1 TiB: block sizes count 256-byte granules in 32 bits)
   /// @throws out_of_memory if the initial reservation fails
   explicit pool_resource(Upstream upstream, pool_options options = {})
-      : upstream_(std::move(upstream)), options_(options) {
+      : upstream_(std::move(upstream)), options_(std::move(options)) {
     FRUGAL_EXPECTS(options_.initial_size <= options_.max_size,
                    "pool_resource: initial_size exceeds max_size", invalid_argument);
     FRUGAL_EXPECTS(options_.initial_size <= max_block_bytes,
@@ -81,7 +124,13 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     heads_.fill(npos);
     if (options_.initial_size > 0) {
       const std::size_t bytes = detail::align_up(options_.initial_size, granularity);
-      if (grow(bytes, granularity, bytes) == npos)
+      void* p =
+          reserve_bookkeeping() ? detail::try_allocate(upstream_, bytes, granularity) : nullptr;
+      if (p != nullptr && add_piece(p, bytes, granularity) == npos) {
+        upstream_.deallocate(p, bytes, granularity);
+        p = nullptr;
+      }
+      if (p == nullptr)
         FRUGAL_OUT_OF_MEMORY(bytes, "the upstream refused the initial reservation", "pool_resource");
     }
   }
@@ -89,10 +138,11 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   pool_resource(const pool_resource&) = delete;
   pool_resource& operator=(const pool_resource&) = delete;
 
-  /// Returns every chunk to the upstream. Blocks still allocated become invalid.
+  /// Returns every segment to the upstream. Blocks still allocated become invalid.
   ~pool_resource() {
-    for (const chunk& c : chunks_)
-      if (c.base != 0) upstream_.deallocate(reinterpret_cast<void*>(c.base), c.size, c.alignment);
+    for (const segment& g : segments_)
+      for (const piece& pc : g.pieces)
+        upstream_.deallocate(reinterpret_cast<void*>(pc.base), pc.size, pc.alignment);
   }
 
   /// @brief Allocates `bytes` aligned to `alignment` (any power of two).
@@ -112,6 +162,13 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
         state += "; beyond the largest block a pool holds, just under 1 TiB (" +
                  std::to_string(max_block_bytes) +
                  " bytes: block sizes count 256-byte granules in 32 bits)";
+      const std::string directory = detail::oom_snapshot_directory(options_.oom_snapshot_dir);
+      if (!directory.empty()) {
+        try {
+          state += detail::write_oom_snapshot(directory, {}, stats(), segments());
+        } catch (...) {  // no host memory for the picture: the error still leaves
+        }
+      }
       FRUGAL_OUT_OF_MEMORY(bytes, std::move(state), "pool_resource");
     }
     return p;
@@ -119,34 +176,14 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
 
   /// @brief As allocate, but returns nullptr instead of throwing (also for a bad alignment).
   void* try_allocate(std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
-    if (bytes == 0 || !detail::is_pow2(alignment) || bytes > options_.max_size ||
-        bytes > max_block_bytes || alignment > max_block_bytes / 2) [[unlikely]]
-      return nullptr;
-    if (!reserve_bookkeeping()) [[unlikely]]
-      return nullptr;
-    const std::size_t size = detail::align_up(bytes, granularity);
-    const std::size_t align = std::max(alignment, granularity);
-    const std::size_t need = size + (align - granularity);
+    return allocate_block(bytes, alignment, true);
+  }
 
-    index i = find_free(need);
-    if (i == npos) [[unlikely]] {
-      i = grow(need, align, size);
-      if (i == npos) return nullptr;
-    }
-    unlink_free(i);
-    if (align > granularity) i = split_front(i, align);
-    split_back(i, size);
-
-    block& b = blocks_[i];
-    b.is_free = false;
-    b.slack = static_cast<std::uint8_t>(b.size() - bytes);
-    pointers_.insert(b.address, i);
-    block_bytes_in_use_ += b.size();
-    bytes_in_use_ += bytes;
-    ++allocations_;
-    peak_bytes_in_use_ = std::max(peak_bytes_in_use_, bytes_in_use_);
-    FRUGAL_ASSERT_EXPENSIVE(is_valid(), "pool_resource corrupted by allocate");
-    return reinterpret_cast<void*>(b.address);
+  /// @brief As try_allocate, but only from memory the pool holds already: never asks the
+  /// upstream (stream_pool_resource tries this before taking other streams' free blocks).
+  void* try_allocate_reserved(std::size_t bytes,
+                              std::size_t alignment = default_alignment) noexcept {
+    return allocate_block(bytes, alignment, false);
   }
 
   /// @brief Returns a block. Misuse (a pointer the pool did not hand out, a double free, a size
@@ -175,23 +212,22 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     FRUGAL_ASSERT_EXPENSIVE(is_valid(), "pool_resource corrupted by deallocate");
   }
 
-  /// @brief Returns fully free chunks to the upstream while more than release_threshold bytes
-  /// stay reserved. @returns the bytes released.
+  /// @brief Returns to the upstream every piece of a segment that lies entirely in the segment's
+  /// free tail (a fully free chunk is one such piece) while more than release_threshold bytes
+  /// stay reserved, then lets an upstream with a trim() of its own (virtual_resource,
+  /// cuda_virtual_resource) decommit what it got back. @returns the bytes the pool released.
   std::size_t trim() noexcept {
-    std::size_t released = 0;
-    for (std::uint32_t c = 0; c < chunks_.size(); ++c) {
-      chunk& ch = chunks_[c];
-      if (ch.base == 0) continue;
-      const block& b = blocks_[ch.first];
-      if (!b.is_free || b.size() != ch.size) continue;
-      if (reserved_ - ch.size < options_.release_threshold) continue;
-      unlink_free(ch.first);
-      release_node(ch.first);
-      upstream_.deallocate(reinterpret_cast<void*>(ch.base), ch.size, ch.alignment);
-      reserved_ -= ch.size;
-      released += ch.size;
-      ch = chunk{};
-      free_chunk_slots_.push_back(c);
+    const std::size_t released = release_free_tails(options_.release_threshold, false);
+    if constexpr (requires(Upstream & u) { u.trim(); }) {
+      try {
+        (void)upstream_.trim();
+      } catch (...) {  // a driver failure leaves the memory committed: nothing is lost
+      }
+    } else if constexpr (requires(Upstream & u) { u.get().trim(); }) {
+      try {
+        (void)upstream_.get().trim();
+      } catch (...) {
+      }
     }
     return released;
   }
@@ -208,16 +244,16 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     return s;
   }
 
-  /// @brief Every segment (chunk) with its blocks, in the order the chunks were obtained.
+  /// @brief Every segment with its blocks, in the order the segments were started.
   /// O(blocks); allocates the returned vectors.
   std::vector<pool_segment_info> segments() const {
     std::vector<pool_segment_info> out;
-    for (const chunk& c : chunks_) {
+    for (const segment& c : segments_) {
       if (c.base == 0) continue;
       pool_segment_info& segment = out.emplace_back();
       segment.base = reinterpret_cast<const void*>(c.base);
       segment.size = c.size;
-      for (index i = c.first; i != npos; i = blocks_[i].next_phys) {
+      for (index i = c.first; !is_end(i); i = blocks_[i].next_phys) {
         const block& b = blocks_[i];
         segment.blocks.push_back(pool_block_info{reinterpret_cast<const void*>(b.address),
                                                  b.address - c.base, b.size(),
@@ -247,8 +283,9 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   static constexpr unsigned granule_shift = 8;
   static_assert((std::size_t{1} << granule_shift) == granularity);
 
-  /// One contiguous range of a chunk. Physical neighbours link the blocks of a chunk in address
-  /// order; free blocks are also on the free list of their size class.
+  /// One contiguous range of a segment. Physical neighbours link the blocks of a segment in
+  /// address order (the last block's next_phys is end_mark(segment)); free blocks are also on the
+  /// free list of their size class.
   struct block {  // 32 bytes: two records per cache line
     std::uintptr_t address = 0;
     std::uint32_t granules = 0;
@@ -267,12 +304,67 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   static_assert(sizeof(block) == 32);
   /// Blocks count granules in 32 bits: the largest block (and chunk) is just under 1 TiB.
   static constexpr std::size_t max_block_bytes = std::size_t{0xFFFFFFFFu} << granule_shift;
-  struct chunk {
-    std::uintptr_t base = 0;     // 0: slot unused
+  /// One range obtained from the upstream in one call, given back in one call.
+  struct piece {
+    std::uintptr_t base = 0;
     std::size_t size = 0;
     std::size_t alignment = 0;
-    index first = npos;
   };
+  /// Contiguous pieces, in address order, and the blocks that divide them.
+  struct segment {
+    std::uintptr_t base = 0;  // 0: slot unused
+    std::size_t size = 0;     // == sum of pieces[].size
+    index first = npos, last = npos;
+    std::vector<piece> pieces;
+  };
+  /// A next_phys with this bit set marks the end of segment (next_phys & ~end_bit); block indices
+  /// stay below it (reserve_bookkeeping). npos has it too, so it never names a block.
+  static constexpr index end_bit = 0x80000000u;
+  static constexpr index no_segment = npos;
+  static constexpr bool is_end(index next) noexcept { return (next & end_bit) != 0; }
+  static constexpr index end_mark(std::uint32_t s) noexcept { return end_bit | s; }
+  /// Makes block i the physical predecessor of `next` (a block or an end mark).
+  [[gnu::always_inline]] void set_prev(index next, index i) noexcept {
+    if (is_end(next)) {
+      segments_[next & ~end_bit].last = i;
+    } else {
+      blocks_[next].prev_phys = i;
+    }
+  }
+
+  /// try_allocate, growing from the upstream only when `may_grow`.
+  [[gnu::always_inline]] void* allocate_block(std::size_t bytes, std::size_t alignment,
+                                              bool may_grow) noexcept {
+    if (bytes == 0 || !detail::is_pow2(alignment) || bytes > options_.max_size ||
+        bytes > max_block_bytes || alignment > max_block_bytes / 2) [[unlikely]]
+      return nullptr;
+    if (!reserve_bookkeeping()) [[unlikely]]
+      return nullptr;
+    const std::size_t size = detail::align_up(bytes, granularity);
+    const std::size_t align = std::max(alignment, granularity);
+    const std::size_t need = size + (align - granularity);
+
+    index i = find_free(need);
+    if (i == npos) [[unlikely]] {
+      if (!may_grow) return nullptr;
+      i = grow(need, align, size);
+      if (i == npos) return nullptr;
+    }
+    unlink_free(i);
+    if (align > granularity) i = split_front(i, align);
+    split_back(i, size);
+
+    block& b = blocks_[i];
+    b.is_free = false;
+    b.slack = static_cast<std::uint8_t>(b.size() - bytes);
+    pointers_.insert(b.address, i);
+    block_bytes_in_use_ += b.size();
+    bytes_in_use_ += bytes;
+    ++allocations_;
+    peak_bytes_in_use_ = std::max(peak_bytes_in_use_, bytes_in_use_);
+    FRUGAL_ASSERT_EXPENSIVE(is_valid(), "pool_resource corrupted by allocate");
+    return reinterpret_cast<void*>(b.address);
+  }
 
   static void mapping(std::size_t units, unsigned& fl, unsigned& sl) noexcept {
     if (units < sl_count) {
@@ -285,12 +377,20 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     }
   }
 
-  /// The first block of a class whose every member holds at least `bytes` (good fit), or, when
-  /// none, a bounded walk of the request's own class.
+  /// A block holding at least `bytes`: one of the first four of the request's own class, else the
+  /// first block of a class whose every member holds it (good fit), else one further along the
+  /// request's own class (a bounded walk). O(1).
   index find_free(std::size_t bytes) const noexcept {
     if (bytes > max_block_bytes) return npos;
     const std::size_t units = bytes >> granule_shift;
     unsigned fl, sl;
+    // Best fit first: the first few blocks of the request's own class (exact below 32 granules),
+    // so that a block freed at one size serves the next request of that size without splitting
+    // a larger one.
+    mapping(units, fl, sl);
+    int near = 4;
+    for (index i = heads_[fl * sl_count + sl]; i != npos && near-- > 0; i = blocks_[i].next_free)
+      if (blocks_[i].size() >= bytes) return i;
     if (units >= sl_count) {
       const unsigned msb = static_cast<unsigned>(std::bit_width(units)) - 1;
       mapping(units + (std::size_t{1} << (msb - sl_bits)) - 1, fl, sl);
@@ -327,7 +427,6 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     head = i;
     fl_bitmap_ |= std::uint64_t{1} << fl;
     sl_bitmap_[fl] |= 1u << sl;
-    free_bytes_ += blocks_[i].size();
   }
 
   [[gnu::always_inline]] void unlink_free(index i) noexcept {
@@ -344,18 +443,27 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     }
     if (b.next_free != npos) blocks_[b.next_free].prev_free = b.prev_free;
     b.prev_free = b.next_free = npos;
-    free_bytes_ -= b.size();
   }
 
   /// Ensures the host bookkeeping can take one more allocation (two new block records and a
   /// pointer-map entry) without allocating mid-operation, so allocate never half-happens.
-  bool reserve_bookkeeping() noexcept {
+  [[gnu::always_inline]] bool reserve_bookkeeping() noexcept {
+    if ((free_nodes_.size() >= 3 || blocks_.capacity() - blocks_.size() >= 3) &&
+        pointers_.has_room_for(1)) [[likely]]
+      return true;
+    return reserve_bookkeeping_slow();
+  }
+
+  [[gnu::cold]] bool reserve_bookkeeping_slow() noexcept {
     try {
-      if (free_nodes_.size() < 2 && blocks_.capacity() < blocks_.size() + 2)
-        blocks_.reserve(std::max<std::size_t>(64, 2 * blocks_.capacity()));
+      // Three records at most: a new segment or piece, the aligned front, the tail.
+      if (free_nodes_.size() < 3 && blocks_.capacity() < blocks_.size() + 3) {
+        if (blocks_.size() + 3 >= end_bit) return false;
+        // Never past end_bit, so that spare capacity always means valid indices.
+        blocks_.reserve(
+            std::min<std::size_t>(end_bit, std::max<std::size_t>(64, 2 * blocks_.capacity())));
+      }
       pointers_.reserve(pointers_.size() + 1);
-      if (free_chunk_slots_.empty() && chunks_.capacity() == chunks_.size())
-        chunks_.reserve(std::max<std::size_t>(8, 2 * chunks_.capacity()));
       return true;
     } catch (...) {
       return false;
@@ -397,7 +505,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     a.set_size(b.size() - front);
     a.prev_phys = i;
     a.next_phys = b.next_phys;
-    if (b.next_phys != npos) blocks_[b.next_phys].prev_phys = j;
+    set_prev(b.next_phys, j);
     b.next_phys = j;
     b.set_size(front);
     link_free(i);
@@ -415,7 +523,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     t.set_size(rest);
     t.prev_phys = i;
     t.next_phys = b.next_phys;
-    if (b.next_phys != npos) blocks_[b.next_phys].prev_phys = j;
+    set_prev(b.next_phys, j);
     b.next_phys = j;
     b.set_size(size);
     link_free(j);
@@ -426,10 +534,10 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   [[gnu::always_inline]] void prefetch_neighbours(index i) const noexcept {
     const block& b = blocks_[i];
     const index next = b.next_phys, prev = b.prev_phys;
-    if (next != npos) __builtin_prefetch(&blocks_[next]);
+    if (!is_end(next)) __builtin_prefetch(&blocks_[next]);
     if (prev != npos) __builtin_prefetch(&blocks_[prev]);
     for (const index n : {next, prev}) {
-      if (n == npos || !blocks_[n].is_free) continue;
+      if (is_end(n) || !blocks_[n].is_free) continue;
       if (blocks_[n].prev_free != npos) __builtin_prefetch(&blocks_[blocks_[n].prev_free]);
       if (blocks_[n].next_free != npos) __builtin_prefetch(&blocks_[blocks_[n].next_free]);
     }
@@ -438,11 +546,11 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   /// Merges free block i with free physical neighbours; returns the surviving record.
   index merge_with_neighbours(index i) noexcept {
     const index next = blocks_[i].next_phys;
-    if (next != npos && blocks_[next].is_free) {
+    if (!is_end(next) && blocks_[next].is_free) {
       unlink_free(next);
       blocks_[i].granules += blocks_[next].granules;
       blocks_[i].next_phys = blocks_[next].next_phys;
-      if (blocks_[i].next_phys != npos) blocks_[blocks_[i].next_phys].prev_phys = i;
+      set_prev(blocks_[i].next_phys, i);
       release_node(next);
     }
     const index prev = blocks_[i].prev_phys;
@@ -450,29 +558,60 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
       unlink_free(prev);
       blocks_[prev].granules += blocks_[i].granules;
       blocks_[prev].next_phys = blocks_[i].next_phys;
-      if (blocks_[prev].next_phys != npos) blocks_[blocks_[prev].next_phys].prev_phys = prev;
+      set_prev(blocks_[prev].next_phys, prev);
       release_node(i);
       return prev;
     }
     return i;
   }
 
-  /// Bytes to ask the upstream for when `need` bytes do not fit.
+  /// The unit an expandable segment grows by: the option, else the upstream's commit granule.
+  std::size_t growth_granularity() const noexcept {
+    if (options_.segment_granularity != 0) return options_.segment_granularity;
+    if constexpr (requires(const Upstream& u) {
+                    { u.granularity() } -> std::convertible_to<std::size_t>;
+                  }) {
+      return std::max<std::size_t>(upstream_.granularity(), granularity);
+    } else if constexpr (requires(const Upstream& u) {
+                           { u.get().granularity() } -> std::convertible_to<std::size_t>;
+                         }) {
+      return std::max<std::size_t>(upstream_.get().granularity(), granularity);
+    } else {
+      return std::size_t{2} << 20;
+    }
+  }
+
+  /// Bytes to ask the upstream for a new chunk when `need` bytes do not fit.
   std::size_t chunk_bytes_for(std::size_t need) const noexcept {
     std::size_t bytes = options_.chunk_size;
     if (bytes == 0) {
       constexpr std::size_t min_chunk = std::size_t{1} << 20;
       constexpr std::size_t max_chunk = std::size_t{1} << 30;
-      bytes = std::clamp(reserved_ / 16, min_chunk, max_chunk);
+      // Whole commit granules, so that the next piece of an in-order upstream is adjacent.
+      bytes = detail::align_up(std::max(std::clamp(reserved_ / 16, min_chunk, max_chunk), need),
+                               growth_granularity());
     }
     bytes = detail::align_up(std::max(bytes, need), granularity);
     return std::min({bytes, options_.max_size - reserved_, max_block_bytes});
   }
 
-  /// Adds a chunk holding at least `need` bytes aligned to `align`; returns its free block.
-  /// `size` is the request rounded to the granularity (enough when the chunk is aligned).
+  /// Makes room for a free block of at least `need` bytes (`size`: the request rounded to the
+  /// granularity, enough when the block is aligned to `align`); returns that block, linked free.
   index grow(std::size_t need, std::size_t align, std::size_t size) noexcept {
-    if (size > options_.max_size - reserved_ || need > max_block_bytes) return npos;
+    if (need > max_block_bytes) return npos;
+    if (extends_ && growing_ != no_segment) {
+      const index i = extend(need);
+      if (i != npos) return i;
+    }
+    // Fully free segments other than the newest cannot hold the request (find_free failed):
+    // they go back first, unless the request would fail anyway (a failure changes nothing).
+    if (size > options_.max_size - reserved_ + whole_free_bytes()) return npos;
+    if (release_free_tails(options_.release_threshold, true) > 0 && extends_ &&
+        growing_ != no_segment) {
+      const index i = extend(need);
+      if (i != npos) return i;
+    }
+    if (size > options_.max_size - reserved_) return npos;
     std::size_t bytes = chunk_bytes_for(need);
     if (bytes < size) return npos;
     void* p = detail::try_allocate(upstream_, bytes, align);
@@ -481,24 +620,167 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
       p = detail::try_allocate(upstream_, bytes, align);
     }
     if (p == nullptr) return npos;
+    const index i = add_piece(p, bytes, align);
+    if (i == npos) upstream_.deallocate(p, bytes, align);
+    return i;
+  }
 
+  /// Grows the newest segment by what its free tail lacks for `need` bytes. Returns its tail
+  /// block, or npos when the upstream refused or put the piece elsewhere (then the piece is kept
+  /// as a new segment if it holds `need`, else given back, and in-place growth is not tried
+  /// again until a growth lands adjacent).
+  index extend(std::size_t need) noexcept {
+    const segment& g = segments_[growing_];
+    const index tail = g.last;
+    const std::size_t free_tail = blocks_[tail].is_free ? blocks_[tail].size() : 0;
+    if (free_tail >= need) return tail;
+    const std::size_t missing = need - free_tail;
+    const std::size_t room = options_.max_size - reserved_;
+    if (missing > room || need > max_block_bytes) return npos;
+    std::size_t bytes = std::max(missing, options_.chunk_size);
+    // With an explicit chunk_size the pieces are that size (a multiple of the upstream's granule
+    // keeps them adjacent); otherwise whole granules of the upstream.
+    if (options_.chunk_size == 0) bytes = detail::align_up(bytes, growth_granularity());
+    bytes = std::min({bytes, room, max_block_bytes - free_tail});
+    void* p = detail::try_allocate(upstream_, bytes, granularity);
+    if (p == nullptr) return npos;
+    if (reinterpret_cast<std::uintptr_t>(p) != g.base + g.size) {
+      extends_ = false;
+      if (bytes >= need) {
+        const index i = add_piece(p, bytes, granularity);
+        if (i != npos) return i;
+      }
+      upstream_.deallocate(p, bytes, granularity);
+      return npos;
+    }
+    return add_piece(p, bytes, granularity);
+  }
+
+  /// Records a range obtained from the upstream: appended to the newest segment when it starts
+  /// at that segment's end, else a segment of its own. Returns the free block now covering it
+  /// (linked free), or npos when host memory for the records ran out (nothing changed).
+  index add_piece(void* p, std::size_t bytes, std::size_t align) noexcept {
+    const auto address = reinterpret_cast<std::uintptr_t>(p);
+    if (growing_ != no_segment) {
+      segment& g = segments_[growing_];
+      const index tail = g.last;
+      const bool tail_free = blocks_[tail].is_free;
+      if (address == g.base + g.size &&
+          bytes <= max_block_bytes - (tail_free ? blocks_[tail].size() : 0)) {
+        try {
+          g.pieces.push_back(piece{address, bytes, align});
+        } catch (...) {
+          return npos;
+        }
+        g.size += bytes;
+        reserved_ += bytes;
+        peak_reserved_ = std::max(peak_reserved_, reserved_);
+        extends_ = true;
+        if (tail_free) {
+          unlink_free(tail);
+          blocks_[tail].granules += static_cast<std::uint32_t>(bytes >> granule_shift);
+          link_free(tail);
+          return tail;
+        }
+        const index j = new_node();
+        block& b = blocks_[j];
+        b.address = address;
+        b.set_size(bytes);
+        b.prev_phys = tail;
+        b.next_phys = end_mark(growing_);
+        blocks_[tail].next_phys = j;
+        g.last = j;
+        link_free(j);
+        return j;
+      }
+    }
     std::uint32_t c;
-    if (!free_chunk_slots_.empty()) {
-      c = free_chunk_slots_.back();
-      free_chunk_slots_.pop_back();
+    if (!free_segment_slots_.empty()) {
+      c = free_segment_slots_.back();
     } else {
-      chunks_.emplace_back();  // capacity reserved by reserve_bookkeeping
-      c = static_cast<std::uint32_t>(chunks_.size() - 1);
+      c = static_cast<std::uint32_t>(segments_.size());
+      if (c >= end_bit) return npos;
+    }
+    segment fresh;
+    try {
+      if (free_segment_slots_.empty() && segments_.capacity() == segments_.size())
+        segments_.reserve(std::max<std::size_t>(8, 2 * segments_.capacity()));
+      fresh.pieces.push_back(piece{address, bytes, align});
+    } catch (...) {
+      return npos;
+    }
+    if (!free_segment_slots_.empty()) {
+      free_segment_slots_.pop_back();
+    } else {
+      segments_.emplace_back();  // capacity reserved by reserve_bookkeeping
     }
     const index i = new_node();
     block& b = blocks_[i];
-    b.address = reinterpret_cast<std::uintptr_t>(p);
+    b.address = address;
     b.set_size(bytes);
-    chunks_[c] = chunk{b.address, bytes, align, i};
+    b.next_phys = end_mark(c);
+    fresh.base = address;
+    fresh.size = bytes;
+    fresh.first = fresh.last = i;
+    segments_[c] = std::move(fresh);
+    growing_ = c;
     reserved_ += bytes;
     peak_reserved_ = std::max(peak_reserved_, reserved_);
     link_free(i);
     return i;
+  }
+
+  /// Bytes of the fully free segments other than the newest (what release_free_tails(_, true)
+  /// may give back). O(segments).
+  std::size_t whole_free_bytes() const noexcept {
+    std::size_t bytes = 0;
+    for (std::uint32_t c = 0; c < segments_.size(); ++c) {
+      const segment& g = segments_[c];
+      if (g.base != 0 && c != growing_ && g.first == g.last && blocks_[g.first].is_free)
+        bytes += g.size;
+    }
+    return bytes;
+  }
+
+  /// Gives back every piece lying entirely in a segment's free tail (only whole free segments
+  /// when `whole_only`), newest piece first, while more than `keep` bytes stay reserved.
+  std::size_t release_free_tails(std::size_t keep, bool whole_only) noexcept {
+    std::size_t released = 0;
+    for (std::uint32_t c = 0; c < segments_.size(); ++c) {
+      while (segments_[c].base != 0) {
+        segment& g = segments_[c];
+        const index tail = g.last;
+        block& t = blocks_[tail];
+        const piece pc = g.pieces.back();
+        if (!t.is_free || pc.base < t.address || reserved_ - pc.size < keep) break;
+        const bool whole = g.pieces.size() == 1;
+        if (whole_only && (g.first != g.last || c == growing_)) break;
+        unlink_free(tail);
+        upstream_.deallocate(reinterpret_cast<void*>(pc.base), pc.size, pc.alignment);
+        reserved_ -= pc.size;
+        released += pc.size;
+        g.pieces.pop_back();
+        g.size -= pc.size;
+        if (whole) {
+          release_node(tail);
+          g = segment{};
+          if (growing_ == c) growing_ = no_segment;
+          try {
+            free_segment_slots_.push_back(c);
+          } catch (...) {  // the slot stays unused: harmless
+          }
+        } else if (t.address == pc.base) {
+          const index prev = t.prev_phys;  // allocated: free neighbours are always merged
+          blocks_[prev].next_phys = end_mark(c);
+          g.last = prev;
+          release_node(tail);
+        } else {
+          t.set_size(t.size() - pc.size);
+          link_free(tail);
+        }
+      }
+    }
+    return released;
   }
 
   std::size_t largest_free_block() const noexcept {
@@ -521,9 +803,9 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   /// Slow path of deallocate: says what an unknown pointer is before reporting it.
   [[gnu::cold]] void report_unknown(void* p, std::size_t bytes) const noexcept {
     const auto address = reinterpret_cast<std::uintptr_t>(p);
-    for (const chunk& c : chunks_) {
+    for (const segment& c : segments_) {
       if (c.base == 0 || address < c.base || address >= c.base + c.size) continue;
-      for (index i = c.first; i != npos; i = blocks_[i].next_phys) {
+      for (index i = c.first; !is_end(i); i = blocks_[i].next_phys) {
         const block& b = blocks_[i];
         if (address < b.address || address >= b.address + b.size()) continue;
         if (b.is_free) {
@@ -546,15 +828,18 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   pool_options options_;
   std::vector<block> blocks_;
   std::vector<index> free_nodes_;
-  std::vector<chunk> chunks_;
-  std::vector<std::uint32_t> free_chunk_slots_;
+  std::vector<segment> segments_;
+  std::vector<std::uint32_t> free_segment_slots_;
+  std::uint32_t growing_ = no_segment;  // the newest segment: where growth in place is tried
+  /// Whether the upstream is expected to hand out the range after growing_ (true until a piece
+  /// lands elsewhere; set again whenever one lands adjacent).
+  bool extends_ = true;
   detail::pointer_map pointers_;  // address -> record, for allocated blocks only
   std::array<index, fl_count * sl_count> heads_{};
   std::array<std::uint32_t, fl_count> sl_bitmap_{};
   std::uint64_t fl_bitmap_ = 0;
-  // block_bytes_in_use_ + free_bytes_ == reserved_;  bytes_in_use_ <= block_bytes_in_use_
+  // block_bytes_in_use_ + free blocks' bytes == reserved_; bytes_in_use_ <= block_bytes_in_use_
   std::size_t block_bytes_in_use_ = 0;
-  std::size_t free_bytes_ = 0;
   std::size_t reserved_ = 0;
   std::size_t bytes_in_use_ = 0;
   std::size_t peak_bytes_in_use_ = 0;
@@ -565,14 +850,22 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
 template <resource Upstream>
 bool pool_resource<Upstream>::is_valid() const {
   std::size_t used_bytes = 0, free_bytes = 0, used_blocks = 0, free_blocks = 0, reserved = 0;
-  for (std::uint32_t c = 0; c < chunks_.size(); ++c) {
-    const chunk& ch = chunks_[c];
+  for (std::uint32_t c = 0; c < segments_.size(); ++c) {
+    const segment& ch = segments_[c];
     if (ch.base == 0) continue;
     reserved += ch.size;
+    if (ch.pieces.empty() || ch.pieces.front().base != ch.base) return false;
+    std::uintptr_t piece_end = ch.base;
+    for (const piece& pc : ch.pieces) {
+      if (pc.base != piece_end || pc.size == 0) return false;
+      piece_end += pc.size;
+    }
+    if (piece_end != ch.base + ch.size) return false;
     std::uintptr_t expect = ch.base;
     index prev = npos;
     bool prev_free = false;
-    for (index i = ch.first; i != npos; i = blocks_[i].next_phys) {
+    index i = ch.first;
+    for (; !is_end(i); i = blocks_[i].next_phys) {
       const block& b = blocks_[i];
       if (b.address != expect || b.prev_phys != prev || b.granules == 0) return false;
       if (b.is_free && prev_free) return false;  // free neighbours must have been merged
@@ -589,7 +882,7 @@ bool pool_resource<Upstream>::is_valid() const {
       expect = b.address + b.size();
       prev = i;
     }
-    if (expect != ch.base + ch.size) return false;
+    if (i != end_mark(c) || ch.last != prev || expect != ch.base + ch.size) return false;
   }
   std::size_t listed = 0;
   for (unsigned fl = 0; fl < fl_count; ++fl) {
@@ -609,9 +902,8 @@ bool pool_resource<Upstream>::is_valid() const {
     }
     if (((fl_bitmap_ >> fl) & 1u) != (sl_bitmap_[fl] != 0)) return false;
   }
-  return listed == free_blocks && used_blocks == allocations_ &&
-         pointers_.size() == used_blocks && used_bytes == block_bytes_in_use_ &&
-         free_bytes == free_bytes_ && reserved == reserved_ &&
+  return listed == free_blocks && used_blocks == allocations_ && pointers_.size() == used_blocks &&
+         used_bytes == block_bytes_in_use_ && reserved == reserved_ &&
          used_bytes + free_bytes == reserved_;
 }
 

@@ -6,6 +6,7 @@
 
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/host_resource.hpp>
+#include <frugal/mr/pool.hpp>
 #include <frugal/mr/resource_ref.hpp>
 #include <frugal/mr/resource_stats.hpp>
 
@@ -43,6 +44,12 @@ struct tracking_options {
   bool record_timeline = false;
   /// Events kept at most; later events are counted in dropped_events() instead of recorded.
   std::size_t max_events = 1'000'000;
+  /// Where a snapshot (JSON and SVG, with tags and the timeline) is written when allocate()
+  /// fails with out_of_memory, before the exception leaves; empty: the directory named by the
+  /// environment variable FRUGAL_OOM_SNAPSHOT, read at the failure; neither: none. The blocks
+  /// are drawn when the upstream is a pool_resource (or a frugal::ref to one); a pool below
+  /// that wrote its own snapshot of the failure has it rewritten with the tags.
+  std::string oom_snapshot_dir{};
 };
 
 /// @brief Whether a timeline_event is an allocation or a free.
@@ -61,6 +68,16 @@ struct timeline_event {
 
   friend bool operator==(const timeline_event&, const timeline_event&) = default;
 };
+
+namespace detail {
+/// The tracker's part of an OOM snapshot: the tag of every outstanding block and the timeline.
+struct oom_snapshot_extra {
+  std::vector<std::pair<std::uintptr_t, std::string>> tags;  // address -> tag
+  std::vector<timeline_event> timeline;
+  std::size_t dropped_events = 0;
+  double captured_at = 0;
+};
+}  // namespace detail
 
 /// @brief The outstanding allocations of one tag, as tracking_adaptor::usage_by_tag() sums them.
 struct tag_usage {
@@ -163,13 +180,13 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
   /// @param options what to record besides pointer, size, alignment, tag and sequence
   explicit tracking_adaptor(R upstream, tracking_options options = {}) noexcept(
       std::is_nothrow_move_constructible_v<R>)
-      : upstream_(std::move(upstream)), options_(options) {}
+      : upstream_(std::move(upstream)), options_(std::move(options)) {}
 
   /// @brief Constructs the upstream in place from `args`, for upstreams that cannot move:
   /// `tracking_adaptor<pool_resource<host_resource>> t{std::in_place, {}, host_resource{}}`.
   template <class... Args>
   explicit tracking_adaptor(std::in_place_t, tracking_options options, Args&&... args)
-      : upstream_(std::forward<Args>(args)...), options_(options) {}
+      : upstream_(std::forward<Args>(args)...), options_(std::move(options)) {}
 
   /// @brief Takes over the upstream, records and timeline; the moved-from adaptor has none.
   tracking_adaptor(tracking_adaptor&& other)
@@ -231,10 +248,11 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
     timeline_event event;
     const event_slot slot = reserve_event(event, event_kind::allocate, bytes, tag);  // may throw
     void* p = nullptr;
+    const std::uint64_t snapshots_before = detail::oom_snapshots().written;
     try {
       p = upstream_.allocate(bytes, alignment);
     } catch (const out_of_memory& e) {
-      rethrow_with_top_tags(e);
+      rethrow_with_top_tags(e, oom_snapshot(snapshots_before));
     }
     if (p != nullptr) {
       commit(p, std::move(record));
@@ -483,11 +501,45 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
 
   // Rethrows the upstream's out_of_memory with the top tags appended to its state; if that
   // message cannot be built, rethrows the original.
-  [[noreturn]] void rethrow_with_top_tags(const out_of_memory& e) const {
+  /// Writes the OOM snapshot when one is asked for (options or FRUGAL_OOM_SNAPSHOT): over the
+  /// pool the snapshot the pool wrote for this failure, or a new one. @returns the note for the
+  /// error message (empty when the pool's message has it already, or when none is asked for).
+  std::string oom_snapshot(std::uint64_t snapshots_before) const noexcept {
+    try {
+      const std::string directory = detail::oom_snapshot_directory(options_.oom_snapshot_dir);
+      if (directory.empty()) return {};
+      const detail::oom_snapshot_state& written = detail::oom_snapshots();
+      const bool rewrite = written.written != snapshots_before;  // the pool below wrote one
+      std::vector<pool_segment_info> segments;
+      resource_stats stats;
+      if constexpr (requires { upstream_.segments(); }) {
+        segments = upstream_.segments();
+        stats = upstream_.stats();
+      } else if constexpr (requires { upstream_.get().segments(); }) {
+        segments = upstream_.get().segments();
+        stats = upstream_.get().stats();
+      } else {
+        stats.bytes_in_use = outstanding_bytes_;
+      }
+      detail::oom_snapshot_extra extra;
+      for (const auto& [p, record] : records_)
+        extra.tags.emplace_back(reinterpret_cast<std::uintptr_t>(p), record.tag);
+      extra.timeline = timeline();
+      extra.dropped_events = dropped_events();
+      extra.captured_at = elapsed_seconds();
+      const std::string note = detail::write_oom_snapshot(
+          directory, rewrite ? written.last : std::string(), stats, segments, &extra);
+      return rewrite ? std::string() : note;
+    } catch (...) {
+      return {};
+    }
+  }
+
+  [[noreturn]] void rethrow_with_top_tags(const out_of_memory& e, const std::string& note) const {
     try {
       std::string state = e.state();
       state += state.empty() ? "" : "; ";
-      FRUGAL_OUT_OF_MEMORY(e.requested_bytes(), state + top_tags(), e.who());
+      FRUGAL_OUT_OF_MEMORY(e.requested_bytes(), state + top_tags() + note, e.who());
     } catch (const out_of_memory&) {
       throw;  // the tagged one
     } catch (...) {

@@ -82,7 +82,8 @@ void write_rmm_log(std::ostream& out, std::span<const trace_event> events);
 // ---- replay --------------------------------------------------------------------------------
 
 /// @brief The allocators replay() knows.
-///   pool:      frugal::pool_resource; under a cap it preallocates the cap (see replay_options)
+///   pool:      frugal::pool_resource growing in place over the virtual range (one expandable
+///              segment); with replay_options::pool_preallocate it reserves the cap up front
 ///                                                                             (cap: max_size)
 ///   arena:     frugal::arena_resource; a free reclaims memory only when it is the most recent
 ///              live block (a bump allocator), so most frees reclaim nothing    (cap: max_size)
@@ -118,9 +119,10 @@ struct timeline_sample {
 struct replay_options {
   std::size_t timeline_points = 1000;  ///< at most this many timeline samples (0: none)
   std::size_t max_warning_messages = 20;  ///< warnings kept as text (all are counted)
-  /// pool under a cap: reserve the whole cap up front as one chunk, as a server does with a
-  /// device (reserved is then the cap from the first event); false: grow chunk by chunk up to it
-  bool pool_preallocate = true;
+  /// pool under a cap: reserve the whole cap up front as one chunk, as a server that sizes itself
+  /// for a device does (reserved is then the cap from the first event); false (the default): the
+  /// pool grows in place over its virtual range, up to the cap
+  bool pool_preallocate = false;
 };
 
 /// @brief What a replay measured. "In use" counts the bytes the trace holds live (requested
