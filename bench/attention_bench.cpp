@@ -45,13 +45,15 @@ struct decode_batch {
     if (type == kv::dtype::fp32) {  // random bits would be denormals and huge values
       auto* floats = reinterpret_cast<float*>(bytes);
       std::normal_distribution<float> normal;
-      for (std::size_t i = 0; i < pool.memory().size() / sizeof(float); ++i) floats[i] = normal(rng);
+      for (std::size_t i = 0; i < pool.memory().size() / sizeof(float); ++i)
+        floats[i] = normal(rng);
     }
     std::vector<std::int32_t> ids(pool.num_pages());
     std::iota(ids.begin(), ids.end(), 0);
     std::shuffle(ids.begin(), ids.end(), rng);
     table.indices = ids;
-    for (std::size_t s = 0; s <= sequences; ++s) table.indptr.push_back(static_cast<std::int32_t>(s * tokens / 16));
+    for (std::size_t s = 0; s <= sequences; ++s)
+      table.indptr.push_back(static_cast<std::int32_t>(s * tokens / 16));
     table.last_page_len.assign(sequences, 16);
     q.resize(sequences * 32 * 128);
     std::normal_distribution<float> normal;
@@ -89,7 +91,8 @@ void BM_decode_attention_memcpy(benchmark::State& state) {
 
 BENCHMARK_CAPTURE(BM_decode_attention, frugal_fp16, kv::dtype::fp16)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_decode_attention_memcpy)->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_decode_attention, frugal_fp8_e4m3, kv::dtype::fp8_e4m3)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_decode_attention, frugal_fp8_e4m3, kv::dtype::fp8_e4m3)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_decode_attention, frugal_fp32, kv::dtype::fp32)->Unit(benchmark::kMillisecond);
 
 BENCHMARK_MAIN();

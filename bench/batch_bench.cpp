@@ -37,13 +37,13 @@ constexpr std::int64_t decode_iterations = 2000;
 constexpr int warmup_steps = 64;
 
 void BM_plan_step(benchmark::State& state, std::uint32_t num_seqs) {
-  const frugal::kv::layout layout{.num_layers = 32, .num_kv_heads = 8, .head_dim = 128,
-                                  .page_size = 16};
+  const frugal::kv::layout layout{
+      .num_layers = 32, .num_kv_heads = 8, .head_dim = 128, .page_size = 16};
   // Room for every sequence's prompt and all its decode steps, so nothing is preempted.
   const std::uint32_t pages_per_seq = (prompt_tokens + 4096) / layout.page_size;
   const std::uint32_t num_pages = num_seqs * pages_per_seq + 64;
-  frugal::virtual_resource gpu{{.reserve_bytes = std::size_t{num_pages + 1} * layout.page_bytes(),
-                                .commit = false}};
+  frugal::virtual_resource gpu{
+      {.reserve_bytes = std::size_t{num_pages + 1} * layout.page_bytes(), .commit = false}};
   frugal::kv::cache cache{layout, num_pages, gpu};
   frugal::batch::scheduler sched{cache, {.max_num_seqs = num_seqs, .max_batched_tokens = 8192}};
   std::mt19937_64 rng(5);
@@ -64,8 +64,8 @@ void BM_plan_step(benchmark::State& state, std::uint32_t num_seqs) {
   // Prefill until every sequence decodes.
   for (;;) {
     const auto& plan = sched.plan_step();
-    const bool all_decoding = plan.sequences.size() == num_seqs &&
-                              plan.num_batched_tokens == num_seqs;
+    const bool all_decoding =
+        plan.sequences.size() == num_seqs && plan.num_batched_tokens == num_seqs;
     complete(plan);
     if (all_decoding) break;
   }
@@ -97,16 +97,26 @@ void BM_plan_step(benchmark::State& state, std::uint32_t num_seqs) {
   state.counters["sequences"] = num_seqs;
 }
 BENCHMARK_CAPTURE(BM_plan_step, 256_decoding, 256)
-    ->UseManualTime()->Iterations(decode_iterations)->Unit(benchmark::kMicrosecond);
+    ->UseManualTime()
+    ->Iterations(decode_iterations)
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_plan_step, 1024_decoding, 1024)
-    ->UseManualTime()->Iterations(decode_iterations)->Unit(benchmark::kMicrosecond);
+    ->UseManualTime()
+    ->Iterations(decode_iterations)
+    ->Unit(benchmark::kMicrosecond);
 
 // ---- BM_simulation -----------------------------------------------------------------------------
 
 frugal::sim::config simulation(const char* policy) {
-  return {.model = "llama-3-8b", .gpu_memory = std::size_t{80} << 30, .weights = "fp16",
-          .kv_dtype = frugal::kv::dtype::fp16, .workload = "sharegpt", .num_requests = 10000,
-          .max_len = 4096, .seed = 2026, .policy = policy};
+  return {.model = "llama-3-8b",
+          .gpu_memory = std::size_t{80} << 30,
+          .weights = "fp16",
+          .kv_dtype = frugal::kv::dtype::fp16,
+          .workload = "sharegpt",
+          .num_requests = 10000,
+          .max_len = 4096,
+          .seed = 2026,
+          .policy = policy};
 }
 
 void BM_simulation(benchmark::State& state, const char* policy) {
@@ -137,9 +147,11 @@ void BM_simulation(benchmark::State& state, const char* policy) {
   state.counters["mean_output"] = r.mean_output;
 }
 BENCHMARK_CAPTURE(BM_simulation, static_batching, "static")
-    ->Iterations(1)->Unit(benchmark::kMillisecond);
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_simulation, frugal_dynamic, "dynamic")
-    ->Iterations(1)->Unit(benchmark::kMillisecond);
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -17,6 +17,8 @@
 // the median of its repetitions. GB_per_s counts bytes read plus bytes written (a kernel that
 // reads its input twice counts it twice). Exit code 4 (and a message) when no device is present.
 // `--smoke` shrinks every size and repetition count so that a test can run the program quickly.
+#include "random_workload.hpp"
+
 #include <frugal/device.hpp>
 #include <frugal/error.hpp>
 #include <frugal/kv/copy_kernel.hpp>
@@ -24,8 +26,6 @@
 #include <frugal/mr/pool.hpp>
 #include <frugal/quant/format.hpp>
 #include <frugal/quant/kernels.hpp>
-
-#include "random_workload.hpp"
 
 #include <benchmark/benchmark.h>
 #include <cub/util_allocator.cuh>
@@ -101,7 +101,10 @@ struct device_buffer {
   ~device_buffer() { (void)cudaFree(p); }
   device_buffer(const device_buffer&) = delete;
   device_buffer& operator=(const device_buffer&) = delete;
-  template <class T> T* as() const { return static_cast<T*>(p); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p);
+  }
 };
 
 /// Runs `queue` once to warm up, then times it once per benchmark iteration with events;
@@ -124,15 +127,21 @@ void run_timed(benchmark::State& state, cudaStream_t stream, double bytes_per_ru
 }
 
 void kernel_shape(benchmark::internal::Benchmark* b) {
-  b->UseManualTime()->Iterations(g_smoke ? 2 : 20)->Repetitions(repetitions())
-      ->ReportAggregatesOnly(true)->Unit(benchmark::kMicrosecond);
+  b->UseManualTime()
+      ->Iterations(g_smoke ? 2 : 20)
+      ->Repetitions(repetitions())
+      ->ReportAggregatesOnly(true)
+      ->Unit(benchmark::kMicrosecond);
 }
 
 /// The quantization kernels: 5 repetitions of 20 launches (each run allocates and fills its own
 /// 256 MiB input, which costs more than the launches).
 void quant_shape(benchmark::internal::Benchmark* b) {
-  b->UseManualTime()->Iterations(g_smoke ? 2 : 20)->Repetitions(g_smoke ? 1 : 5)
-      ->ReportAggregatesOnly(true)->Unit(benchmark::kMicrosecond);
+  b->UseManualTime()
+      ->Iterations(g_smoke ? 2 : 20)
+      ->Repetitions(g_smoke ? 1 : 5)
+      ->ReportAggregatesOnly(true)
+      ->Unit(benchmark::kMicrosecond);
 }
 
 /// The formats with a bandwidth target (scripts/gpu_check_report.py): also benchmarked with
@@ -247,8 +256,13 @@ void BM_alloc_random(benchmark::State& state, const char* peer) {
 }
 
 void alloc_shape(benchmark::internal::Benchmark* b) {
-  b->ArgName("max_size")->Arg(1 << 20)->Arg(64 << 20)->UseManualTime()
-      ->Iterations(g_smoke ? 1 : 3)->Repetitions(g_smoke ? 1 : 5)->ReportAggregatesOnly(true)
+  b->ArgName("max_size")
+      ->Arg(1 << 20)
+      ->Arg(64 << 20)
+      ->UseManualTime()
+      ->Iterations(g_smoke ? 1 : 3)
+      ->Repetitions(g_smoke ? 1 : 5)
+      ->ReportAggregatesOnly(true)
       ->Unit(benchmark::kMillisecond);
 }
 
@@ -290,9 +304,18 @@ __global__ void fill_random_kernel(Bits* out, std::size_t n, std::size_t cols) {
 }
 
 /// The CUDA type with the same bits as T (frugal::float16 and bfloat16 are plain 16-bit codes).
-template <class T> struct cuda_bits { using type = float; };
-template <> struct cuda_bits<frugal::float16> { using type = __half; };
-template <> struct cuda_bits<frugal::bfloat16> { using type = __nv_bfloat16; };
+template <class T>
+struct cuda_bits {
+  using type = float;
+};
+template <>
+struct cuda_bits<frugal::float16> {
+  using type = __half;
+};
+template <>
+struct cuda_bits<frugal::bfloat16> {
+  using type = __nv_bfloat16;
+};
 
 template <class T>
 void fill_random(T* p, std::size_t n, std::size_t cols, cudaStream_t stream) {
@@ -368,8 +391,7 @@ void BM_kv_copy(benchmark::State& state, const char* peer) {
   if (name == "frugal_kernel") {
     run_timed(state, s.stream, moved, [&] {
       frugal::kv::copy_pages_device(src_base, dst_base, page_bytes, page_bytes, page_bytes,
-                                    ops_device.as<const frugal::kv::copy_op>(), num_ops,
-                                    s.stream);
+                                    ops_device.as<const frugal::kv::copy_op>(), num_ops, s.stream);
     });
   } else if (name == "memcpy_per_page") {
     run_timed(state, s.stream, moved, [&] {
@@ -402,15 +424,15 @@ void register_benchmarks() {
     quant_shape(benchmark::RegisterBenchmark(
         ("BM_quantize/" + name + "/" + input_name(4, false)).c_str(), BM_quantize<float>, info.id));
     if (is_target_format(info.id)) {
-      quant_shape(benchmark::RegisterBenchmark(
-          ("BM_quantize/" + name + "/" + input_name(2, false)).c_str(),
-          BM_quantize<frugal::float16>, info.id));
-      quant_shape(benchmark::RegisterBenchmark(
-          ("BM_quantize/" + name + "/" + input_name(2, true)).c_str(),
-          BM_quantize<frugal::bfloat16>, info.id));
+      quant_shape(
+          benchmark::RegisterBenchmark(("BM_quantize/" + name + "/" + input_name(2, false)).c_str(),
+                                       BM_quantize<frugal::float16>, info.id));
+      quant_shape(
+          benchmark::RegisterBenchmark(("BM_quantize/" + name + "/" + input_name(2, true)).c_str(),
+                                       BM_quantize<frugal::bfloat16>, info.id));
     }
-    quant_shape(benchmark::RegisterBenchmark(("BM_dequantize/" + name).c_str(), BM_dequantize,
-                                             info.id));
+    quant_shape(
+        benchmark::RegisterBenchmark(("BM_dequantize/" + name).c_str(), BM_dequantize, info.id));
   }
   for (const char* peer : {"frugal_kernel", "memcpy_per_page"})
     kv_shape(benchmark::RegisterBenchmark((std::string("BM_kv_copy/") + peer).c_str(), BM_kv_copy,

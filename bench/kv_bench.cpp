@@ -91,9 +91,8 @@ void BM_page_allocate_free(benchmark::State& state, const char* peer) {
     }
     for (auto id : live) pages.release(id), pages.free(id);
   } else if (name == "std_pmr_pool") {
-    std::pmr::unsynchronized_pool_resource pool{
-        std::pmr::pool_options{.max_blocks_per_chunk = pool_pages,
-                               .largest_required_pool_block = page_bytes}};
+    std::pmr::unsynchronized_pool_resource pool{std::pmr::pool_options{
+        .max_blocks_per_chunk = pool_pages, .largest_required_pool_block = page_bytes}};
     std::vector<void*> live(live_pages);
     for (auto& p : live) p = pool.allocate(page_bytes, alignment);
     for (auto _ : state) {
@@ -130,7 +129,9 @@ void BM_new_sequence(benchmark::State& state, const char* mode) {
   const std::string_view name = mode;
   std::mt19937_64 rng(3);
   const auto prompt = random_tokens(prompt_tokens, rng);
-  frugal::kv::cache kv{model_layout(), pool_pages, device_memory(),
+  frugal::kv::cache kv{model_layout(),
+                       pool_pages,
+                       device_memory(),
                        {.enable_prefix_caching = name != "prefix_caching_off", .watermark = 0}};
   // Fill the cache with other prompts' pages first, so misses evict as in steady state.
   for (int i = 0; i < 32; ++i) kv.add_sequence(random_tokens(prompt_tokens, rng));
@@ -166,8 +167,9 @@ constexpr std::size_t pages_per_sequence = 256;
 /// 256 sequences of 256 pages each (4,081-4,096 tokens, so last page lengths vary).
 struct export_fixture {
   frugal::kv::cache kv{model_layout(),
-                       static_cast<std::uint32_t>(batch_sequences * pages_per_sequence + 64),
-                       device_memory(), {.enable_prefix_caching = false, .watermark = 0}};
+                       static_cast<std::uint32_t>(batch_sequences* pages_per_sequence + 64),
+                       device_memory(),
+                       {.enable_prefix_caching = false, .watermark = 0}};
   std::vector<frugal::kv::sequence> sequences;
   std::vector<const frugal::kv::sequence*> batch;
 
@@ -175,8 +177,8 @@ struct export_fixture {
     std::mt19937_64 rng(17);
     const std::size_t page_size = model_layout().page_size;
     for (std::size_t i = 0; i < batch_sequences; ++i)
-      sequences.push_back(kv.add_sequence(
-          random_tokens(pages_per_sequence * page_size - i % page_size, rng)));
+      sequences.push_back(
+          kv.add_sequence(random_tokens(pages_per_sequence * page_size - i % page_size, rng)));
     for (const auto& s : sequences) batch.push_back(&s);
   }
 };
@@ -236,7 +238,9 @@ FRUGAL_EXPORT(naive_vector_of_vectors);
 /// partial-page tokens included).
 void BM_metadata(benchmark::State& state, bool prefix_caching, std::size_t tokens_per_sequence) {
   const auto num_pages = static_cast<std::uint32_t>(state.range(0));
-  frugal::kv::cache kv{model_layout(), num_pages, device_memory(),
+  frugal::kv::cache kv{model_layout(),
+                       num_pages,
+                       device_memory(),
                        {.enable_prefix_caching = prefix_caching, .watermark = 0.0}};
   std::vector<frugal::kv::sequence> live;
   std::vector<frugal::kv::token_id> prompt(tokens_per_sequence);
@@ -251,13 +255,23 @@ void BM_metadata(benchmark::State& state, bool prefix_caching, std::size_t token
   state.counters["sequences"] = static_cast<double>(live.size());
 }
 BENCHMARK_CAPTURE(BM_metadata, empty, true, 0)
-    ->ArgName("num_pages")->Arg(4096)->Arg(65536)->Arg(262144)->Iterations(1);
+    ->ArgName("num_pages")
+    ->Arg(4096)
+    ->Arg(65536)
+    ->Arg(262144)
+    ->Iterations(1);
 BENCHMARK_CAPTURE(BM_metadata, full_of_256_token_sequences, true, 256)
-    ->ArgName("num_pages")->Arg(65536)->Iterations(1);
+    ->ArgName("num_pages")
+    ->Arg(65536)
+    ->Iterations(1);
 BENCHMARK_CAPTURE(BM_metadata, full_of_2048_token_sequences, true, 2048)
-    ->ArgName("num_pages")->Arg(65536)->Iterations(1);
+    ->ArgName("num_pages")
+    ->Arg(65536)
+    ->Iterations(1);
 BENCHMARK_CAPTURE(BM_metadata, prefix_caching_off_full_2048, false, 2048)
-    ->ArgName("num_pages")->Arg(65536)->Iterations(1);
+    ->ArgName("num_pages")
+    ->Arg(65536)
+    ->Iterations(1);
 
 // ---- BM_memory_efficiency ----------------------------------------------------------------------
 //
@@ -290,8 +304,10 @@ const std::vector<request>& sharegpt_like() {
     std::lognormal_distribution<double> length(-sigma * sigma / 2, sigma);  // mean 1
     std::vector<double> prompt(num_requests), output(num_requests);
     for (std::size_t i = 0; i < num_requests; ++i) prompt[i] = length(rng), output[i] = length(rng);
-    const double prompt_scale = 161.0 * num_requests / std::accumulate(prompt.begin(), prompt.end(), 0.0);
-    const double output_scale = 338.0 * num_requests / std::accumulate(output.begin(), output.end(), 0.0);
+    const double prompt_scale =
+        161.0 * num_requests / std::accumulate(prompt.begin(), prompt.end(), 0.0);
+    const double output_scale =
+        338.0 * num_requests / std::accumulate(output.begin(), output.end(), 0.0);
     auto clip = [](double x, std::size_t hi) {
       return std::clamp<std::size_t>(static_cast<std::size_t>(std::llround(x)), 1, hi);
     };
@@ -334,7 +350,9 @@ struct sim_meter {
     return {allocated == 0 ? 0 : empty / allocated,
             saturated_steps == 0 ? 0 : used / (budget_slots * static_cast<double>(saturated_steps)),
             max_concurrent,
-            saturated_steps == 0 ? 0 : concurrency_sum / saturated_steps, steps, preemptions};
+            saturated_steps == 0 ? 0 : concurrency_sum / saturated_steps,
+            steps,
+            preemptions};
   }
 };
 
@@ -343,7 +361,9 @@ struct sim_meter {
 sim_result simulate_static_reservation() {
   const auto& requests = sharegpt_like();
   const std::size_t budget_slots = budget_pages * model_layout().page_size;
-  struct running { std::size_t tokens, left; };
+  struct running {
+    std::size_t tokens, left;
+  };
   std::vector<running> live;
   std::size_t next = 0;
   sim_meter meter;
@@ -439,9 +459,11 @@ void BM_memory_efficiency(benchmark::State& state, const char* policy) {
   state.counters["budget_pages"] = static_cast<double>(budget_pages);
 }
 BENCHMARK_CAPTURE(BM_memory_efficiency, static_reservation, "static_reservation")
-    ->Iterations(1)->Unit(benchmark::kMillisecond);
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_memory_efficiency, frugal_cache, "frugal_cache")
-    ->Iterations(1)->Unit(benchmark::kMillisecond);
+    ->Iterations(1)
+    ->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -21,7 +21,7 @@
 #include <thrust/mr/new.h>
 
 #if FRUGAL_BENCH_MIMALLOC
-#  include <mimalloc.h>
+#include <mimalloc.h>
 #endif
 
 #include <algorithm>
@@ -36,9 +36,9 @@ constexpr std::size_t alignment = 256;
 
 // ---- the workload: bench/random_workload.hpp ---------------------------------------------------
 
+using frugal::bench::make_trace;
 using frugal::bench::operation;
 using frugal::bench::trace;
-using frugal::bench::make_trace;
 
 /// Replays `t` through allocate(size)/deallocate(p, size) callables; returns operations done.
 template <class Allocate, class Deallocate>
@@ -72,8 +72,7 @@ void run_trace(benchmark::State& state, Allocate&& allocate, Deallocate&& deallo
   std::size_t operations = 0;
   for (auto _ : state) operations += replay(t, table, sizes, allocate, deallocate);
   state.counters["time_per_op"] = benchmark::Counter(
-      static_cast<double>(operations),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+      static_cast<double>(operations), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
 void report_ratio(benchmark::State& state, std::size_t peak_reserved) {
@@ -82,7 +81,8 @@ void report_ratio(benchmark::State& state, std::size_t peak_reserved) {
       static_cast<double>(peak_reserved) / static_cast<double>(t.peak_bytes_in_use);
 }
 
-// ---- upstreams that count what peers hold ---------------------------------------------------------
+// ---- upstreams that count what peers hold
+// ---------------------------------------------------------
 
 /// Aligned new and delete that record the peak bytes held: the upstream of the peers' pools.
 struct peak_counting_heap {
@@ -92,11 +92,11 @@ struct peak_counting_heap {
   void* allocate(std::size_t bytes, std::size_t align) {
     current += bytes;
     peak = std::max(peak, current);
-    return ::operator new(bytes, std::align_val_t{std::max(align, alignof(std::max_align_t))});
+    return ::operator new (bytes, std::align_val_t{std::max(align, alignof(std::max_align_t))});
   }
   void deallocate(void* p, std::size_t bytes, std::size_t align) noexcept {
     current -= bytes;
-    ::operator delete(p, std::align_val_t{std::max(align, alignof(std::max_align_t))});
+    ::operator delete (p, std::align_val_t{std::max(align, alignof(std::max_align_t))});
   }
 };
 
@@ -133,7 +133,8 @@ class counting_thrust_upstream : public thrust::mr::memory_resource<void*> {
   peak_counting_heap heap_;
 };
 
-// ---- BM_random_allocations -------------------------------------------------------------------------
+// ---- BM_random_allocations
+// -------------------------------------------------------------------------
 
 void BM_random_allocations(benchmark::State& state, const char* peer) {
   const std::string_view name = peer;
@@ -182,7 +183,10 @@ void BM_random_allocations(benchmark::State& state, const char* peer) {
         [](void* p, std::size_t) { benchmark::DoNotOptimize(p); });
   } else if (name == "malloc") {
     run_trace(
-        state, [](std::size_t n) { return std::aligned_alloc(alignment, frugal::detail::align_up(n, alignment)); },
+        state,
+        [](std::size_t n) {
+          return std::aligned_alloc(alignment, frugal::detail::align_up(n, alignment));
+        },
         [](void* p, std::size_t) { std::free(p); });
 #if FRUGAL_BENCH_MIMALLOC
   } else if (name == "mimalloc") {
@@ -236,12 +240,12 @@ FRUGAL_STREAM_POOL(frugal_pool);
 FRUGAL_STREAM_POOL(stream_pool_1_stream);
 FRUGAL_STREAM_POOL(stream_pool_2_streams);
 
-#define FRUGAL_RANDOM_ALLOCATIONS(peer)                                                   \
-  BENCHMARK_CAPTURE(BM_random_allocations, peer, #peer)                                   \
-      ->ArgName("max_size")                                                               \
-      ->Arg(4 << 10)                                                                      \
-      ->Arg(1 << 20)                                                                      \
-      ->Arg(64 << 20)                                                                     \
+#define FRUGAL_RANDOM_ALLOCATIONS(peer)                 \
+  BENCHMARK_CAPTURE(BM_random_allocations, peer, #peer) \
+      ->ArgName("max_size")                             \
+      ->Arg(4 << 10)                                    \
+      ->Arg(1 << 20)                                    \
+      ->Arg(64 << 20)                                   \
       ->Unit(benchmark::kMillisecond)
 
 FRUGAL_RANDOM_ALLOCATIONS(harness_floor);
@@ -254,7 +258,8 @@ FRUGAL_RANDOM_ALLOCATIONS(malloc);
 FRUGAL_RANDOM_ALLOCATIONS(mimalloc);
 #endif
 
-// ---- BM_arena_allocate -------------------------------------------------------------------------------
+// ---- BM_arena_allocate
+// -------------------------------------------------------------------------------
 
 constexpr int arena_batch = 1000;
 
@@ -291,7 +296,8 @@ void BM_arena_allocate(benchmark::State& state, const char* peer) {
 BENCHMARK_CAPTURE(BM_arena_allocate, frugal_arena, "frugal_arena");
 BENCHMARK_CAPTURE(BM_arena_allocate, std_pmr_monotonic, "std_pmr_monotonic");
 
-// ---- BM_block_allocate_free ---------------------------------------------------------------------------
+// ---- BM_block_allocate_free
+// ---------------------------------------------------------------------------
 
 constexpr std::size_t block_bytes = 16 << 10;
 constexpr int block_live = 1000;
@@ -317,9 +323,8 @@ void BM_block_allocate_free(benchmark::State& state, const char* peer) {
     frugal::block_resource blocks{frugal::host_resource{}, block_bytes, {.initial_blocks = 1024}};
     run(blocks);
   } else {
-    std::pmr::unsynchronized_pool_resource pool{
-        std::pmr::pool_options{.max_blocks_per_chunk = 1024,
-                               .largest_required_pool_block = block_bytes}};
+    std::pmr::unsynchronized_pool_resource pool{std::pmr::pool_options{
+        .max_blocks_per_chunk = 1024, .largest_required_pool_block = block_bytes}};
     run(pool);
   }
   state.counters["time_per_pair"] = benchmark::Counter(

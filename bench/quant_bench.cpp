@@ -81,8 +81,8 @@ void BM_memcpy(benchmark::State& state, int) {
 
 BENCHMARK_CAPTURE(BM_memcpy, copy, 0)->Unit(benchmark::kMillisecond);
 
-#define FRUGAL_QUANT_BENCH(f)                                                              \
-  BENCHMARK_CAPTURE(BM_quantize, f, format::f)->Unit(benchmark::kMillisecond);             \
+#define FRUGAL_QUANT_BENCH(f)                                                  \
+  BENCHMARK_CAPTURE(BM_quantize, f, format::f)->Unit(benchmark::kMillisecond); \
   BENCHMARK_CAPTURE(BM_dequantize, f, format::f)->Unit(benchmark::kMillisecond)
 
 FRUGAL_QUANT_BENCH(int8);

@@ -60,8 +60,8 @@ inline trace make_trace(std::size_t max_size, std::size_t live_target, std::size
   };
   while (live.size() < live_target) allocate();
   for (std::size_t i = 0; i < steps; ++i) {
-    const bool grow = live.size() < live_target / 2 ||
-                      (live.size() < 2 * live_target && (rng() & 1) != 0);
+    const bool grow =
+        live.size() < live_target / 2 || (live.size() < 2 * live_target && (rng() & 1) != 0);
     grow ? allocate() : free_random();
   }
   while (!live.empty()) free_random();

@@ -1,12 +1,12 @@
 // write_kv_device and paged_decode_device: the KV write and decode attention of
 // frugal/kv/attention_kernels.hpp. Element codecs, scale lookup, split plan and the merge are the
 // host+device functions of frugal/kv/detail/attention_math.hpp that the CPU version uses too.
+#include "pool_device_base.cuh"
+#include "stream_memory.cuh"
+
 #include <frugal/error.hpp>
 #include <frugal/kv/attention_kernels.hpp>
 #include <frugal/kv/detail/attention_math.hpp>
-
-#include "pool_device_base.cuh"
-#include "stream_memory.cuh"
 
 #include <cuda_runtime_api.h>
 
@@ -17,9 +17,9 @@ namespace frugal::kv {
 namespace {
 
 constexpr int warp = 32;
-constexpr std::size_t max_head_dim = 256;         // 8 dimensions per lane
-constexpr std::size_t max_group = 32;             // query heads per KV head: warps per block
-constexpr std::size_t max_scales = 256;           // 2 x 128 KV heads with per-head scales
+constexpr std::size_t max_head_dim = 256;  // 8 dimensions per lane
+constexpr std::size_t max_group = 32;      // query heads per KV head: warps per block
+constexpr std::size_t max_scales = 256;    // 2 x 128 KV heads with per-head scales
 
 /// One layer's 8-bit scales, passed by value to the kernels.
 struct scale_args {
@@ -86,7 +86,8 @@ __global__ void decode_split_kernel(layout l, page_addressing a, std::uint32_t l
   const float v_scale = detail::scale_of(l, scales.values, 1, h);
   detail::softmax_state state;
   for (std::size_t p = keys.page_begin; p < keys.page_end; ++p) {
-    const auto page = static_cast<page_id>(table.indices[page_begin + static_cast<std::int32_t>(p)]);
+    const auto page =
+        static_cast<page_id>(table.indices[page_begin + static_cast<std::int32_t>(p)]);
     for (std::size_t t = 0; t < l.page_size; ++t) {
       const std::size_t position = p * l.page_size + t;
       if (position >= kv_len) break;
@@ -96,7 +97,8 @@ __global__ void decode_split_kernel(layout l, page_addressing a, std::uint32_t l
       float partial = 0.0f;
       for (std::size_t j = 0; j < max_head_dim / warp; ++j) {
         const std::size_t d = lane + j * warp;
-        if (d < dim) partial += qv[j] * (detail::load_code(l.dtype, key + d * a.element_size) * k_scale);
+        if (d < dim)
+          partial += qv[j] * (detail::load_code(l.dtype, key + d * a.element_size) * k_scale);
       }
       for (int offset = warp / 2; offset > 0; offset /= 2)
         partial += __shfl_xor_sync(0xFFFFFFFFu, partial, offset);
@@ -200,10 +202,9 @@ void paged_decode_device(const page_pool& pages, std::uint32_t layer, const floa
                              : 1.0f / std::sqrt(static_cast<float>(l.head_dim));
   const dim3 grid(static_cast<unsigned>(batch), l.num_kv_heads, static_cast<unsigned>(splits));
   const auto threads = static_cast<unsigned>(options.num_qo_heads / l.num_kv_heads * warp);
-  decode_split_kernel<<<grid, threads, 0, stream>>>(l, a, layer, q, table, options.num_qo_heads,
-                                                    sm_scale, options.window_left,
-                                                    tuning.pages_per_split, splits, packed,
-                                                    part_max, part_sum, part_acc);
+  decode_split_kernel<<<grid, threads, 0, stream>>>(
+      l, a, layer, q, table, options.num_qo_heads, sm_scale, options.window_left,
+      tuning.pages_per_split, splits, packed, part_max, part_sum, part_acc);
   FRUGAL_CUDA_TRY(cudaGetLastError());
   const dim3 merge_grid(static_cast<unsigned>(batch), options.num_qo_heads);
   decode_merge_kernel<<<merge_grid, static_cast<unsigned>(l.head_dim < 256 ? l.head_dim : 256), 0,

@@ -1,8 +1,8 @@
 // Device utilities: device discovery and byte fill/count kernels used by tests and debug fills.
+#include "stream_memory.cuh"
+
 #include <frugal/device.hpp>
 #include <frugal/error.hpp>
-
-#include "stream_memory.cuh"
 
 #include <cuda_runtime_api.h>
 

@@ -1,12 +1,12 @@
 // The batched page-copy kernel behind kv::copy_pages_device: one launch performs a whole copy list
 // (copy-on-write, swap_out, swap_in), each op a whole page, with 16-byte accesses when aligned.
+#include "pool_device_base.cuh"
+#include "stream_memory.cuh"
+#include "vector_access.cuh"
+
 #include <frugal/error.hpp>
 #include <frugal/kv/copy_kernel.hpp>
 #include <frugal/kv/detail/copy_pages.hpp>
-
-#include "stream_memory.cuh"
-#include "pool_device_base.cuh"
-#include "vector_access.cuh"
 
 #include <cuda_runtime_api.h>
 
@@ -19,7 +19,8 @@ namespace frugal::kv {
 namespace {
 
 /// An access of N bytes: the widest integer vector the hardware loads and stores in one go.
-template <int N> using access = cuda_detail::vector_word<N>;
+template <int N>
+using access = cuda_detail::vector_word<N>;
 
 /// Grid: x walks the ops (grid-stride), y walks a page's chunks of `chunk_bytes` (grid-stride).
 /// Every base pointer and stride is a multiple of N (checked on the host), so each page start is
@@ -32,8 +33,8 @@ __global__ void copy_pages_kernel(const std::byte* __restrict__ src_base,
                                   const copy_op* __restrict__ ops, std::size_t num_ops,
                                   std::size_t chunk_bytes) {
   detail::copy_pages_thread<N, typename access<N>::type>(
-      src_base, dst_base, src_stride, dst_stride, page_bytes, ops, num_ops, chunk_bytes,
-      blockIdx.x, blockIdx.y, gridDim.x, gridDim.y, threadIdx.x, blockDim.x);
+      src_base, dst_base, src_stride, dst_stride, page_bytes, ops, num_ops, chunk_bytes, blockIdx.x,
+      blockIdx.y, gridDim.x, gridDim.y, threadIdx.x, blockDim.x);
 }
 
 /// The widest access up to `limit` bytes that divides every address the kernel forms.
@@ -91,17 +92,17 @@ void copy_pages_device(const std::byte* src_base, std::byte* dst_base, std::size
       return launch<16>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes,
                         ops_device, num_ops, stream, tuning);
     case 8:
-      return launch<8>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes,
-                       ops_device, num_ops, stream, tuning);
+      return launch<8>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes, ops_device,
+                       num_ops, stream, tuning);
     case 4:
-      return launch<4>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes,
-                       ops_device, num_ops, stream, tuning);
+      return launch<4>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes, ops_device,
+                       num_ops, stream, tuning);
     case 2:
-      return launch<2>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes,
-                       ops_device, num_ops, stream, tuning);
+      return launch<2>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes, ops_device,
+                       num_ops, stream, tuning);
     default:
-      return launch<1>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes,
-                       ops_device, num_ops, stream, tuning);
+      return launch<1>(src_base, dst_base, page_stride_src, page_stride_dst, page_bytes, ops_device,
+                       num_ops, stream, tuning);
   }
 }
 
@@ -154,8 +155,8 @@ void copy_pages_device(const page_pool& src, page_pool& dst, std::span<const cop
   // throws out_of_memory with the runtime's error cleared).
   const cuda_detail::stream_allocation staged(ops.size_bytes(), stream,
                                               "kv::copy_pages_device (staged copy list)");
-  FRUGAL_CUDA_TRY(cudaMemcpyAsync(staged.get(), ops.data(), ops.size_bytes(),
-                                  cudaMemcpyHostToDevice, stream));
+  FRUGAL_CUDA_TRY(
+      cudaMemcpyAsync(staged.get(), ops.data(), ops.size_bytes(), cudaMemcpyHostToDevice, stream));
   const auto* staged_ops = static_cast<const copy_op*>(staged.get());
   for (std::size_t k = 0; k + 1 < cuts.size(); ++k)
     copy_pages_device(src_base, dst_base, src.page_stride(), dst.page_stride(),

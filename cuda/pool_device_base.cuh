@@ -23,7 +23,8 @@ inline std::byte* pool_device_base(const kv::page_pool& pool, const std::string&
   FRUGAL_EXPECTS(attributes.type != cudaMemoryTypeUnregistered,
                  who + ": " + pool_name +
                      " memory is pageable host memory, which a kernel cannot reach; use "
-                     "device, managed or pinned memory" + hint,
+                     "device, managed or pinned memory" +
+                     hint,
                  invalid_argument);
   if (attributes.type == cudaMemoryTypeHost && attributes.devicePointer != nullptr)
     return static_cast<std::byte*>(attributes.devicePointer);

@@ -24,10 +24,9 @@ int sm_count() {
 bool is_pow2(int v) { return v > 0 && (v & (v - 1)) == 0; }
 
 void check_tuning(const kernel_tuning& t, const std::string& who) {
-  FRUGAL_EXPECTS(t.threads_per_block >= 32 && t.threads_per_block <= 1024 &&
-                     t.threads_per_block % 32 == 0,
-                 who + ": threads_per_block must be a multiple of 32 in [32, 1024]",
-                 invalid_argument);
+  FRUGAL_EXPECTS(
+      t.threads_per_block >= 32 && t.threads_per_block <= 1024 && t.threads_per_block % 32 == 0,
+      who + ": threads_per_block must be a multiple of 32 in [32, 1024]", invalid_argument);
   FRUGAL_EXPECTS(is_pow2(t.items_per_thread) && t.items_per_thread <= 64,
                  who + ": items_per_thread must be a power of two in [1, 64]", invalid_argument);
   FRUGAL_EXPECTS(t.vec_bytes == 16 || t.vec_bytes == 8 || t.vec_bytes == 4,
@@ -59,8 +58,9 @@ void check_launch(const std::string& who, const kernel_tuning& tuning, const voi
   check_tuning(tuning, who);
   FRUGAL_EXPECTS(input != nullptr && output != nullptr, who + ": null pointer", invalid_argument);
   FRUGAL_EXPECTS(aligned16(input) && aligned16(output),
-                 who + ": input and output must be 16-byte aligned (cudaMalloc and "
-                       "quantized_tensor give 256)",
+                 who +
+                     ": input and output must be 16-byte aligned (cudaMalloc and "
+                     "quantized_tensor give 256)",
                  invalid_argument);
 }
 
@@ -76,32 +76,38 @@ kernel_family family_of(format f, const std::string& who) {
     case format::fp8_e4m3:
     case format::fp8_e5m2:
     case format::fp8_e4m3_channel:
-    case format::fp8_e5m2_channel: return kernel_family::scaled;
+    case format::fp8_e5m2_channel:
+      return kernel_family::scaled;
     case format::int8_g32:
     case format::int8_g32_asym:
     case format::int8_g64:
     case format::int8_g64_asym:
     case format::int8_g128:
-    case format::int8_g128_asym: return kernel_family::int8_groups;
+    case format::int8_g128_asym:
+      return kernel_family::int8_groups;
     case format::int4_g32:
     case format::int4_g32_asym:
     case format::int4_g64:
     case format::int4_g64_asym:
     case format::int4_g128:
-    case format::int4_g128_asym: return kernel_family::int4_groups;
+    case format::int4_g128_asym:
+      return kernel_family::int4_groups;
     case format::mxfp8:
     case format::mxfp4:
     case format::nvfp4:
     case format::nf4:
     case format::q8_0:
-    case format::q4_0: return kernel_family::other_blocks;
+    case format::q4_0:
+      return kernel_family::other_blocks;
   }
   FRUGAL_FAIL(who + ": no kernel for this format value", invalid_argument);
 }
 
 /// Zeroes the padding between regions, as the CPU reference does, so every byte is defined.
 void zero_padding(const layout& l, std::uint8_t* base, cudaStream_t stream) {
-  struct region { std::size_t offset, bytes; };
+  struct region {
+    std::size_t offset, bytes;
+  };
   const region parts[] = {{l.values_offset, l.values_bytes},
                           {l.scales_offset, l.scales_bytes},
                           {l.zero_points_offset, l.zero_points_bytes},
@@ -116,14 +122,16 @@ void zero_padding(const layout& l, std::uint8_t* base, cudaStream_t stream) {
     FRUGAL_CUDA_TRY(cudaMemsetAsync(base + end, 0, l.total_bytes - end, stream));
 }
 
-template <class T> constexpr dd::input_type input_type_of = dd::input_type::float32;
-template <> constexpr dd::input_type input_type_of<float16> = dd::input_type::float16;
-template <> constexpr dd::input_type input_type_of<bfloat16> = dd::input_type::bfloat16;
+template <class T>
+constexpr dd::input_type input_type_of = dd::input_type::float32;
+template <>
+constexpr dd::input_type input_type_of<float16> = dd::input_type::float16;
+template <>
+constexpr dd::input_type input_type_of<bfloat16> = dd::input_type::bfloat16;
 
 template <class T>
-void quantize_any(format f, const T* input, std::size_t rows, std::size_t cols,
-                  std::byte* output, cudaStream_t stream, const options& opts,
-                  const kernel_tuning& tuning) {
+void quantize_any(format f, const T* input, std::size_t rows, std::size_t cols, std::byte* output,
+                  cudaStream_t stream, const options& opts, const kernel_tuning& tuning) {
   const std::string who = caller("quantize_device", f);
   check_launch(who, tuning, input, output);
   dd::quantize_job job;
@@ -140,10 +148,14 @@ void quantize_any(format f, const T* input, std::size_t rows, std::size_t cols,
   job.mx_round_up = opts.mx_round_up_scale;
   zero_padding(job.l, job.output, stream);
   switch (family_of(f, who)) {
-    case kernel_family::scaled: return dd::quantize_scaled_family(job);
-    case kernel_family::int8_groups: return dd::quantize_int8_groups(job);
-    case kernel_family::int4_groups: return dd::quantize_int4_groups(job);
-    case kernel_family::other_blocks: return dd::quantize_other_blocks(job);
+    case kernel_family::scaled:
+      return dd::quantize_scaled_family(job);
+    case kernel_family::int8_groups:
+      return dd::quantize_int8_groups(job);
+    case kernel_family::int4_groups:
+      return dd::quantize_int4_groups(job);
+    case kernel_family::other_blocks:
+      return dd::quantize_other_blocks(job);
   }
 }
 
@@ -162,10 +174,14 @@ void dequantize_any(format f, const std::byte* input, std::size_t rows, std::siz
   job.sms = sm_count();
   job.stream = stream;
   switch (family_of(f, who)) {
-    case kernel_family::scaled: return dd::dequantize_scaled_family(job);
-    case kernel_family::int8_groups: return dd::dequantize_int8_groups(job);
-    case kernel_family::int4_groups: return dd::dequantize_int4_groups(job);
-    case kernel_family::other_blocks: return dd::dequantize_other_blocks(job);
+    case kernel_family::scaled:
+      return dd::dequantize_scaled_family(job);
+    case kernel_family::int8_groups:
+      return dd::dequantize_int8_groups(job);
+    case kernel_family::int4_groups:
+      return dd::dequantize_int4_groups(job);
+    case kernel_family::other_blocks:
+      return dd::dequantize_other_blocks(job);
   }
 }
 

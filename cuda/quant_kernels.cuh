@@ -19,11 +19,11 @@
 // for coalesced 16-byte stores) for block formats.
 #pragma once
 
+#include "vector_access.cuh"
+
 #include <frugal/error.hpp>
 #include <frugal/quant/detail/block.hpp>
 #include <frugal/quant/kernels.hpp>
-
-#include "vector_access.cuh"
 
 #include <cuda_runtime_api.h>
 
@@ -39,25 +39,33 @@ namespace qd = ::frugal::quant::detail;
 
 /// How a kernel reads an input element: the raw storage type and its exact conversion to float
 /// (the conversions the CPU reference uses).
-template <class T> struct element;
-template <> struct element<float> {
+template <class T>
+struct element;
+template <>
+struct element<float> {
   using raw = float;
   __device__ static float to_float(float v) { return v; }
 };
-template <> struct element<float16> {
+template <>
+struct element<float16> {
   using raw = std::uint16_t;
-  __device__ static float to_float(std::uint16_t b) { return ::frugal::detail::half_bits_to_float(b); }
+  __device__ static float to_float(std::uint16_t b) {
+    return ::frugal::detail::half_bits_to_float(b);
+  }
 };
-template <> struct element<bfloat16> {
+template <>
+struct element<bfloat16> {
   using raw = std::uint16_t;
   __device__ static float to_float(std::uint16_t b) {
     return ::frugal::detail::bfloat16_bits_to_float(b);
   }
 };
-template <class T> using raw_t = typename element<T>::raw;
+template <class T>
+using raw_t = typename element<T>::raw;
 
 /// The integer type of an access of N bytes.
-template <int N> using word = ::frugal::cuda_detail::vector_word<N>;
+template <int N>
+using word = ::frugal::cuda_detail::vector_word<N>;
 
 /// The widest access (up to 16 bytes) that divides `bytes`.
 __host__ __device__ constexpr int widest_access(int bytes) {
@@ -165,7 +173,8 @@ __global__ void reduce_tensor_kernel(const raw_t<T>* in, std::size_t chunks, uns
   }
 }
 
-// ---- per-tensor and per-channel encoders ----------------------------------------------------------
+// ---- per-tensor and per-channel encoders
+// ----------------------------------------------------------
 
 /// The four families with one FP32 scale per tensor or per row (8-bit codes).
 template <bool Asymmetric>
@@ -263,8 +272,8 @@ __global__ void encode_rows_kernel(const raw_t<T>* in, std::size_t rows, std::si
 /// E bytes; a chunk of 4 or more is written as E / 4 float4 stores. cols is a multiple of E, so
 /// a chunk never straddles two rows (per_row: its scale is its row's).
 template <int E, class Decoder>
-__global__ void decode_rows_kernel(const std::uint8_t* values, std::size_t chunks,
-                                   std::size_t cols, bool per_row, const std::uint8_t* scales,
+__global__ void decode_rows_kernel(const std::uint8_t* values, std::size_t chunks, std::size_t cols,
+                                   bool per_row, const std::uint8_t* scales,
                                    const std::uint8_t* zero_points, float* out) {
   static_assert(E == 1 || E == 4 || E == 8 || E == 16, "a chunk is 1, 4, 8 or 16 codes");
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
@@ -354,8 +363,8 @@ struct mx_group {
   static constexpr int value_bytes = Fp4 ? 16 : 32;
   static constexpr int scale_bytes = 1;
   static constexpr bool asymmetric = false;
-  __device__ static void encode(const float* x, std::uint8_t* out, unsigned& scale,
-                                std::uint8_t&, const group_context& ctx) {
+  __device__ static void encode(const float* x, std::uint8_t* out, unsigned& scale, std::uint8_t&,
+                                const group_context& ctx) {
     const float amax = qd::block_amax(x, group);
     std::uint8_t code;
     if constexpr (Fp4) {
@@ -383,8 +392,8 @@ struct nvfp4_group {
   static constexpr int value_bytes = 8;
   static constexpr int scale_bytes = 1;
   static constexpr bool asymmetric = false;
-  __device__ static void encode(const float* x, std::uint8_t* out, unsigned& scale,
-                                std::uint8_t&, const group_context& ctx) {
+  __device__ static void encode(const float* x, std::uint8_t* out, unsigned& scale, std::uint8_t&,
+                                const group_context& ctx) {
     const std::uint8_t code = qd::nvfp4_block_scale(qd::block_amax(x, group), ctx.tensor_encode);
     qd::encode_fp4(x, group, qd::nvfp4_element_scale(code, ctx.tensor_decode), out);
     scale = code;
@@ -402,8 +411,8 @@ struct nf4_group {
   static constexpr int value_bytes = 32;
   static constexpr int scale_bytes = 4;
   static constexpr bool asymmetric = false;
-  __device__ static void encode(const float* x, std::uint8_t* out, unsigned& scale,
-                                std::uint8_t&, const group_context&) {
+  __device__ static void encode(const float* x, std::uint8_t* out, unsigned& scale, std::uint8_t&,
+                                const group_context&) {
     const float absmax = qd::block_amax(x, group);
     qd::encode_nf4(x, group, absmax, out);
     scale = __float_as_uint(absmax);
@@ -440,7 +449,8 @@ struct gguf_group {
 
 /// Bytes between the starts of two groups in a shared-memory tile: the group plus 16 bytes, an
 /// odd number of 16-byte units, so eight threads reading 16 bytes each hit distinct banks.
-template <int GroupBytes> constexpr int tile_stride = GroupBytes + 16;
+template <int GroupBytes>
+constexpr int tile_stride = GroupBytes + 16;
 
 /// NVFP4's tensor scales from the reduced amax, or the identity for other formats.
 __device__ inline group_context context_from(group_context ctx, const unsigned* reduced) {

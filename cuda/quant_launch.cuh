@@ -50,20 +50,21 @@ struct dequantize_job {
 
 /// The families. Each queues the kernels of its formats and throws invalid_argument for a
 /// format outside the family (quant.cu never passes one).
-void quantize_scaled_family(const quantize_job& job);    // quant_scaled.cu
+void quantize_scaled_family(const quantize_job& job);  // quant_scaled.cu
 void dequantize_scaled_family(const dequantize_job& job);
-void quantize_int8_groups(const quantize_job& job);       // quant_int8.cu
+void quantize_int8_groups(const quantize_job& job);  // quant_int8.cu
 void dequantize_int8_groups(const dequantize_job& job);
-void quantize_int4_groups(const quantize_job& job);       // quant_int4.cu
+void quantize_int4_groups(const quantize_job& job);  // quant_int4.cu
 void dequantize_int4_groups(const dequantize_job& job);
-void quantize_other_blocks(const quantize_job& job);      // quant_blocks.cu
+void quantize_other_blocks(const quantize_job& job);  // quant_blocks.cu
 void dequantize_other_blocks(const dequantize_job& job);
 
 /// Throws invalid_argument: `f` does not belong to the family `family` (a dispatch bug, or a
 /// format value outside the enumeration).
 [[noreturn]] inline void not_in_family(format f, const char* family) {
   FRUGAL_FAIL(std::string("quant: format value ") + std::to_string(static_cast<unsigned>(f)) +
-          " is not one of the " + family + " formats", invalid_argument);
+                  " is not one of the " + family + " formats",
+              invalid_argument);
 }
 
 }  // namespace frugal::quant::device_detail
@@ -143,10 +144,12 @@ inline int chunk_elements(int vec_bytes, std::size_t row_bytes, int element_byte
   return 1;
 }
 
-// ---- quantize ------------------------------------------------------------------------------------
+// ---- quantize
+// ------------------------------------------------------------------------------------
 
 template <class T, int E, class Encoder>
-void quantize_tensor(const raw_t<T>* in, std::size_t n, const regions& out, const launch_plan& plan) {
+void quantize_tensor(const raw_t<T>* in, std::size_t n, const regions& out,
+                     const launch_plan& plan) {
   stream_scratch scratch(plan.stream);
   const std::size_t chunks = n / E;
   const unsigned grid = plan.element_grid(chunks, E);
@@ -184,8 +187,10 @@ void quantize_scaled(bool per_row, const raw_t<T>* in, std::size_t rows, std::si
                      const regions& out, const launch_plan& plan) {
   constexpr int size = static_cast<int>(sizeof(raw_t<T>));
   const int e = chunk_elements(plan.tuning.vec_bytes, cols * size, size);
-  if (e == 16 / size) return quantize_scaled_chunks<T, 16 / size, Encoder>(per_row, in, rows, cols, out, plan);
-  if (e == 8 / size) return quantize_scaled_chunks<T, 8 / size, Encoder>(per_row, in, rows, cols, out, plan);
+  if (e == 16 / size)
+    return quantize_scaled_chunks<T, 16 / size, Encoder>(per_row, in, rows, cols, out, plan);
+  if (e == 8 / size)
+    return quantize_scaled_chunks<T, 8 / size, Encoder>(per_row, in, rows, cols, out, plan);
   if constexpr (size == 2)  // a 4-byte access of two halves
     if (e == 2) return quantize_scaled_chunks<T, 2, Encoder>(per_row, in, rows, cols, out, plan);
   quantize_scaled_chunks<T, 1, Encoder>(per_row, in, rows, cols, out, plan);
@@ -197,8 +202,7 @@ void quantize_groups(const raw_t<T>* in, std::size_t elements, const regions& ou
   const std::size_t groups = elements / P::group;
   const unsigned threads = plan.tile_groups(P::group);
   const std::size_t shared =
-      threads * static_cast<std::size_t>(
-                    tile_stride<P::group * static_cast<int>(sizeof(raw_t<T>))>);
+      threads * static_cast<std::size_t>(tile_stride<P::group* static_cast<int>(sizeof(raw_t<T>))>);
   const unsigned grid = plan.grid(groups, threads);
   quantize_groups_kernel<T, P><<<grid, threads, shared, plan.stream>>>(
       in, groups, out.values, out.scales, out.zero_points, ctx, reduced,
@@ -218,15 +222,15 @@ void quantize_nvfp4(const raw_t<T>* in, std::size_t elements, const regions& out
   quantize_groups<T, nvfp4_group>(in, elements, out, group_context{}, scratch.p, plan);
 }
 
-// ---- dequantize ----------------------------------------------------------------------------------
+// ---- dequantize
+// ----------------------------------------------------------------------------------
 
 template <int E, class Decoder>
 void dequantize_scaled_chunks(bool per_row, const regions& in, std::size_t rows, std::size_t cols,
                               float* output, const launch_plan& plan) {
   const std::size_t chunks = rows * cols / E;
-  decode_rows_kernel<E, Decoder>
-      <<<plan.element_grid(chunks, E), plan.threads(), 0, plan.stream>>>(
-          in.values, chunks, cols, per_row, in.scales, in.zero_points, output);
+  decode_rows_kernel<E, Decoder><<<plan.element_grid(chunks, E), plan.threads(), 0, plan.stream>>>(
+      in.values, chunks, cols, per_row, in.scales, in.zero_points, output);
   FRUGAL_CUDA_TRY(cudaGetLastError());
 }
 
@@ -236,10 +240,14 @@ template <class Decoder>
 void dequantize_scaled(bool per_row, const regions& in, std::size_t rows, std::size_t cols,
                        float* output, const launch_plan& plan) {
   switch (chunk_elements(plan.tuning.vec_bytes, cols, 1)) {
-    case 16: return dequantize_scaled_chunks<16, Decoder>(per_row, in, rows, cols, output, plan);
-    case 8: return dequantize_scaled_chunks<8, Decoder>(per_row, in, rows, cols, output, plan);
-    case 4: return dequantize_scaled_chunks<4, Decoder>(per_row, in, rows, cols, output, plan);
-    default: return dequantize_scaled_chunks<1, Decoder>(per_row, in, rows, cols, output, plan);
+    case 16:
+      return dequantize_scaled_chunks<16, Decoder>(per_row, in, rows, cols, output, plan);
+    case 8:
+      return dequantize_scaled_chunks<8, Decoder>(per_row, in, rows, cols, output, plan);
+    case 4:
+      return dequantize_scaled_chunks<4, Decoder>(per_row, in, rows, cols, output, plan);
+    default:
+      return dequantize_scaled_chunks<1, Decoder>(per_row, in, rows, cols, output, plan);
   }
 }
 
@@ -258,9 +266,12 @@ void dequantize_groups(const regions& in, std::size_t elements, float* output,
 template <class F>
 void with_input_type(device_detail::input_type type, F&& f) {
   switch (type) {
-    case device_detail::input_type::float32: return f.template operator()<float>();
-    case device_detail::input_type::float16: return f.template operator()<float16>();
-    case device_detail::input_type::bfloat16: return f.template operator()<bfloat16>();
+    case device_detail::input_type::float32:
+      return f.template operator()<float>();
+    case device_detail::input_type::float16:
+      return f.template operator()<float16>();
+    case device_detail::input_type::bfloat16:
+      return f.template operator()<bfloat16>();
   }
   FRUGAL_FAIL("quant: input type out of range", invalid_argument);
 }
@@ -277,13 +288,26 @@ template <int Bits, class F>
 bool with_int_group(format fmt, F&& f) {
   constexpr format first = Bits == 8 ? format::int8_g32 : format::int4_g32;
   switch (static_cast<int>(fmt) - static_cast<int>(first)) {
-    case 0: f.template operator()<int_group<Bits, false, 32>>(); return true;
-    case 1: f.template operator()<int_group<Bits, true, 32>>(); return true;
-    case 2: f.template operator()<int_group<Bits, false, 64>>(); return true;
-    case 3: f.template operator()<int_group<Bits, true, 64>>(); return true;
-    case 4: f.template operator()<int_group<Bits, false, 128>>(); return true;
-    case 5: f.template operator()<int_group<Bits, true, 128>>(); return true;
-    default: return false;
+    case 0:
+      f.template operator()<int_group<Bits, false, 32>>();
+      return true;
+    case 1:
+      f.template operator()<int_group<Bits, true, 32>>();
+      return true;
+    case 2:
+      f.template operator()<int_group<Bits, false, 64>>();
+      return true;
+    case 3:
+      f.template operator()<int_group<Bits, true, 64>>();
+      return true;
+    case 4:
+      f.template operator()<int_group<Bits, false, 128>>();
+      return true;
+    case 5:
+      f.template operator()<int_group<Bits, true, 128>>();
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -298,9 +322,8 @@ void quantize_int_groups(const quantize_job& job) {
   bool known = true;
   with_input_type(job.type, [&]<class T>() {
     const auto* in = static_cast<const raw_t<T>*>(job.input);
-    known = with_int_group<Bits>(job.f, [&]<class P>() {
-      quantize_groups<T, P>(in, n, out, ctx, nullptr, plan);
-    });
+    known = with_int_group<Bits>(
+        job.f, [&]<class P>() { quantize_groups<T, P>(in, n, out, ctx, nullptr, plan); });
   });
   if (!known) not_in_family(job.f, Bits == 8 ? "int8 block" : "int4 block");
 }

@@ -7,11 +7,27 @@
 
 namespace frugal::cuda_detail {
 
-template <int N> struct vector_word;
-template <> struct vector_word<16> { using type = uint4; };
-template <> struct vector_word<8> { using type = uint2; };
-template <> struct vector_word<4> { using type = unsigned int; };
-template <> struct vector_word<2> { using type = unsigned short; };
-template <> struct vector_word<1> { using type = unsigned char; };
+template <int N>
+struct vector_word;
+template <>
+struct vector_word<16> {
+  using type = uint4;
+};
+template <>
+struct vector_word<8> {
+  using type = uint2;
+};
+template <>
+struct vector_word<4> {
+  using type = unsigned int;
+};
+template <>
+struct vector_word<2> {
+  using type = unsigned short;
+};
+template <>
+struct vector_word<1> {
+  using type = unsigned char;
+};
 
 }  // namespace frugal::cuda_detail

@@ -7,7 +7,7 @@
 int main() {
   constexpr std::size_t MiB = std::size_t{1} << 20;
   frugal::pool_resource pool{frugal::host_resource{}};
-  frugal::tracking_adaptor tracker{frugal::ref(pool)};          // who holds what, by tag
+  frugal::tracking_adaptor tracker{frugal::ref(pool)};           // who holds what, by tag
   frugal::limit_adaptor capped{frugal::ref(tracker), 64 * MiB};  // a hard cap
   frugal::stats_adaptor stats{frugal::ref(capped)};              // current and peak bytes
 

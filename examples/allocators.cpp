@@ -19,8 +19,8 @@ int main() {
   frugal::block_resource pages{upstream, 2 * MiB, {.initial_blocks = 512, .max_blocks = 512}};
   std::array<frugal::block_id, 8> sequence{};
   pages.allocate_n(sequence);  // all or nothing
-  std::printf("first page id %u at %p; %u pages free\n", sequence[0],
-              pages.address_of(sequence[0]), pages.num_free());
+  std::printf("first page id %u at %p; %u pages free\n", sequence[0], pages.address_of(sequence[0]),
+              pages.num_free());
 
   // Step arena: every intermediate of a step released at once.
   frugal::arena_resource arena{upstream, {.chunk_size = 64 * MiB}};

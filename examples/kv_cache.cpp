@@ -9,11 +9,11 @@
 
 int main() {
   // A Llama-3-8B-shaped layer stack over a simulated 8 GiB of device memory.
-  const frugal::kv::layout layout{.num_layers = 32, .num_kv_heads = 8, .head_dim = 128,
-                                  .page_size = 16};
+  const frugal::kv::layout layout{
+      .num_layers = 32, .num_kv_heads = 8, .head_dim = 128, .page_size = 16};
   frugal::virtual_resource device{{.reserve_bytes = std::size_t{8} << 30, .commit = false}};
-  const auto num_pages = static_cast<std::uint32_t>(
-      frugal::kv::pages_that_fit(layout, std::size_t{8} << 30));
+  const auto num_pages =
+      static_cast<std::uint32_t>(frugal::kv::pages_that_fit(layout, std::size_t{8} << 30));
   frugal::kv::cache kv{layout, num_pages, device};
   std::printf("%u pages of %s; %.0f sequences of 2,048 tokens fit\n", num_pages,
               frugal::format_bytes(layout.page_bytes()).c_str(),

@@ -1,4 +1,5 @@
-// The README's usage example: a pool over a simulated 80 GiB GPU, and an error that explains itself.
+// The README's usage example: a pool over a simulated 80 GiB GPU, and an error that explains
+// itself.
 #include <frugal/frugal.hpp>
 
 #include <cstdio>

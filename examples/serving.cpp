@@ -22,13 +22,17 @@ void print(const char* label, const frugal::sim::result& r) {
 int main() {
   // Llama-2-13B keeps 800 KiB of KV per token (40 KV heads): on a 40 GiB GPU with fp16 weights,
   // static batching fits only a few 4,096-token reservations.
-  frugal::sim::config c{.model = "llama-2-13b", .gpu_memory = std::size_t{40} << 30,
-                        .weights = "fp16", .workload = "sharegpt", .num_requests = 300,
-                        .max_len = 4096, .seed = 1};
+  frugal::sim::config c{.model = "llama-2-13b",
+                        .gpu_memory = std::size_t{40} << 30,
+                        .weights = "fp16",
+                        .workload = "sharegpt",
+                        .num_requests = 300,
+                        .max_len = 4096,
+                        .seed = 1};
   std::printf("%s on %s, %zu ShareGPT-like requests, all queued at step 0\n\n", c.model.c_str(),
               frugal::format_bytes(c.gpu_memory).c_str(), c.num_requests);
-  std::printf("%-22s %15s %9s %9s %8s %11s %11s %8s %8s\n", "policy", "seqs max/mean",
-              "tok/step", "out/step", "KV waste", "peak ws", "mean ws", "preempt", "steps");
+  std::printf("%-22s %15s %9s %9s %8s %11s %11s %8s %8s\n", "policy", "seqs max/mean", "tok/step",
+              "out/step", "KV waste", "peak ws", "mean ws", "preempt", "steps");
 
   c.policy = "static";
   const frugal::sim::result fixed = frugal::sim::run(c);
@@ -46,10 +50,10 @@ int main() {
   std::printf("\nstatic reserves %u x %u tokens of KV (%s); frugal pages %s among the requests\n",
               fixed.max_batch, c.max_len, frugal::format_bytes(fixed.peak_kv_bytes).c_str(),
               frugal::format_bytes(dynamic.kv_budget_bytes).c_str());
-  std::printf("frugal: %.1fx the sequences at once, %.1fx the tokens per step\n",
-              static_cast<double>(dynamic.max_concurrent) /
-                  static_cast<double>(fixed.max_concurrent),
-              dynamic.tokens_per_step / fixed.tokens_per_step);
+  std::printf(
+      "frugal: %.1fx the sequences at once, %.1fx the tokens per step\n",
+      static_cast<double>(dynamic.max_concurrent) / static_cast<double>(fixed.max_concurrent),
+      dynamic.tokens_per_step / fixed.tokens_per_step);
   const bool all_served = fixed.finished == c.num_requests && dynamic.finished == c.num_requests &&
                           int4.finished == c.num_requests && dynamic.leaked_pages == 0;
   return all_served ? 0 : 1;

@@ -39,7 +39,8 @@ void write_file(const std::filesystem::path& path, const std::string& text) {
   if (!out) {
     const int code = errno;
     FRUGAL_FAIL("snapshot: cannot write " + path.string() +
-                                   (code != 0 ? std::string(": ") + std::strerror(code) : ""), error);
+                    (code != 0 ? std::string(": ") + std::strerror(code) : ""),
+                error);
   }
 }
 

@@ -29,8 +29,9 @@ TEST_CASE("out_of_memory names the request and the state") {
   const std::string what = oom.what();
   CHECK(oom.requested_bytes() == (3u << 20));
   CHECK(oom.state() == "in use 1.00 MiB, reserved 2.00 MiB");
-  CHECK(what == "out of memory: pool_resource could not allocate 3145728 bytes (3.00 MiB); "
-                "in use 1.00 MiB, reserved 2.00 MiB");
+  CHECK(what ==
+        "out of memory: pool_resource could not allocate 3145728 bytes (3.00 MiB); "
+        "in use 1.00 MiB, reserved 2.00 MiB");
 }
 
 TEST_CASE("out_of_memory names the resource that failed in who()") {
@@ -97,9 +98,7 @@ TEST_CASE("misuse reports reach the installed handler, which can be restored") {
   CHECK(frugal::set_misuse_handler(previous) == &record);
 }
 
-TEST_CASE("the library reports its version") {
-  CHECK(std::string(frugal::version()) == "0.1.0");
-}
+TEST_CASE("the library reports its version") { CHECK(std::string(frugal::version()) == "0.1.0"); }
 
 // FRUGAL_CUDA_TRY names the CUDA runtime's functions unqualified, so a stand-in for the runtime's
 // error state shows what the macro does on a host without CUDA: it reports the failed call and

@@ -3,13 +3,15 @@
 // sequence's embedding is bit-for-bit the same in any batch and with any number of threads.
 #include "bert.hpp"
 
-#include <algorithm>
-#include <cmath>
 #include <frugal/error.hpp>
 #include <frugal/quant/quantize.hpp>
 #include <frugal/quant/safetensors.hpp>
-#include <fstream>
+
 #include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
 #include <thread>
 
 namespace embed {

@@ -9,14 +9,15 @@
 //   model.embed(batch, ws, out);                       // out: batch.size() x hidden floats
 #pragma once
 
-#include <array>
-#include <cstddef>
-#include <cstdint>
-#include <filesystem>
 #include <frugal/batch/workspace.hpp>
 #include <frugal/mr/resource_ref.hpp>
 #include <frugal/quant/format.hpp>
 #include <frugal/quant/quantized_tensor.hpp>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <span>
 #include <string>

@@ -4,23 +4,25 @@
 //   embed_serve --model ~/.cache/frugal/models/all-minilm-l6-v2 --input sentences.txt --json
 //   embed_serve --model DIR --input FILE --compare int8_channel,nvfp4
 //   embed_serve --model DIR --input FILE --choose --min-cosine 0.99
-#include <CLI/CLI.hpp>
-#include <array>
-#include <cstdio>
+#include "bert.hpp"
+#include "serve.hpp"
+#include "tokenizer.hpp"
+
 #include <frugal/error.hpp>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/pool.hpp>
 #include <frugal/quant/format.hpp>
 #include <frugal/quant/model_choice.hpp>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
-
-#include "bert.hpp"
-#include "serve.hpp"
-#include "tokenizer.hpp"
 
 namespace {
 

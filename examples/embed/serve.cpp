@@ -1,11 +1,12 @@
 // Dynamic batching and the comparison metrics.
 #include "serve.hpp"
 
+#include <frugal/error.hpp>
+#include <frugal/mr/host_resource.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <frugal/error.hpp>
-#include <frugal/mr/host_resource.hpp>
 #include <numeric>
 
 namespace embed {

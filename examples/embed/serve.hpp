@@ -5,11 +5,11 @@
 //   auto vectors = embed::embed_all(model, requests, opts, summary);   // one per request
 #pragma once
 
+#include "bert.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <vector>
-
-#include "bert.hpp"
 
 namespace embed {
 

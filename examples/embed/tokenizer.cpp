@@ -2,11 +2,13 @@
 // as BERT defines them and Hugging Face's tokenizer.json describes them.
 #include "tokenizer.hpp"
 
+#include "unicode.hpp"
+
 #include <frugal/error.hpp>
-#include <fstream>
+
 #include <nlohmann/json.hpp>
 
-#include "unicode.hpp"
+#include <fstream>
 
 namespace embed {
 namespace {

@@ -4,10 +4,11 @@
 //   std::vector<std::int32_t> ids = tok.encode("Hello, world!");   // [CLS] hello , world ! [SEP]
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <unordered_map>

@@ -1,9 +1,10 @@
 // Unicode helpers for the tokenizer; the tables come from gen_unicode_tables.py.
 #include "unicode.hpp"
 
+#include <frugal/error.hpp>
+
 #include <algorithm>
 #include <cstdint>
-#include <frugal/error.hpp>
 #include <iterator>
 
 namespace embed {

@@ -36,21 +36,23 @@ void check_config(const config& c, const std::string& where) {
   if (c.dim == 0 || c.hidden_dim == 0 || c.n_layers == 0 || c.n_heads == 0 || c.n_kv_heads == 0 ||
       c.vocab_size == 0 || c.seq_len == 0)
     fail("every dimension must be positive");
-  if (c.dim % c.n_heads != 0) fail("dim " + std::to_string(c.dim) + " is not a multiple of the " +
-                                   std::to_string(c.n_heads) + " heads");
+  if (c.dim % c.n_heads != 0)
+    fail("dim " + std::to_string(c.dim) + " is not a multiple of the " + std::to_string(c.n_heads) +
+         " heads");
   if (c.n_heads % c.n_kv_heads != 0)
     fail("the " + std::to_string(c.n_heads) + " query heads are not a multiple of the " +
          std::to_string(c.n_kv_heads) + " KV heads");
   if (c.head_dim() % 2 != 0) fail("head size " + std::to_string(c.head_dim()) + " is odd");
-  if (!(c.rms_norm_eps > 0) || !(c.rope_theta > 0)) fail("rms_norm_eps and rope_theta must be positive");
+  if (!(c.rms_norm_eps > 0) || !(c.rope_theta > 0))
+    fail("rms_norm_eps and rope_theta must be positive");
   if (c.dim > (1u << 16) || c.hidden_dim > (1u << 18) || c.n_layers > 1024 ||
       c.vocab_size > (1u << 22) || c.seq_len > (1u << 22))
     fail("a dimension is beyond what this example serves");
 }
 
 /// Weights are filled one tensor at a time from a source of floats.
-using fill_fn = std::function<void(const std::string& name, std::size_t rows, std::size_t cols,
-                                   float* out)>;
+using fill_fn =
+    std::function<void(const std::string& name, std::size_t rows, std::size_t cols, float* out)>;
 
 frugal::tensor<float> load_vector(const std::string& name, std::size_t n, const fill_fn& fill,
                                   frugal::any_resource_ref memory) {
@@ -91,9 +93,10 @@ void rope(float* x, std::size_t heads, std::size_t head_dim, std::size_t positio
 typedef float row_vector __attribute__((vector_size(8 * sizeof(float))));
 static_assert(row_tile == 16, "dense_matmul keeps a tile in two 8-float vectors");
 
-__attribute__((target_clones("avx2", "default")))
-void dense_matmul(const float* weights, std::size_t out, std::size_t in, const float* x,
-                  std::size_t rows, float* y) {
+__attribute__((target_clones("avx2", "default"))) void dense_matmul(const float* weights,
+                                                                    std::size_t out, std::size_t in,
+                                                                    const float* x,
+                                                                    std::size_t rows, float* y) {
   // Rows in tiles of row_tile: x transposed so that each SIMD lane is one row, and every lane
   // sums its products in the order i = 0, 1, ... as a one-row call does, so a row's result does
   // not depend on how many rows share the call.
@@ -112,7 +115,8 @@ void dense_matmul(const float* weights, std::size_t out, std::size_t in, const f
       continue;
     }
     for (std::size_t i = 0; i < in; ++i)
-      for (std::size_t t = 0; t < row_tile; ++t) xt[i * row_tile + t] = t < n ? x[(r0 + t) * in + i] : 0.0f;
+      for (std::size_t t = 0; t < row_tile; ++t)
+        xt[i * row_tile + t] = t < n ? x[(r0 + t) * in + i] : 0.0f;
     // Four outputs at a time share each load of the tile (eight accumulators in registers).
     std::size_t o = 0;
     for (; o + 4 <= out; o += 4) {
@@ -171,8 +175,8 @@ namespace {
 
 /// Fills every weight of `m` through `fill`, quantizing projections to `format` when given.
 void load_weights(model& m, const config& c, const fill_fn& fill, frugal::any_resource_ref memory,
-                  std::optional<frugal::quant::format> format,
-                  std::vector<std::string>& kept_float, std::size_t& largest) {
+                  std::optional<frugal::quant::format> format, std::vector<std::string>& kept_float,
+                  std::size_t& largest) {
   std::vector<float> staging;
   const auto load_matrix = [&](const std::string& name, std::size_t rows, std::size_t cols) {
     matrix w;
@@ -230,7 +234,8 @@ void load_weights(model& m, const config& c, const fill_fn& fill, frugal::any_re
   }
 }
 
-void check_finite(const std::string& where, const std::string& name, const float* x, std::size_t n) {
+void check_finite(const std::string& where, const std::string& name, const float* x,
+                  std::size_t n) {
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(x[i]))
       throw model_error(where + ": tensor " + name + " holds a non-finite value");
@@ -299,9 +304,9 @@ config read_bin(const std::vector<char>& bytes, const std::string& where,
     const auto it = std::find_if(offsets->begin(), offsets->end(),
                                  [&](const auto& e) { return e.first == base; });
     const std::size_t dim = c.dim, kv_dim = c.kv_dim(), hidden = c.hidden_dim;
-    const std::size_t per_layer = base == "rms_att" || base == "rms_ffn" ? dim
-                                  : base == "wq" || base == "wo"         ? dim * dim
-                                  : base == "wk" || base == "wv"         ? kv_dim * dim
+    const std::size_t per_layer = base == "rms_att" || base == "rms_ffn"         ? dim
+                                  : base == "wq" || base == "wo"                 ? dim * dim
+                                  : base == "wk" || base == "wv"                 ? kv_dim * dim
                                   : base == "w1" || base == "w2" || base == "w3" ? hidden * dim
                                                                                  : 0;
     return reinterpret_cast<const float*>(bytes.data() + it->second) + layer * per_layer;
@@ -344,12 +349,14 @@ config read_hf_config(const std::filesystem::path& path) {
     c.tied_embeddings = j.value("tie_word_embeddings", false);
     c.bos_token = j.value("bos_token_id", 1);
     const auto& eos = j.contains("eos_token_id") ? j["eos_token_id"] : nlohmann::json(2);
-    c.eos_token = eos.is_array() ? (eos.empty() ? 2 : eos[0].get<std::int32_t>()) : eos.get<std::int32_t>();
+    c.eos_token =
+        eos.is_array() ? (eos.empty() ? 2 : eos[0].get<std::int32_t>()) : eos.get<std::int32_t>();
   } catch (const nlohmann::json::exception& e) {
     throw model_error(where + ": a field has the wrong type: " + e.what());
   }
   if (j.contains("head_dim") && j["head_dim"].is_number_integer() &&
-      j["head_dim"].get<std::int64_t>() != static_cast<std::int64_t>(c.dim / std::max(c.n_heads, 1u)))
+      j["head_dim"].get<std::int64_t>() !=
+          static_cast<std::int64_t>(c.dim / std::max(c.n_heads, 1u)))
     throw model_error(where + ": unsupported model: head_dim differs from hidden_size / heads");
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null())
     throw model_error(where + ": unsupported model: rope_scaling is not modelled");
@@ -415,17 +422,19 @@ model load(const std::filesystem::path& path, frugal::any_resource_ref memory,
       if (base == "w2") return p + "mlp.down_proj.weight";
       return p + "mlp.up_proj.weight";
     };
-    const fill_fn fill = [&](const std::string& name, std::size_t rows, std::size_t cols, float* out) {
+    const fill_fn fill = [&](const std::string& name, std::size_t rows, std::size_t cols,
+                             float* out) {
       const std::string key = hf_name(name);
       if (!file->contains(key)) throw model_error(where + ": missing tensor " + key);
       const auto& entry = file->at(key);
       const bool vector = rows == 1;
-      const bool shape_ok = vector ? entry.shape.size() == 1 && entry.shape[0] == cols
-                                   : entry.shape.size() == 2 && entry.shape[0] == rows &&
-                                         entry.shape[1] == cols;
+      const bool shape_ok =
+          vector ? entry.shape.size() == 1 && entry.shape[0] == cols
+                 : entry.shape.size() == 2 && entry.shape[0] == rows && entry.shape[1] == cols;
       if (!shape_ok)
-        throw model_error(where + ": tensor " + key + " does not have the shape the config gives (" +
-                          std::to_string(rows) + " x " + std::to_string(cols) + ")");
+        throw model_error(where + ": tensor " + key +
+                          " does not have the shape the config gives (" + std::to_string(rows) +
+                          " x " + std::to_string(cols) + ")");
       if (!frugal::quant::is_float_readable(entry.type))
         throw model_error(where + ": tensor " + key + " is not a float tensor");
       file->to_float(entry, std::span<float>(out, rows * cols));
@@ -439,8 +448,8 @@ model load(const std::filesystem::path& path, frugal::any_resource_ref memory,
         for (std::size_t h = 0; h < heads; ++h)
           for (std::size_t j = 0; j < 2; ++j)
             for (std::size_t i = 0; i < half; ++i)
-              std::memcpy(out + (h * hd + 2 * i + j) * cols, copy.data() + (h * hd + j * half + i) * cols,
-                          cols * sizeof(float));
+              std::memcpy(out + (h * hd + 2 * i + j) * cols,
+                          copy.data() + (h * hd + j * half + i) * cols, cols * sizeof(float));
       }
     };
     load_weights(m, c, fill, memory, format, m.kept_float_, m.largest_matrix_);
@@ -450,7 +459,8 @@ model load(const std::filesystem::path& path, frugal::any_resource_ref memory,
   const std::vector<char> bytes = read_file(path);
   std::function<const float*(const std::string&)> locate;
   m.config_ = read_bin(bytes, where, locate);
-  const fill_fn fill = [&](const std::string& name, std::size_t rows, std::size_t cols, float* out) {
+  const fill_fn fill = [&](const std::string& name, std::size_t rows, std::size_t cols,
+                           float* out) {
     const float* src = locate(name);
     std::memcpy(out, src, rows * cols * sizeof(float));
     check_finite(where, name, out, rows * cols);
@@ -582,14 +592,17 @@ void model::forward_rows(std::span<const std::int32_t> tokens,
   }
 }
 
-void model::forward_sequence(std::span<const std::int32_t> tokens, frugal::any_resource_ref scratch,
-                             std::span<const std::size_t> logit_rows, std::span<float> logits,
-                             const std::function<void(const frugal::kv::page_pool&)>& inspect) const {
+void model::forward_sequence(
+    std::span<const std::int32_t> tokens, frugal::any_resource_ref scratch,
+    std::span<const std::size_t> logit_rows, std::span<float> logits,
+    const std::function<void(const frugal::kv::page_pool&)>& inspect) const {
   const std::size_t T = tokens.size();
   if (T == 0) return;
   constexpr std::uint32_t page_size = 16;
-  const frugal::kv::layout l{.num_layers = config_.n_layers, .num_kv_heads = config_.n_kv_heads,
-                             .head_dim = config_.head_dim(), .page_size = page_size,
+  const frugal::kv::layout l{.num_layers = config_.n_layers,
+                             .num_kv_heads = config_.n_kv_heads,
+                             .head_dim = config_.head_dim(),
+                             .page_size = page_size,
                              .dtype = frugal::kv::dtype::fp32};
   const auto num_pages = static_cast<std::uint32_t>((T + page_size - 1) / page_size);
   frugal::kv::page_pool pool{l, num_pages, scratch};
@@ -598,7 +611,8 @@ void model::forward_sequence(std::span<const std::int32_t> tokens, frugal::any_r
   std::vector<std::int32_t> indices(num_pages);
   std::iota(indices.begin(), indices.end(), 0);
   const frugal::kv::flashinfer_page_table table{
-      {0, static_cast<std::int32_t>(num_pages)}, indices,
+      {0, static_cast<std::int32_t>(num_pages)},
+      indices,
       {static_cast<std::int32_t>((T - 1) % page_size + 1)}};
   const std::vector<std::int32_t> qo{0, static_cast<std::int32_t>(T)};
   forward(pool, {}, {tokens, slots, qo, table, logit_rows}, scratch, logits);

@@ -53,7 +53,7 @@ struct config {
 struct matrix {
   std::string name;
   std::size_t rows = 0, cols = 0;
-  frugal::tensor<float> dense;               ///< when not quantized
+  frugal::tensor<float> dense;                ///< when not quantized
   frugal::quant::quantized_tensor quantized;  ///< when quantized
   bool is_quantized() const noexcept { return !quantized.empty(); }
   std::size_t bytes() const noexcept {
@@ -77,11 +77,11 @@ struct load_options {
 /// @brief One step's batch: sequences with their new tokens (prefill chunks and decodes mixed),
 /// where those tokens' K/V go, and the page table of the sequences after this step.
 struct batch {
-  std::span<const std::int32_t> tokens;       ///< the step's tokens, sequence after sequence
-  std::span<const std::int64_t> slots;        ///< one KV slot per token
-  std::span<const std::int32_t> qo_indptr;    ///< sequences + 1 entries: tokens of sequence i
-  frugal::kv::paged_kv table;                 ///< pages of each sequence, including this step's
-  std::span<const std::size_t> logit_rows;    ///< token rows whose logits are wanted, ascending
+  std::span<const std::int32_t> tokens;     ///< the step's tokens, sequence after sequence
+  std::span<const std::int64_t> slots;      ///< one KV slot per token
+  std::span<const std::int32_t> qo_indptr;  ///< sequences + 1 entries: tokens of sequence i
+  frugal::kv::paged_kv table;               ///< pages of each sequence, including this step's
+  std::span<const std::size_t> logit_rows;  ///< token rows whose logits are wanted, ascending
 };
 
 /// @brief A loaded model. Weights live in the resource given to load() (which must outlive it).
@@ -120,9 +120,10 @@ class model {
   /// @brief `tokens` as one sequence through forward() on a private fp32 cache of contiguous
   /// pages (from `scratch`): logits of `logit_rows`; `inspect`, when given, sees the cache's pages
   /// after the pass. What teacher forcing and KV calibration need.
-  void forward_sequence(std::span<const std::int32_t> tokens, frugal::any_resource_ref scratch,
-                        std::span<const std::size_t> logit_rows, std::span<float> logits,
-                        const std::function<void(const frugal::kv::page_pool&)>& inspect = {}) const;
+  void forward_sequence(
+      std::span<const std::int32_t> tokens, frugal::any_resource_ref scratch,
+      std::span<const std::size_t> logit_rows, std::span<float> logits,
+      const std::function<void(const frugal::kv::page_pool&)>& inspect = {}) const;
 
   /// @brief K and V of `tokens` as forward computes them (RoPE applied to K), for calibrating
   /// 8-bit KV scales: per layer the largest |K| and |V|.
@@ -137,7 +138,7 @@ class model {
   frugal::tensor<float> token_embedding;  ///< vocab x dim
   frugal::tensor<float> rms_final;        ///< dim
   std::vector<layer_weights> layers;
-  std::optional<matrix> classifier;       ///< vocab x dim when not tied to the embedding
+  std::optional<matrix> classifier;  ///< vocab x dim when not tied to the embedding
 
  private:
   friend model load(const std::filesystem::path&, frugal::any_resource_ref, const load_options&);

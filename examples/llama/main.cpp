@@ -81,9 +81,11 @@ nlohmann::json to_json(const llama::serve_summary& s) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"llama_serve: a Llama-architecture model served through frugal's pages, scheduler "
-               "and quantized weights"};
-  std::string model_path, prompts_path, weights = "float32", kv_dtype = "fp32", preemption = "recompute";
+  CLI::App app{
+      "llama_serve: a Llama-architecture model served through frugal's pages, scheduler "
+      "and quantized weights"};
+  std::string model_path, prompts_path, weights = "float32", kv_dtype = "fp32",
+                                        preemption = "recompute";
   std::string compare_formats;
   llama::serve_options options;
   bool json = false, no_prefix = false, run_static = false, bench = false, choose = false;
@@ -98,12 +100,16 @@ int main(int argc, char** argv) {
       ->check(CLI::PositiveNumber);
   app.add_option("--max-batched-tokens", options.max_batched_tokens, "tokens computed per step")
       ->check(CLI::PositiveNumber);
-  app.add_option("--temperature", options.sample.temperature, "0: greedy")->check(CLI::NonNegativeNumber);
-  app.add_option("--top-p", options.sample.top_p, "nucleus sampling mass")->check(CLI::Range(0.0, 1.0));
+  app.add_option("--temperature", options.sample.temperature, "0: greedy")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--top-p", options.sample.top_p, "nucleus sampling mass")
+      ->check(CLI::Range(0.0, 1.0));
   app.add_option("--seed", options.sample.seed, "sampling seed");
-  app.add_option("--weights", weights, "weight format of the projections (float32 or a frugal format)");
+  app.add_option("--weights", weights,
+                 "weight format of the projections (float32 or a frugal format)");
   app.add_option("--kv-dtype", kv_dtype, "fp32, fp16, bf16, fp8_e4m3, fp8_e5m2 or int8");
-  app.add_option("--kv-memory", kv_memory, "bytes of KV pages (e.g. 4MiB)")->transform(CLI::AsSizeValue(false));
+  app.add_option("--kv-memory", kv_memory, "bytes of KV pages (e.g. 4MiB)")
+      ->transform(CLI::AsSizeValue(false));
   app.add_option("--pages", options.pages, "KV pages (when --kv-memory is not given)")
       ->check(CLI::PositiveNumber);
   app.add_option("--page-size", options.page_size, "tokens per page")->check(CLI::PositiveNumber);
@@ -111,12 +117,15 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"recompute", "swap"}));
   app.add_flag("--no-prefix-caching", no_prefix, "turn prefix caching off");
   app.add_flag("--json", json, "print JSON");
-  app.add_flag("--static", run_static, "serve one request at a time with seq_len of KV reserved each "
-                                       "(llama2.c's design) instead");
+  app.add_flag("--static", run_static,
+               "serve one request at a time with seq_len of KV reserved each "
+               "(llama2.c's design) instead");
   app.add_flag("--bench", bench, "serve through frugal and through the static loop; print both");
-  app.add_option("--compare", compare_formats, "FORMAT[,FORMAT...]: model-level accuracy against FP32");
+  app.add_option("--compare", compare_formats,
+                 "FORMAT[,FORMAT...]: model-level accuracy against FP32");
   app.add_flag("--choose", choose, "pick the lowest-bit format whose mean KL stays under --max-kl");
-  app.add_option("--max-kl", max_kl, "bound on mean KL divergence for --choose")->check(CLI::PositiveNumber);
+  app.add_option("--max-kl", max_kl, "bound on mean KL divergence for --choose")
+      ->check(CLI::PositiveNumber);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -144,27 +153,35 @@ int main(int argc, char** argv) {
       std::vector<std::string> formats = split(compare_formats);
       if (formats.empty())
         for (const auto& f : frugal::quant::all_formats()) formats.emplace_back(f.name);
-      const auto results = llama::compare(m, model_path, memory, prompts, formats, options.max_new_tokens);
+      const auto results =
+          llama::compare(m, model_path, memory, prompts, formats, options.max_new_tokens);
       const llama::format_comparison* chosen = nullptr;
       for (const auto& r : results)
-        if (r.stats.kl_mean <= max_kl && (chosen == nullptr || r.weight_bytes < chosen->weight_bytes))
+        if (r.stats.kl_mean <= max_kl &&
+            (chosen == nullptr || r.weight_bytes < chosen->weight_bytes))
           chosen = &r;
       if (json) {
         nlohmann::json out, table = nlohmann::json::object();
         for (const auto& r : results)
-          table[r.format] = {{"kl_mean", r.stats.kl_mean},       {"kl_median", r.stats.kl_median},
-                             {"kl_p90", r.stats.kl_p90},         {"kl_p99", r.stats.kl_p99},
-                             {"kl_max", r.stats.kl_max},         {"top1_agreement", r.stats.top1_agreement},
-                             {"top5_overlap", r.stats.top5_overlap}, {"ppl_ratio", r.stats.ppl_ratio},
-                             {"positions", r.stats.positions},   {"weight_bytes", r.weight_bytes},
+          table[r.format] = {{"kl_mean", r.stats.kl_mean},
+                             {"kl_median", r.stats.kl_median},
+                             {"kl_p90", r.stats.kl_p90},
+                             {"kl_p99", r.stats.kl_p99},
+                             {"kl_max", r.stats.kl_max},
+                             {"top1_agreement", r.stats.top1_agreement},
+                             {"top5_overlap", r.stats.top5_overlap},
+                             {"ppl_ratio", r.stats.ppl_ratio},
+                             {"positions", r.stats.positions},
+                             {"weight_bytes", r.weight_bytes},
                              {"kept_float32", r.kept_float}};
         out["compare"] = table;
         out["reference_weight_bytes"] = m.weight_bytes();
-        if (choose) out["chosen"] = chosen ? nlohmann::json(chosen->format) : nlohmann::json(nullptr);
+        if (choose)
+          out["chosen"] = chosen ? nlohmann::json(chosen->format) : nlohmann::json(nullptr);
         std::cout << out.dump(2) << "\n";
       } else {
-        std::printf("%-18s %10s %10s %10s %10s %7s %7s %9s %12s\n", "format", "KL mean", "KL median",
-                    "KL p99", "KL max", "top-1", "top-5", "ppl ratio", "weight bytes");
+        std::printf("%-18s %10s %10s %10s %10s %7s %7s %9s %12s\n", "format", "KL mean",
+                    "KL median", "KL p99", "KL max", "top-1", "top-5", "ppl ratio", "weight bytes");
         std::printf("%-18s %10s %10s %10s %10s %7s %7s %9s %12zu\n", "float32 (ref)", "-", "-", "-",
                     "-", "-", "-", "-", m.weight_bytes());
         for (const auto& r : results)
@@ -172,11 +189,13 @@ int main(int argc, char** argv) {
                       r.format.c_str(), r.stats.kl_mean, r.stats.kl_median, r.stats.kl_p99,
                       r.stats.kl_max, 100 * r.stats.top1_agreement, 100 * r.stats.top5_overlap,
                       r.stats.ppl_ratio, r.weight_bytes,
-                      r.kept_float.empty() ? ""
-                                           : (" (" + std::to_string(r.kept_float.size()) +
-                                              " matrices kept float32)").c_str());
+                      r.kept_float.empty()
+                          ? ""
+                          : (" (" + std::to_string(r.kept_float.size()) + " matrices kept float32)")
+                                .c_str());
         if (choose)
-          std::printf("chosen at mean KL <= %g: %s\n", max_kl, chosen ? chosen->format.c_str() : "none");
+          std::printf("chosen at mean KL <= %g: %s\n", max_kl,
+                      chosen ? chosen->format.c_str() : "none");
       }
       return choose && chosen == nullptr ? 1 : 0;
     }
@@ -188,7 +207,8 @@ int main(int argc, char** argv) {
     } else {
       llama::engine e{m, memory, options};
       result = e.serve(prompts);
-      if (bench) baseline = llama::serve_static(m, memory, prompts, options.max_new_tokens, options.sample);
+      if (bench)
+        baseline = llama::serve_static(m, memory, prompts, options.max_new_tokens, options.sample);
     }
     result.summary.other_outstanding_bytes = memory.outstanding_bytes() - weights_outstanding;
 
@@ -210,7 +230,8 @@ int main(int argc, char** argv) {
       std::cout << out.dump(2) << "\n";
     } else {
       for (const auto& r : result.requests) {
-        for (std::size_t i = 0; i < r.output.size(); ++i) std::printf(i ? " %d" : "%d", r.output[i]);
+        for (std::size_t i = 0; i < r.output.size(); ++i)
+          std::printf(i ? " %d" : "%d", r.output[i]);
         std::printf("\n");
       }
       const auto& s = result.summary;

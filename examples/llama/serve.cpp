@@ -37,8 +37,11 @@ std::uint64_t request_seed(std::uint64_t seed, std::size_t index) noexcept {
 
 kv::layout layout_for(const model& m, kv::dtype dtype, std::uint32_t page_size) {
   const config& c = m.config();
-  return {.num_layers = c.n_layers, .num_kv_heads = c.n_kv_heads, .head_dim = c.head_dim(),
-          .page_size = page_size, .dtype = dtype};
+  return {.num_layers = c.n_layers,
+          .num_kv_heads = c.n_kv_heads,
+          .head_dim = c.head_dim(),
+          .page_size = page_size,
+          .dtype = dtype};
 }
 
 /// Largest code of an 8-bit KV type (value = code x scale).
@@ -66,7 +69,8 @@ void check_prompts(const model& m, std::span<const prompt> prompts) {
   }
 }
 
-std::int32_t sample_token(std::span<const float> logits, const sampling& s, std::uint64_t& rng_state) {
+std::int32_t sample_token(std::span<const float> logits, const sampling& s,
+                          std::uint64_t& rng_state) {
   if (s.temperature <= 0.0f) {
     std::size_t best = 0;
     for (std::size_t i = 1; i < logits.size(); ++i)
@@ -80,7 +84,8 @@ std::int32_t sample_token(std::span<const float> logits, const sampling& s, std:
     sum += (p[i] = std::exp((double{logits[i]} - max) / s.temperature));
   std::vector<std::size_t> order(p.size());
   std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return p[a] > p[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::size_t a, std::size_t b) { return p[a] > p[b]; });
   // The nucleus: the fewest most likely ids whose mass reaches top_p.
   std::size_t keep = order.size();
   if (s.top_p < 1.0f) {
@@ -151,9 +156,13 @@ serve_result engine::serve(std::span<const prompt> prompts) {
   serve_result result;
   serve_summary& summary = result.summary;
   {
-    kv::cache cache{l, options_.pages, memory_,
-                    {.enable_prefix_caching = options_.prefix_caching, .watermark = 0.0,
-                     .host_pages = options_.host_pages, .host_memory = memory_}};
+    kv::cache cache{l,
+                    options_.pages,
+                    memory_,
+                    {.enable_prefix_caching = options_.prefix_caching,
+                     .watermark = 0.0,
+                     .host_pages = options_.host_pages,
+                     .host_memory = memory_}};
     batch::scheduler sched{cache,
                            {.max_num_seqs = options_.max_num_seqs,
                             .max_batched_tokens = options_.max_batched_tokens,
@@ -162,8 +171,9 @@ serve_result engine::serve(std::span<const prompt> prompts) {
                             .preemption = options_.preemption,
                             .max_model_len = c.seq_len,
                             .eos_token = c.eos_token}};
-    batch::workspace ws{memory_, {.bytes_per_token = m.activation_bytes_per_token(),
-                                  .granularity = workspace_granularity}};
+    batch::workspace ws{
+        memory_,
+        {.bytes_per_token = m.activation_bytes_per_token(), .granularity = workspace_granularity}};
 
     // Per request: its tokens so far (prompt + generated), generator, admission bookkeeping.
     struct live_request {
@@ -179,7 +189,8 @@ serve_result engine::serve(std::span<const prompt> prompts) {
       result.requests[i].index = i;
       result.requests[i].prompt_tokens = prompts[i].size();
       const auto room = static_cast<std::uint32_t>(c.seq_len - prompts[i].size());
-      sched.submit({.id = i, .prompt = prompts[i],
+      sched.submit({.id = i,
+                    .prompt = prompts[i],
                     .max_new_tokens = std::min(options_.max_new_tokens, room)});
     }
 
@@ -317,9 +328,10 @@ serve_result serve_static(const model& m, frugal::any_resource_ref memory,
     for (position = 0;; ++position) {
       const bool last = position + 1 == tokens.size();
       const std::int32_t token = tokens[position];
-      m.forward_rows({&token, 1}, {&position, 1}, dense, memory,
-                     last ? std::span<const std::size_t>(&logit_row, 1) : std::span<const std::size_t>{},
-                     last ? std::span<float>(logits) : std::span<float>{});
+      m.forward_rows(
+          {&token, 1}, {&position, 1}, dense, memory,
+          last ? std::span<const std::size_t>(&logit_row, 1) : std::span<const std::size_t>{},
+          last ? std::span<float>(logits) : std::span<float>{});
       if (!last) continue;
       const std::int32_t next = sample_token(logits, s, rng);
       tokens.push_back(next);
@@ -363,7 +375,8 @@ std::vector<format_comparison> compare(const model& reference, const std::string
   std::vector<std::vector<float>> reference_logits;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
     std::vector<std::int32_t> s = prompts[i];
-    s.insert(s.end(), continuations.requests[i].output.begin(), continuations.requests[i].output.end());
+    s.insert(s.end(), continuations.requests[i].output.begin(),
+             continuations.requests[i].output.end());
     if (s.size() < 2) continue;  // no position with a following token to score
     sequences.push_back(s);
     reference_logits.push_back(teacher_forced_logits(reference, memory, {s.data(), s.size() - 1}));
@@ -374,7 +387,8 @@ std::vector<format_comparison> compare(const model& reference, const std::string
     frugal::quant::logit_comparer comparer(c.vocab_size);
     for (std::size_t i = 0; i < sequences.size(); ++i) {
       const auto& s = sequences[i];
-      const std::vector<float> logits = teacher_forced_logits(candidate, memory, {s.data(), s.size() - 1});
+      const std::vector<float> logits =
+          teacher_forced_logits(candidate, memory, {s.data(), s.size() - 1});
       for (std::size_t t = 0; t + 1 < s.size(); ++t)
         comparer.add({reference_logits[i].data() + t * c.vocab_size, c.vocab_size},
                      {logits.data() + t * c.vocab_size, c.vocab_size}, s[t + 1]);

@@ -36,14 +36,14 @@ struct sampling {
 /// @brief The engine's knobs (the program's options of the same names).
 struct serve_options {
   frugal::kv::dtype kv_dtype = frugal::kv::dtype::fp32;
-  std::size_t kv_memory = 0;          ///< bytes of KV pages; 0: use `pages`
-  std::uint32_t pages = 0;            ///< pages when kv_memory is 0; both 0: 64 x seq_len tokens
+  std::size_t kv_memory = 0;  ///< bytes of KV pages; 0: use `pages`
+  std::uint32_t pages = 0;    ///< pages when kv_memory is 0; both 0: 64 x seq_len tokens
   std::uint32_t page_size = 16;
   std::uint32_t max_num_seqs = 64;
   std::uint32_t max_batched_tokens = 512;
   std::uint32_t max_new_tokens = 128;
   frugal::batch::preemption_mode preemption = frugal::batch::preemption_mode::recompute;
-  std::uint32_t host_pages = 0;       ///< host tier for swap preemption; 0 with swap: = pages
+  std::uint32_t host_pages = 0;  ///< host tier for swap preemption; 0 with swap: = pages
   bool prefix_caching = true;
   sampling sample{};
 };
@@ -61,12 +61,12 @@ struct request_result {
 /// @brief What a run measured.
 struct serve_summary {
   double seconds = 0;
-  double tokens_per_second = 0;        ///< generated tokens / seconds
+  double tokens_per_second = 0;  ///< generated tokens / seconds
   std::size_t generated_tokens = 0;
   std::size_t steps = 0;
-  std::size_t peak_kv_bytes = 0;       ///< pages held by sequences at the peak x page bytes
-  std::size_t kv_bytes_static = 0;     ///< requests x seq_len tokens of KV (llama2.c's reservation)
-  std::size_t kv_pool_bytes = 0;       ///< the cache's whole pool
+  std::size_t peak_kv_bytes = 0;    ///< pages held by sequences at the peak x page bytes
+  std::size_t kv_bytes_static = 0;  ///< requests x seq_len tokens of KV (llama2.c's reservation)
+  std::size_t kv_pool_bytes = 0;    ///< the cache's whole pool
   std::size_t peak_workspace_bytes = 0;
   std::size_t weight_bytes = 0;
   std::string weight_format;
@@ -119,7 +119,8 @@ serve_result serve_static(const model& m, frugal::any_resource_ref memory,
 
 /// @brief Picks the next token from one row of logits (see sampling); `rng_state` is the
 /// request's generator state.
-std::int32_t sample_token(std::span<const float> logits, const sampling& s, std::uint64_t& rng_state);
+std::int32_t sample_token(std::span<const float> logits, const sampling& s,
+                          std::uint64_t& rng_state);
 
 /// @brief Teacher-forced logits of `tokens` (one sequence) through a fp32 paged cache: row t
 /// predicts token t + 1. Used by compare().

@@ -8,22 +8,22 @@
 #define FRUGAL_VERSION_PATCH 0
 
 #ifndef FRUGAL_DEBUG_LEVEL
-#  ifdef NDEBUG
-#    define FRUGAL_DEBUG_LEVEL 0
-#  else
-#    define FRUGAL_DEBUG_LEVEL 1
-#  endif
+#ifdef NDEBUG
+#define FRUGAL_DEBUG_LEVEL 0
+#else
+#define FRUGAL_DEBUG_LEVEL 1
+#endif
 #endif
 
 // FRUGAL_HAS_CUDA is defined to 1 by the frugal::cuda target (CUDA runtime headers available).
 #ifndef FRUGAL_HAS_CUDA
-#  define FRUGAL_HAS_CUDA 0
+#define FRUGAL_HAS_CUDA 0
 #endif
 
 #if defined(__CUDACC__)
-#  define FRUGAL_HOST_DEVICE __host__ __device__
+#define FRUGAL_HOST_DEVICE __host__ __device__
 #else
-#  define FRUGAL_HOST_DEVICE
+#define FRUGAL_HOST_DEVICE
 #endif
 
 namespace frugal {

@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #if FRUGAL_HAS_CUDA
-#  include <cuda_runtime_api.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace frugal::device {

@@ -1,6 +1,7 @@
-// frugal/error.hpp: the error model. Failures throw typed exceptions whose messages carry file:line;
-// misuse found in noexcept paths (double free, unknown pointer) goes to a settable misuse handler.
-// Every throw of a frugal error goes through a macro here (scripts/check-throws enforces it):
+// frugal/error.hpp: the error model. Failures throw typed exceptions whose messages carry
+// file:line; misuse found in noexcept paths (double free, unknown pointer) goes to a settable
+// misuse handler. Every throw of a frugal error goes through a macro here (scripts/check-throws
+// enforces it):
 //   FRUGAL_EXPECTS(alignment != 0, "alignment must be non-zero", frugal::invalid_argument);
 //   FRUGAL_FAIL("unknown policy \"" + name + "\"", frugal::invalid_argument);
 //   FRUGAL_OUT_OF_MEMORY(bytes, describe(stats()), "pool_resource");
@@ -41,7 +42,8 @@ struct cuda_error : error {
 class out_of_memory : public std::bad_alloc {
  public:
   /// @param requested_bytes the size the caller asked for
-  /// @param state the allocator's state, e.g. "in use 1.0 MiB, reserved 2.0 MiB, largest free block 0 B"
+  /// @param state the allocator's state, e.g. "in use 1.0 MiB, reserved 2.0 MiB, largest free block
+  /// 0 B"
   /// @param who the allocator, e.g. "pool_resource"
   out_of_memory(std::size_t requested_bytes, std::string state, std::string who = "frugal");
 
@@ -70,9 +72,9 @@ enum class misuse_kind { unknown_pointer, double_free, size_mismatch, invalid_ma
 /// @brief A report handed to the misuse handler. `message` is complete and human-readable.
 struct misuse_report {
   misuse_kind kind;
-  const char* resource;   ///< the resource that detected it, e.g. "pool_resource"
-  const void* pointer;    ///< the offending pointer, if any
-  std::size_t bytes;      ///< the size the caller passed
+  const char* resource;  ///< the resource that detected it, e.g. "pool_resource"
+  const void* pointer;   ///< the offending pointer, if any
+  std::size_t bytes;     ///< the size the caller passed
   std::string message;
 };
 
@@ -94,7 +96,8 @@ namespace detail {
 /// Reports misuse through the installed handler; the allocator then returns without changes.
 inline void report_misuse(misuse_kind kind, const char* resource, const void* pointer,
                           std::size_t bytes, std::string message) noexcept {
-  misuse_report report{kind, resource, pointer, bytes, std::string(resource) + ": " + std::move(message)};
+  misuse_report report{kind, resource, pointer, bytes,
+                       std::string(resource) + ": " + std::move(message)};
   if (auto handler = g_misuse_handler.load()) {
     handler(report);
     return;
@@ -157,31 +160,31 @@ template <class Error>
 /// reported by the exception, and left pending it would make the next successful launch's
 /// `FRUGAL_CUDA_TRY(cudaGetLastError())` throw a false error (an out-of-memory from
 /// cudaMallocAsync, say). Sticky errors (a kernel's illegal address) stay, as CUDA keeps them.
-#define FRUGAL_CUDA_TRY(call)                                                                 \
-  do {                                                                                        \
-    const auto frugal_cuda_status_ = (call);                                                  \
-    if (frugal_cuda_status_ != cudaSuccess) [[unlikely]] {                                    \
-      (void)cudaGetLastError();                                                               \
-      FRUGAL_FAIL(std::string(#call) + " failed: " + cudaGetErrorName(frugal_cuda_status_) +  \
-                      ": " + cudaGetErrorString(frugal_cuda_status_),                         \
-                  ::frugal::cuda_error);                                                      \
-    }                                                                                         \
+#define FRUGAL_CUDA_TRY(call)                                                                \
+  do {                                                                                       \
+    const auto frugal_cuda_status_ = (call);                                                 \
+    if (frugal_cuda_status_ != cudaSuccess) [[unlikely]] {                                   \
+      (void)cudaGetLastError();                                                              \
+      FRUGAL_FAIL(std::string(#call) + " failed: " + cudaGetErrorName(frugal_cuda_status_) + \
+                      ": " + cudaGetErrorString(frugal_cuda_status_),                        \
+                  ::frugal::cuda_error);                                                     \
+    }                                                                                        \
   } while (0)
 
 #if FRUGAL_DEBUG_LEVEL >= 1
 /// Cheap debug check (FRUGAL_DEBUG_LEVEL >= 1): aborts naming the condition and file:line.
-#  define FRUGAL_ASSERT(cond, message)                                                      \
-    do {                                                                                    \
-      if (!(cond)) [[unlikely]]                                                             \
-        ::frugal::detail::assertion_failed(#cond, (message), __FILE__, __LINE__);           \
-    } while (0)
+#define FRUGAL_ASSERT(cond, message)                                            \
+  do {                                                                          \
+    if (!(cond)) [[unlikely]]                                                   \
+      ::frugal::detail::assertion_failed(#cond, (message), __FILE__, __LINE__); \
+  } while (0)
 #else
-#  define FRUGAL_ASSERT(cond, message) ((void)0)
+#define FRUGAL_ASSERT(cond, message) ((void)0)
 #endif
 
 #if FRUGAL_DEBUG_LEVEL >= 2
 /// Expensive debug check (FRUGAL_DEBUG_LEVEL >= 2), e.g. walking every free list.
-#  define FRUGAL_ASSERT_EXPENSIVE(cond, message) FRUGAL_ASSERT(cond, message)
+#define FRUGAL_ASSERT_EXPENSIVE(cond, message) FRUGAL_ASSERT(cond, message)
 #else
-#  define FRUGAL_ASSERT_EXPENSIVE(cond, message) ((void)0)
+#define FRUGAL_ASSERT_EXPENSIVE(cond, message) ((void)0)
 #endif

@@ -42,10 +42,10 @@
 #include <frugal/tensor/tensor.hpp>
 
 #if FRUGAL_HAS_CUDA
-#  include <frugal/device.hpp>
-#  include <frugal/mr/cuda_async_resource.hpp>
-#  include <frugal/mr/cuda_resource.hpp>
+#include <frugal/device.hpp>
+#include <frugal/mr/cuda_async_resource.hpp>
+#include <frugal/mr/cuda_resource.hpp>
 #include <frugal/mr/cuda_stream_policy.hpp>
-#  include <frugal/mr/cuda_virtual_resource.hpp>
-#  include <frugal/mr/pinned_resource.hpp>
+#include <frugal/mr/cuda_virtual_resource.hpp>
+#include <frugal/mr/pinned_resource.hpp>
 #endif

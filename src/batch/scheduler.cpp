@@ -8,18 +8,18 @@ namespace frugal::batch {
 
 struct scheduler::entry {
   request req;
-  std::vector<token_id> output;       // sampled tokens, the last one possibly not in KV yet
-  kv::sequence seq;                   // empty while waiting or after a recompute preemption
-  std::size_t prompt_len = 0;         // tokens to prefill: prompt + output at (re)admission
-  std::size_t computed = 0;           // tokens whose KV is computed or planned
-  bool pending = false;               // output.back() still has to be appended to the KV
-  std::uint64_t admitted_at = 0;      // admission order (larger: more recent)
+  std::vector<token_id> output;   // sampled tokens, the last one possibly not in KV yet
+  kv::sequence seq;               // empty while waiting or after a recompute preemption
+  std::size_t prompt_len = 0;     // tokens to prefill: prompt + output at (re)admission
+  std::size_t computed = 0;       // tokens whose KV is computed or planned
+  bool pending = false;           // output.back() still has to be appended to the KV
+  std::uint64_t admitted_at = 0;  // admission order (larger: more recent)
   std::uint64_t submitted_at = 0;
   std::size_t preemptions = 0;
-  bool running = false;               // in running_
-  bool scheduled = false;             // in the step being planned
-  bool samples = false;               // samples in the step being planned
-  bool sampled = false;               // given a token by the complete_step under way
+  bool running = false;    // in running_
+  bool scheduled = false;  // in the step being planned
+  bool samples = false;    // samples in the step being planned
+  bool sampled = false;    // given a token by the complete_step under way
 };
 
 namespace {
@@ -84,22 +84,22 @@ void scheduler::submit(request r) {
                  invalid_argument);
   FRUGAL_EXPECTS(r.max_new_tokens > 0, "batch::scheduler::submit: max_new_tokens is 0",
                  invalid_argument);
-  FRUGAL_EXPECTS(options_.max_model_len == 0 ||
-                     r.prompt.size() + r.max_new_tokens <= options_.max_model_len,
-                 "batch::scheduler::submit: prompt (" + std::to_string(r.prompt.size()) +
-                     ") + max_new_tokens (" + std::to_string(r.max_new_tokens) +
-                     ") exceeds max_model_len " + std::to_string(options_.max_model_len),
-                 invalid_argument);
+  FRUGAL_EXPECTS(
+      options_.max_model_len == 0 || r.prompt.size() + r.max_new_tokens <= options_.max_model_len,
+      "batch::scheduler::submit: prompt (" + std::to_string(r.prompt.size()) +
+          ") + max_new_tokens (" + std::to_string(r.max_new_tokens) + ") exceeds max_model_len " +
+          std::to_string(options_.max_model_len),
+      invalid_argument);
   auto e = std::make_unique<entry>();
   e->req = std::move(r);
   e->submitted_at = submit_counter_++;
   if (!fits_ever(*e)) {
-    pending_rejections_.emplace_back(
-        e->req.id, "needs more pages than the cache can ever give it (" +
-                       std::to_string(e->req.prompt.size()) + " prompt + " +
-                       std::to_string(e->req.max_new_tokens) + " new tokens, " +
-                       std::to_string(cache_->num_pages()) + " pages of " +
-                       std::to_string(cache_->layout().page_size) + " tokens)");
+    pending_rejections_.emplace_back(e->req.id,
+                                     "needs more pages than the cache can ever give it (" +
+                                         std::to_string(e->req.prompt.size()) + " prompt + " +
+                                         std::to_string(e->req.max_new_tokens) + " new tokens, " +
+                                         std::to_string(cache_->num_pages()) + " pages of " +
+                                         std::to_string(cache_->layout().page_size) + " tokens)");
     ++stats_.rejected;
     return;
   }
@@ -291,7 +291,7 @@ void scheduler::plan_admissions(std::uint32_t& budget, step_plan& plan) {
     entry* e = waiting_.front();
     if (options_.chunked_prefill && budget < page_size &&
         e->req.prompt.size() + e->output.size() > budget)
-      break;  // not even one page of its prompt fits this step
+      break;                        // not even one page of its prompt fits this step
     if (!admit(*e, budget)) break;  // head of line: later requests wait behind it
     waiting_.pop_front();
     const std::size_t remaining = e->prompt_len - e->computed;
@@ -348,7 +348,8 @@ void scheduler::export_tables(step_plan& plan) {
 void scheduler::complete_step(std::span<const std::pair<request_id, token_id>> sampled) {
   // Validate everything first (flags on the entries, no allocation), then record.
   auto unmark = [&](std::size_t upto) {
-    for (std::size_t i = 0; i < upto; ++i) requests_.find(sampled[i].first)->second->sampled = false;
+    for (std::size_t i = 0; i < upto; ++i)
+      requests_.find(sampled[i].first)->second->sampled = false;
   };
   for (std::size_t i = 0; i < sampled.size(); ++i) {
     const request_id id = sampled[i].first;
@@ -356,10 +357,12 @@ void scheduler::complete_step(std::span<const std::pair<request_id, token_id>> s
     const bool samples = it != requests_.end() && it->second->samples;
     if (!samples || it->second->sampled) {
       unmark(i);
-      FRUGAL_EXPECTS(samples, "batch::scheduler::complete_step: request " + std::to_string(id) +
-                                  " did not sample in this step",
+      FRUGAL_EXPECTS(samples,
+                     "batch::scheduler::complete_step: request " + std::to_string(id) +
+                         " did not sample in this step",
                      invalid_argument);
-      FRUGAL_FAIL("batch::scheduler::complete_step: request " + std::to_string(id) + " given twice", invalid_argument);
+      FRUGAL_FAIL("batch::scheduler::complete_step: request " + std::to_string(id) + " given twice",
+                  invalid_argument);
     }
     it->second->sampled = true;
   }

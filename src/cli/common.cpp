@@ -3,6 +3,8 @@
 
 #include <frugal/quant/format.hpp>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cmath>
@@ -11,7 +13,6 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
-#include <unistd.h>
 
 namespace frugal::cli {
 
@@ -58,13 +59,24 @@ std::size_t parse_size(std::string_view text) {
     std::string_view name;
     long double scale;
   };
-  static constexpr unit_scale units[] = {
-      {"", 1},          {"b", 1},
-      {"kib", 1024.0L}, {"ki", 1024.0L}, {"k", 1024.0L},
-      {"mib", 1048576.0L}, {"mi", 1048576.0L}, {"m", 1048576.0L},
-      {"gib", 1073741824.0L}, {"gi", 1073741824.0L}, {"g", 1073741824.0L},
-      {"tib", 1099511627776.0L}, {"ti", 1099511627776.0L}, {"t", 1099511627776.0L},
-      {"kb", 1e3L},     {"mb", 1e6L},    {"gb", 1e9L},     {"tb", 1e12L}};
+  static constexpr unit_scale units[] = {{"", 1},
+                                         {"b", 1},
+                                         {"kib", 1024.0L},
+                                         {"ki", 1024.0L},
+                                         {"k", 1024.0L},
+                                         {"mib", 1048576.0L},
+                                         {"mi", 1048576.0L},
+                                         {"m", 1048576.0L},
+                                         {"gib", 1073741824.0L},
+                                         {"gi", 1073741824.0L},
+                                         {"g", 1073741824.0L},
+                                         {"tib", 1099511627776.0L},
+                                         {"ti", 1099511627776.0L},
+                                         {"t", 1099511627776.0L},
+                                         {"kb", 1e3L},
+                                         {"mb", 1e6L},
+                                         {"gb", 1e9L},
+                                         {"tb", 1e12L}};
   const auto u = std::find_if(std::begin(units), std::end(units),
                               [&](const unit_scale& s) { return s.name == unit; });
   if (u == std::end(units)) FRUGAL_FAIL(bad("unknown unit \"" + unit + "\""), usage_error);
@@ -92,8 +104,9 @@ model_choice resolve_model(const std::string& text) {
                                (text.size() >= 5 && text.ends_with(".json")) ||
                                std::filesystem::exists(text);
   if (!looks_like_file)
-    FRUGAL_FAIL("--model: unknown model \"" + text + "\"; give a preset (" +
-                      preset_names() + ") or a Hugging Face config.json file", usage_error);
+    FRUGAL_FAIL("--model: unknown model \"" + text + "\"; give a preset (" + preset_names() +
+                    ") or a Hugging Face config.json file",
+                usage_error);
   if (!std::filesystem::exists(text)) FRUGAL_FAIL(text + ": no such file", error);
   return {sim::read_hf_config(text), text, false};
 }
@@ -102,9 +115,9 @@ kv::dtype parse_kv_dtype(std::string_view text) {
   try {
     return kv::parse_dtype(text);
   } catch (const invalid_argument&) {
-    FRUGAL_FAIL("--kv-dtype: unknown KV type \"" + std::string(text) +
-                    "\"; known: " + kv::dtype_names(),
-                usage_error);
+    FRUGAL_FAIL(
+        "--kv-dtype: unknown KV type \"" + std::string(text) + "\"; known: " + kv::dtype_names(),
+        usage_error);
   }
 }
 
@@ -121,8 +134,7 @@ std::vector<matrix_kind> matrices(const sim::model_shape& m) {
       out.push_back({"self_attn.q_proj", heads * q_head, h, layers});
     }
     out.push_back({"self_attn.kv_a_proj_with_mqa", latent + rope, h, layers});
-    out.push_back(
-        {"self_attn.kv_b_proj", heads * (q_head - rope + m.v_head_dim), latent, layers});
+    out.push_back({"self_attn.kv_b_proj", heads * (q_head - rope + m.v_head_dim), latent, layers});
     out.push_back({"self_attn.o_proj", h, heads * m.v_head_dim, layers});
   } else {
     const std::size_t q = heads * m.head_dim, kv = std::size_t{m.num_kv_heads} * m.head_dim;
@@ -184,9 +196,10 @@ std::size_t weight_bytes(const sim::model_shape& m, std::string_view format) {
       const std::size_t block = f.block;
       if (block != 0 && k.cols % block != 0)
         FRUGAL_FAIL("weight format " + std::string(format) + " needs rows that are a " +
-                          "multiple of " + std::to_string(block) + " elements; " +
-                          std::string(m.name) + "'s " + k.name + " rows have " +
-                          std::to_string(k.cols), usage_error);
+                        "multiple of " + std::to_string(block) + " elements; " +
+                        std::string(m.name) + "'s " + k.name + " rows have " +
+                        std::to_string(k.cols),
+                    usage_error);
       const quant::layout l = quant::layout_of(f.id, k.rows, k.cols);
       bytes += static_cast<long double>(l.total_bytes) * static_cast<long double>(k.count);
       covered += k.elements();
@@ -195,14 +208,16 @@ std::size_t weight_bytes(const sim::model_shape& m, std::string_view format) {
     const std::uint64_t rest = m.num_parameters > covered ? m.num_parameters - covered : 0;
     return static_cast<std::size_t>(std::ceil(bytes)) + static_cast<std::size_t>(2 * rest);
   }
-  FRUGAL_FAIL("unknown weight format \"" + std::string(format) +
-                    "\"; known: " + weight_format_names(), usage_error);
+  FRUGAL_FAIL(
+      "unknown weight format \"" + std::string(format) + "\"; known: " + weight_format_names(),
+      usage_error);
 }
 
 void check_bound(double db, std::string_view option) {
   if (!std::isfinite(db) || db < 0)
     FRUGAL_FAIL(std::string(option) + " must be a finite number of dB, 0 or more (got " +
-                      strf("%g", db) + ")", usage_error);
+                    strf("%g", db) + ")",
+                usage_error);
 }
 
 CLI::Validator bound_text() {
@@ -273,7 +288,8 @@ double sqnr_from_json(const json& j) {
     if (s == "-inf") return -std::numeric_limits<double>::infinity();
     if (s == "nan") return std::numeric_limits<double>::quiet_NaN();
   }
-  FRUGAL_FAIL("an SQNR is a number, \"inf\", \"-inf\" or \"nan\", not " + j.dump(), invalid_argument);
+  FRUGAL_FAIL("an SQNR is a number, \"inf\", \"-inf\" or \"nan\", not " + j.dump(),
+              invalid_argument);
 }
 
 std::string sqnr_text(double db) {
@@ -343,10 +359,8 @@ std::string without_source_location(const std::string& what) {
     const auto line_colon = head.rfind(':');
     if (line_colon != std::string::npos && line_colon + 1 != head.size()) {
       const std::string file = head.substr(0, line_colon);
-      const bool source =
-          file.ends_with(".cpp") || file.ends_with(".hpp") || file.ends_with(".cu");
-      const bool digits =
-          head.find_first_not_of("0123456789", line_colon + 1) == std::string::npos;
+      const bool source = file.ends_with(".cpp") || file.ends_with(".hpp") || file.ends_with(".cu");
+      const bool digits = head.find_first_not_of("0123456789", line_colon + 1) == std::string::npos;
       if (source && digits) text = text.substr(colon + 2);
     }
   }

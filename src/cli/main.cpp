@@ -15,12 +15,13 @@ int main(int argc, char** argv) {
   using namespace frugal::cli;
   CLI::App app{"frugal: find and remove the GPU memory an AI serving engine wastes", "frugal"};
   app.set_version_flag("-V,--version", std::to_string(FRUGAL_VERSION_MAJOR) + "." +
-                                        std::to_string(FRUGAL_VERSION_MINOR) + "." +
-                                        std::to_string(FRUGAL_VERSION_PATCH));
+                                           std::to_string(FRUGAL_VERSION_MINOR) + "." +
+                                           std::to_string(FRUGAL_VERSION_PATCH));
   app.require_subcommand(1);
-  app.footer("Every subcommand takes --json. Sizes take units: 80GiB, 80Gi, 80G, 80GB, 0.5TiB, "
-             "512MiB, 4096, 1e9.\n"
-             "Exit status: 0 success, 1 failure, 2 bad usage.");
+  app.footer(
+      "Every subcommand takes --json. Sizes take units: 80GiB, 80Gi, 80G, 80GB, 0.5TiB, "
+      "512MiB, 4096, 1e9.\n"
+      "Exit status: 0 success, 1 failure, 2 bad usage.");
   add_report_command(app);
   add_plan_command(app);
   add_replay_command(app);
@@ -32,13 +33,15 @@ int main(int argc, char** argv) {
       bool known = false;
       for (const CLI::App* sub : app.get_subcommands({})) known = known || sub->check_name(argv[1]);
       if (!known)
-        FRUGAL_FAIL(std::string("unknown subcommand \"") + argv[1] + "\"; known: " +
-                          [&] {
-                            std::string names;
-                            for (const CLI::App* sub : app.get_subcommands({}))
-                              names += (names.empty() ? "" : ", ") + sub->get_name();
-                            return names;
-                          }(), usage_error);
+        FRUGAL_FAIL(
+            std::string("unknown subcommand \"") + argv[1] + "\"; known: " +
+                [&] {
+                  std::string names;
+                  for (const CLI::App* sub : app.get_subcommands({}))
+                    names += (names.empty() ? "" : ", ") + sub->get_name();
+                  return names;
+                }(),
+            usage_error);
     }
     app.parse(argc, argv);
     return exit_ok;

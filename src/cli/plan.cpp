@@ -56,14 +56,14 @@ void run_plan(const plan_options& o) {
   const std::size_t gpu_memory = parse_size(o.gpu_memory);
   const std::size_t reserve = parse_size(o.headroom);
   if (reserve >= gpu_memory)
-    FRUGAL_FAIL("--headroom " + o.headroom + " leaves nothing of --gpu-memory " +
-                      o.gpu_memory, usage_error);
+    FRUGAL_FAIL("--headroom " + o.headroom + " leaves nothing of --gpu-memory " + o.gpu_memory,
+                usage_error);
   std::vector<std::string> formats = split_list(o.weights_formats);
   if (formats.empty()) formats = {"fp16"};
   for (const std::string& f : formats)
     if (!is_weight_format(f))
-      FRUGAL_FAIL("--weights-format: unknown format \"" + f +
-                        "\"; known: " + weight_format_names(), usage_error);
+      FRUGAL_FAIL("--weights-format: unknown format \"" + f + "\"; known: " + weight_format_names(),
+                  usage_error);
   std::vector<kv::dtype> dtypes;
   for (const std::string& d : split_list(o.kv_dtypes)) dtypes.push_back(parse_kv_dtype(d));
   if (dtypes.empty()) dtypes = {kv::dtype::fp16};
@@ -71,20 +71,18 @@ void run_plan(const plan_options& o) {
       o.context != 0 ? o.context : std::min<std::uint32_t>(4096, model.shape.max_context);
   if (context < 2 || context > model.shape.max_context)
     FRUGAL_FAIL("--context " + std::to_string(context) + " is outside 2.." +
-                      std::to_string(model.shape.max_context) + ", " +
-                      std::string(model.shape.name) + "'s context", usage_error);
+                    std::to_string(model.shape.max_context) + ", " + std::string(model.shape.name) +
+                    "'s context",
+                usage_error);
   if (o.page_size == 0) FRUGAL_FAIL("--page-size must be positive", usage_error);
 
-  json out{{"model", shape_json(model)},
-           {"gpu_memory", gpu_memory},
-           {"headroom_reserved", reserve},
-           {"context", context},
-           {"page_size", o.page_size},
-           {"max_batched_tokens", o.max_batched_tokens},
+  json out{{"model", shape_json(model)},    {"gpu_memory", gpu_memory},
+           {"headroom_reserved", reserve},  {"context", context},
+           {"page_size", o.page_size},      {"max_batched_tokens", o.max_batched_tokens},
            {"max_num_seqs", o.max_num_seqs}};
   json plans = json::array();
-  table t({"weights", "KV", "bits/weight", "weights", "workspace", "KV pages", "headroom",
-           "pages", "tokens", "sequences"},
+  table t({"weights", "KV", "bits/weight", "weights", "workspace", "KV pages", "headroom", "pages",
+           "tokens", "sequences"},
           2);
   for (const std::string& f : formats) {
     // A quantization format whose blocks do not divide a matrix marks its rows, not the command.
@@ -95,12 +93,15 @@ void run_plan(const plan_options& o) {
     } catch (const usage_error& e) {
       unusable = one_line(e.what());
     }
-    const double bits = 8.0 * static_cast<double>(weights) /
-                        static_cast<double>(model.shape.num_parameters);
+    const double bits =
+        8.0 * static_cast<double>(weights) / static_cast<double>(model.shape.num_parameters);
     for (const kv::dtype d : dtypes) {
       if (!unusable.empty()) {
-        plans.push_back({{"weights_format", f}, {"kv_dtype", std::string(to_string(d))},
-                         {"fits", false}, {"kv_pages", 0}, {"max_sequences", 0},
+        plans.push_back({{"weights_format", f},
+                         {"kv_dtype", std::string(to_string(d))},
+                         {"fits", false},
+                         {"kv_pages", 0},
+                         {"max_sequences", 0},
                          {"reason", unusable}});
         t.add({f, std::string(to_string(d)), "-", "-", "-", "-", "-", "0", "0", "does not fit"});
         continue;
@@ -116,8 +117,10 @@ void run_plan(const plan_options& o) {
       c.max_batched_tokens = o.max_batched_tokens;
       c.max_num_seqs = o.max_num_seqs;
       c.num_requests = 1;
-      json row{{"weights_format", f}, {"kv_dtype", std::string(to_string(d))},
-               {"bits_per_weight", bits}, {"weight_bytes", weights}};
+      json row{{"weights_format", f},
+               {"kv_dtype", std::string(to_string(d))},
+               {"bits_per_weight", bits},
+               {"weight_bytes", weights}};
       try {
         const sim::memory_budget b = sim::budget(c);
         // Per layer: a sliding-window layer holds at most its window's pages (plus one) of a
@@ -142,10 +145,12 @@ void run_plan(const plan_options& o) {
                std::to_string(std::size_t{b.kv_pages} * o.page_size), std::to_string(sequences)});
       } catch (const invalid_argument& e) {
         // This format does not fit; the others are still planned.
-        row.update({{"fits", false}, {"kv_pages", 0}, {"max_sequences", 0},
+        row.update({{"fits", false},
+                    {"kv_pages", 0},
+                    {"max_sequences", 0},
                     {"reason", one_line(e.what())}});
-        t.add({f, std::string(to_string(d)), strf("%.2f", bits), format_bytes(weights),
-               "-", "-", "-", "0", "0", "does not fit"});
+        t.add({f, std::string(to_string(d)), strf("%.2f", bits), format_bytes(weights), "-", "-",
+               "-", "0", "0", "does not fit"});
       }
       plans.push_back(std::move(row));
     }
@@ -156,27 +161,28 @@ void run_plan(const plan_options& o) {
     return;
   }
   const sim::model_shape& shape = model.shape;
-  const std::string active =
-      shape.num_experts != 0
-          ? strf(", %.2f B active per token (%u of %u experts)",
-                 static_cast<double>(shape.active_parameters()) / 1e9, shape.experts_per_token,
-                 shape.num_experts)
-          : std::string();
+  const std::string active = shape.num_experts != 0
+                                 ? strf(", %.2f B active per token (%u of %u experts)",
+                                        static_cast<double>(shape.active_parameters()) / 1e9,
+                                        shape.experts_per_token, shape.num_experts)
+                                 : std::string();
   std::printf("%s (%.2f B parameters%s, %s) on %s: context %u tokens, pages of %u tokens\n",
               std::string(shape.name).c_str(), static_cast<double>(shape.num_parameters) / 1e9,
               active.c_str(), model.preset ? "preset" : model.source.c_str(),
               format_bytes(gpu_memory).c_str(), context, o.page_size);
   if (shape.window_layers != 0)
-    std::printf("%u of %u layers attend to a window of %u tokens: they hold at most %u pages of "
-                "a sequence\n",
-                shape.window_layers, shape.num_layers, shape.sliding_window,
-                (shape.sliding_window + o.page_size - 1) / o.page_size + 1);
+    std::printf(
+        "%u of %u layers attend to a window of %u tokens: they hold at most %u pages of "
+        "a sequence\n",
+        shape.window_layers, shape.num_layers, shape.sliding_window,
+        (shape.sliding_window + o.page_size - 1) / o.page_size + 1);
   std::printf("\n");
   std::fputs(t.str().c_str(), stdout);
-  std::printf("\nweights + workspace + KV pages + headroom = %s. Workspace: activations of %u "
-              "tokens and logits of %u sequences.\n",
-              format_bytes(gpu_memory).c_str(), o.max_batched_tokens,
-              std::min(o.max_num_seqs, o.max_batched_tokens));
+  std::printf(
+      "\nweights + workspace + KV pages + headroom = %s. Workspace: activations of %u "
+      "tokens and logits of %u sequences.\n",
+      format_bytes(gpu_memory).c_str(), o.max_batched_tokens,
+      std::min(o.max_num_seqs, o.max_batched_tokens));
   for (const json& row : out["plans"])
     if (!row["fits"].get<bool>())
       std::printf("%s / %s: %s\n", row["weights_format"].get<std::string>().c_str(),
@@ -189,8 +195,9 @@ void run_plan(const plan_options& o) {
 void add_plan_command(CLI::App& app) {
   auto o = std::make_shared<plan_options>();
   CLI::App* cmd = app.add_subcommand(
-      "plan", "The memory budget of a model on a GPU: weights, workspace, KV pages, headroom, "
-              "and the sequences that fit, per weight format and KV type");
+      "plan",
+      "The memory budget of a model on a GPU: weights, workspace, KV pages, headroom, "
+      "and the sequences that fit, per weight format and KV type");
   cmd->add_option("--model,-m", o->model,
                   "A preset (" + preset_names() + ") or a Hugging Face config.json")
       ->capture_default_str();

@@ -29,7 +29,9 @@ struct quant_options {
 
 std::string dtype_name(quant::dtype t) { return std::string(quant::to_string(t)); }
 
-unsigned dtype_bits(quant::dtype t) noexcept { return static_cast<unsigned>(8 * quant::size_of(t)); }
+unsigned dtype_bits(quant::dtype t) noexcept {
+  return static_cast<unsigned>(8 * quant::size_of(t));
+}
 
 std::string shape_text(const std::vector<std::size_t>& shape) {
   std::string s = "[";
@@ -119,10 +121,10 @@ void run_quant(const quant_options& o) {
       // The plan re-measures only the chosen format (or every candidate when none met the bound,
       // and the tensor is then kept), so its bytes agree with the report.
       const quant::tensor_input input{t.name, data, r.cols};
-      const quant::model_plan p =
-          chosen ? quant::plan({&input, 1}, bound, {&*chosen, 1}, bits)
-                 : quant::plan({&input, 1}, bound, candidates, bits);
-      if (p.tensors.size() != 1) FRUGAL_FAIL("the plan did not return one entry for the tensor", error);
+      const quant::model_plan p = chosen ? quant::plan({&input, 1}, bound, {&*chosen, 1}, bits)
+                                         : quant::plan({&input, 1}, bound, candidates, bits);
+      if (p.tensors.size() != 1)
+        FRUGAL_FAIL("the plan did not return one entry for the tensor", error);
       r.plan = p.tensors.front();
       // Kept: no candidate takes the shape, none meets the bound, or the ones that meet it are
       // no smaller than the tensor as stored.
@@ -169,8 +171,8 @@ void run_quant(const quant_options& o) {
            {"bits_per_element",
             p.chosen ? json(p.metrics.bits_per_element) : json(dtype_bits(r.entry->type))},
            // A kept tensor is stored unchanged: exact, "inf".
-           {"sqnr_db", sqnr_json(p.chosen ? p.metrics.sqnr_db
-                                          : std::numeric_limits<double>::infinity())},
+           {"sqnr_db",
+            sqnr_json(p.chosen ? p.metrics.sqnr_db : std::numeric_limits<double>::infinity())},
            {"relative_l2", p.chosen ? p.metrics.relative_l2 : 0.0},
            {"bytes_before", p.bytes_before},
            {"bytes_after", p.bytes_after},

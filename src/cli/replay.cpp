@@ -7,8 +7,8 @@
 #include <frugal/sim/trace.hpp>
 
 #if FRUGAL_HAS_CUDA
-#  include <frugal/device.hpp>
-#  include <frugal/mr/cuda_resource.hpp>
+#include <frugal/device.hpp>
+#include <frugal/mr/cuda_resource.hpp>
 #endif
 
 #include <algorithm>
@@ -26,12 +26,12 @@ namespace frugal::cli {
 namespace {
 
 struct replay_options {
-  std::string trace;            // the log; empty with --synthetic
-  std::string synthetic;        // GPU memory of the synthetic serving trace
+  std::string trace;      // the log; empty with --synthetic
+  std::string synthetic;  // GPU memory of the synthetic serving trace
   std::string allocator = "pool";
-  std::string cap;              // empty: no cap
-  std::string timeline;         // SVG path
-  std::string write_trace;      // where to save the synthetic trace
+  std::string cap;          // empty: no cap
+  std::string timeline;     // SVG path
+  std::string write_trace;  // where to save the synthetic trace
   std::uint64_t seed = 1;
   bool json = false;
   bool preallocate = false;  // pool: reserve the cap up front
@@ -74,19 +74,26 @@ sim::replay_result run_on(std::span<const sim::trace_event> events, sim::allocat
   r.cap = cap;
   return r;
 #else
-  FRUGAL_FAIL("--allocator cuda: this frugal was built without CUDA; use pool, arena, first-fit or "
-      "malloc", error);
+  FRUGAL_FAIL(
+      "--allocator cuda: this frugal was built without CUDA; use pool, arena, first-fit or "
+      "malloc",
+      error);
 #endif
 }
 
 std::string xml_escape(const std::string& s) {
   std::string out;
   for (char c : s) {
-    if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '&') out += "&amp;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
+    if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '&')
+      out += "&amp;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
   }
   return out;
 }
@@ -115,18 +122,21 @@ std::string timeline_svg(const sim::replay_result& r, const std::string& title) 
   while (y_top / unit >= 1024) unit *= 1024;
   const double rough = y_top / 5 / unit;
   const double magnitude = std::pow(10, std::floor(std::log10(std::max(rough, 1e-9))));
-  const double factor = rough / magnitude < 1.5 ? 1 : rough / magnitude < 3.5 ? 2
-                        : rough / magnitude < 7.5 ? 5 : 10;
+  const double factor = rough / magnitude < 1.5   ? 1
+                        : rough / magnitude < 3.5 ? 2
+                        : rough / magnitude < 7.5 ? 5
+                                                  : 10;
   const double step = factor * magnitude * unit;
   for (double b = 0; b <= y_top; b += step) {
     const auto bytes = static_cast<std::size_t>(b);
-    svg += strf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#dddddd\"/>\n"
-                "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
-                left, y(bytes), left + plot_w, y(bytes), left - 6, y(bytes) + 4,
-                format_bytes(bytes).c_str());
+    svg += strf(
+        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#dddddd\"/>\n"
+        "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
+        left, y(bytes), left + plot_w, y(bytes), left - 6, y(bytes) + 4,
+        format_bytes(bytes).c_str());
   }
-  svg += strf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000000\"/>\n",
-              left, top + plot_h, left + plot_w, top + plot_h);
+  svg += strf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#000000\"/>\n", left,
+              top + plot_h, left + plot_w, top + plot_h);
   svg += strf("<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\">event (of %zu)</text>\n",
               left + plot_w / 2, height - 12, x_max);
   const auto line = [&](bool reserved, const char* colour) {
@@ -139,24 +149,27 @@ std::string timeline_svg(const sim::replay_result& r, const std::string& title) 
   line(true, "#d62728");
   line(false, "#1f77b4");
   if (r.cap != sim::no_cap)
-    svg += strf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555555\" "
-                "stroke-dasharray=\"6,4\"/>\n<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">cap "
-                "%s</text>\n",
-                left, y(r.cap), left + plot_w, y(r.cap), left + plot_w, y(r.cap) - 4,
-                format_bytes(r.cap).c_str());
-  svg += strf("<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"3\" fill=\"#d62728\"/>"
-              "<text x=\"%.1f\" y=\"%.1f\">reserved (%s)</text>\n"
-              "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"3\" fill=\"#1f77b4\"/>"
-              "<text x=\"%.1f\" y=\"%.1f\">in use</text>\n",
-              width - 300, 14.0, width - 284, 19.0, r.allocator.c_str(), width - 130, 14.0,
-              width - 114, 19.0);
+    svg += strf(
+        "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#555555\" "
+        "stroke-dasharray=\"6,4\"/>\n<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">cap "
+        "%s</text>\n",
+        left, y(r.cap), left + plot_w, y(r.cap), left + plot_w, y(r.cap) - 4,
+        format_bytes(r.cap).c_str());
+  svg += strf(
+      "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"3\" fill=\"#d62728\"/>"
+      "<text x=\"%.1f\" y=\"%.1f\">reserved (%s)</text>\n"
+      "<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"3\" fill=\"#1f77b4\"/>"
+      "<text x=\"%.1f\" y=\"%.1f\">in use</text>\n",
+      width - 300, 14.0, width - 284, 19.0, r.allocator.c_str(), width - 130, 14.0, width - 114,
+      19.0);
   svg += "</svg>\n";
   return svg;
 }
 
 void write_file(const std::string& path, const std::string& text, const char* what) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out.is_open()) FRUGAL_FAIL(path + ": cannot write " + what + ": " + std::strerror(errno), error);
+  if (!out.is_open())
+    FRUGAL_FAIL(path + ": cannot write " + what + ": " + std::strerror(errno), error);
   out << text;
   out.close();
   if (!out) FRUGAL_FAIL(path + ": cannot write " + what, error);
@@ -227,14 +240,15 @@ void run_replay(const replay_options& o) {
   }();
   const std::string cap_text = cap == sim::no_cap ? "none" : format_bytes(cap);
   if (!o.timeline.empty())
-    write_file(o.timeline,
-               timeline_svg(r, t.source + ": " + r.allocator + ", cap " + cap_text), "timeline");
+    write_file(o.timeline, timeline_svg(r, t.source + ": " + r.allocator + ", cap " + cap_text),
+               "timeline");
 
   std::vector<std::string> warnings;
   for (const std::string& w : r.warning_messages) warnings.push_back(t.source + " " + w);
   if (o.json) {
     json timeline = json::array();
-    for (const auto& s : r.timeline) timeline.push_back({s.event, s.bytes_in_use, s.bytes_reserved});
+    for (const auto& s : r.timeline)
+      timeline.push_back({s.event, s.bytes_in_use, s.bytes_reserved});
     print_json({{"trace", t.source},
                 {"allocator", r.allocator},
                 {"cap_bytes", cap == sim::no_cap ? json(nullptr) : json(cap)},
@@ -273,19 +287,19 @@ void run_replay(const replay_options& o) {
            format_bytes(r.peak_bytes_reserved) +
                (preallocated ? std::string(" (the cap: the pool preallocates it)")
                              : percent_over(r.peak_bytes_reserved, r.peak_bytes_in_use))});
-  out.add({"failed allocations", strf("%zu (%s)", r.failed_allocations,
-                                      format_bytes(r.failed_bytes).c_str())});
-  out.add({"live at end", strf("%s in %zu allocation%s", format_bytes(r.live_bytes_at_end).c_str(),
-                               r.live_allocations_at_end,
-                               r.live_allocations_at_end == 1 ? "" : "s")});
+  out.add({"failed allocations",
+           strf("%zu (%s)", r.failed_allocations, format_bytes(r.failed_bytes).c_str())});
+  out.add(
+      {"live at end", strf("%s in %zu allocation%s", format_bytes(r.live_bytes_at_end).c_str(),
+                           r.live_allocations_at_end, r.live_allocations_at_end == 1 ? "" : "s")});
   if (r.zero_byte_allocations > 0)
     out.add({"zero-byte allocations", std::to_string(r.zero_byte_allocations)});
   if (r.logged_failures > 0)
     out.add({"logged failures", strf("%zu \"allocate failure\" rows skipped", r.logged_failures)});
-  out.add({"warnings", strf("%zu (unknown frees %zu, pointers allocated twice %zu, size "
-                            "mismatches %zu)",
-                            r.warnings, r.unknown_frees, r.duplicate_allocations,
-                            r.size_mismatches)});
+  out.add(
+      {"warnings", strf("%zu (unknown frees %zu, pointers allocated twice %zu, size "
+                        "mismatches %zu)",
+                        r.warnings, r.unknown_frees, r.duplicate_allocations, r.size_mismatches)});
   std::fputs(out.str().c_str(), stdout);
   std::printf("\n");
   for (const std::string& w : warnings) std::printf("  warning: %s\n", w.c_str());

@@ -38,32 +38,35 @@ void print_text(const json& r) {
       size_of(s["active_parameters"]) != size_of(s["parameters"])
           ? strf(", %.2f B active per token", real(s["active_parameters"]) / 1e9)
           : std::string();
-  std::printf("frugal report: %s (%.2f B parameters%s) on a GPU of %s, %s traffic (%zu requests, "
-              "up to %zu tokens each)\n",
-              s["model"].get<std::string>().c_str(), real(s["parameters"]) / 1e9, active.c_str(),
-              bytes(s["gpu_memory"]).c_str(), s["workload"].get<std::string>().c_str(),
-              size_of(s["requests"]), size_of(s["max_len"]));
+  std::printf(
+      "frugal report: %s (%.2f B parameters%s) on a GPU of %s, %s traffic (%zu requests, "
+      "up to %zu tokens each)\n",
+      s["model"].get<std::string>().c_str(), real(s["parameters"]) / 1e9, active.c_str(),
+      bytes(s["gpu_memory"]).c_str(), s["workload"].get<std::string>().c_str(),
+      size_of(s["requests"]), size_of(s["max_len"]));
   std::printf("The GPU is simulated: address space reserved on the host and never touched.\n");
   if (!s["fp16_fits"].get<bool>())
-    std::printf("FP16 weights do not fit: %s.\nThe weight plan of section 1 (%s) makes the model "
-                "fit: sections 3 and 4 run with it, before and after.\n",
-                s["fp16_problem"].get<std::string>().c_str(),
-                bytes(r["weights"]["bytes_after"]).c_str());
+    std::printf(
+        "FP16 weights do not fit: %s.\nThe weight plan of section 1 (%s) makes the model "
+        "fit: sections 3 and 4 run with it, before and after.\n",
+        s["fp16_problem"].get<std::string>().c_str(), bytes(r["weights"]["bytes_after"]).c_str());
 
   const json& w = r["weights"];
   std::printf("\n1. Weights: FP16 versus a format per matrix chosen under SQNR >= %.1f dB\n",
               real(w["min_sqnr_db"]));
   if (w["synthetic"].get<bool>()) {
-    std::printf("   Synthetic weights shaped like the model's (Gaussian, 1%% outlier input "
-                "channels); %zu rows of each matrix\n   quantized, bytes scaled to the full "
-                "matrices. Norms and biases stay FP16.\n",
-                size_of(w["sample_rows"]));
+    std::printf(
+        "   Synthetic weights shaped like the model's (Gaussian, 1%% outlier input "
+        "channels); %zu rows of each matrix\n   quantized, bytes scaled to the full "
+        "matrices. Norms and biases stay FP16.\n",
+        size_of(w["sample_rows"]));
   } else {
-    std::printf("   Tensors of %s; %zu rows of each tensor quantized (a 1-D tensor is one row), "
-                "bytes scaled to the full\n   tensors; tensors that are not F32, F16 or BF16 are "
-                "kept as stored (%zu, %s), as frugal quant keeps them.\n",
-                w["source"].get<std::string>().c_str(), size_of(w["sample_rows"]),
-                w["kept_tensors"].size(), bytes(w["kept_bytes"]).c_str());
+    std::printf(
+        "   Tensors of %s; %zu rows of each tensor quantized (a 1-D tensor is one row), "
+        "bytes scaled to the full\n   tensors; tensors that are not F32, F16 or BF16 are "
+        "kept as stored (%zu, %s), as frugal quant keeps them.\n",
+        w["source"].get<std::string>().c_str(), size_of(w["sample_rows"]), w["kept_tensors"].size(),
+        bytes(w["kept_bytes"]).c_str());
   }
   table t({"matrix", "shape", "count", "format", "bits", "SQNR dB", "FP16", "planned"}, 2);
   for (const json& x : w["tensors"])
@@ -73,19 +76,19 @@ void print_text(const json& r) {
            x["kept"].get<bool>() ? std::string("exact") : sqnr_text(sqnr_from_json(x["sqnr_db"])),
            bytes(x["bytes_before"]), bytes(x["bytes_after"])});
   std::fputs(t.str(3).c_str(), stdout);
-  std::printf("   before %s (FP16)  after %s (%.2f bits per weight)  freed %s; worst SQNR "
-              "%s dB (%s), mean relative error %.3f\n",
-              bytes(w["bytes_before"]).c_str(), bytes(w["bytes_after"]).c_str(),
-              real(w["bits_per_weight"]), bytes(w["bytes_freed"]).c_str(),
-              sqnr_text(sqnr_from_json(w["worst_sqnr_db"])).c_str(),
-              w["worst_tensor"].get<std::string>().c_str(),
-              real(w["mean_relative_l2"]));
+  std::printf(
+      "   before %s (FP16)  after %s (%.2f bits per weight)  freed %s; worst SQNR "
+      "%s dB (%s), mean relative error %.3f\n",
+      bytes(w["bytes_before"]).c_str(), bytes(w["bytes_after"]).c_str(), real(w["bits_per_weight"]),
+      bytes(w["bytes_freed"]).c_str(), sqnr_text(sqnr_from_json(w["worst_sqnr_db"])).c_str(),
+      w["worst_tensor"].get<std::string>().c_str(), real(w["mean_relative_l2"]));
   std::printf("   buys: %s\n", buys(size_of(w["bytes_freed"]), r["kv"]).c_str());
 
   const json& f = r["fragmentation"];
-  std::printf("\n2. Fragmentation: a serving allocation trace (%zu events, %zu steps) replayed "
-              "with the device capped at %s\n",
-              size_of(f["events"]), size_of(f["steps"]), bytes(f["cap_bytes"]).c_str());
+  std::printf(
+      "\n2. Fragmentation: a serving allocation trace (%zu events, %zu steps) replayed "
+      "with the device capped at %s\n",
+      size_of(f["events"]), size_of(f["steps"]), bytes(f["cap_bytes"]).c_str());
   table ft({"allocator", "peak in use", "peak reserved", "failed allocations", "failed bytes",
             "device needed"},
            1);
@@ -98,45 +101,49 @@ void print_text(const json& r) {
   }
   std::fputs(ft.str(3).c_str(), stdout);
   const long long fragmentation_freed = f["bytes_freed"].get<long long>();
-  std::printf("   at the cap, frugal's pool refuses %zu allocations where first-fit refuses %zu; "
-              "to serve the whole\n   trace (\"device needed\": replayed without a cap) it "
-              "needs %s %s\n",
-              size_of(f["pool"]["failed_allocations"]),
-              size_of(f["first_fit"]["failed_allocations"]),
-              format_bytes(static_cast<std::size_t>(std::llabs(fragmentation_freed))).c_str(),
-              fragmentation_freed >= 0 ? "less than first-fit"
-                                       : "MORE than first-fit: on this trace the pool loses");
+  std::printf(
+      "   at the cap, frugal's pool refuses %zu allocations where first-fit refuses %zu; "
+      "to serve the whole\n   trace (\"device needed\": replayed without a cap) it "
+      "needs %s %s\n",
+      size_of(f["pool"]["failed_allocations"]), size_of(f["first_fit"]["failed_allocations"]),
+      format_bytes(static_cast<std::size_t>(std::llabs(fragmentation_freed))).c_str(),
+      fragmentation_freed >= 0 ? "less than first-fit"
+                               : "MORE than first-fit: on this trace the pool loses");
 
   const json& kv = r["kv"];
-  std::printf("\n3. KV cache: static worst-case reservation versus paged (%zu bytes per token, "
-              "sequences up to %zu tokens)\n",
-              size_of(kv["kv_bytes_per_token"]), size_of(kv["max_len"]));
+  std::printf(
+      "\n3. KV cache: static worst-case reservation versus paged (%zu bytes per token, "
+      "sequences up to %zu tokens)\n",
+      size_of(kv["kv_bytes_per_token"]), size_of(kv["max_len"]));
   if (size_of(kv["window_layers"]) != 0)
-    std::printf("   %zu layers attend to a window of %zu tokens: a static reservation holds "
-                "%s per sequence, not %zu tokens in every layer\n",
-                size_of(kv["window_layers"]), size_of(kv["sliding_window"]),
-                bytes(kv["kv_bytes_per_sequence"]).c_str(), size_of(kv["max_len"]));
+    std::printf(
+        "   %zu layers attend to a window of %zu tokens: a static reservation holds "
+        "%s per sequence, not %zu tokens in every layer\n",
+        size_of(kv["window_layers"]), size_of(kv["sliding_window"]),
+        bytes(kv["kv_bytes_per_sequence"]).c_str(), size_of(kv["max_len"]));
   if (kv.value("paged_upper_bound", false))
-    std::printf("   the paged pool's pages span every layer (kv::cache), so its figures keep the "
-                "windowed layers' tokens beyond the window: an upper bound\n");
+    std::printf(
+        "   the paged pool's pages span every layer (kv::cache), so its figures keep the "
+        "windowed layers' tokens beyond the window: an upper bound\n");
   table kt({"", "KV held", "held but empty", "empty bytes", "max concurrent"}, 1);
   kt.add({"static (reserve max_len per sequence)", bytes(kv["static"]["reserved_bytes"]),
           percent(real(kv["static"]["waste"])), bytes(kv["static"]["empty_bytes"]),
           std::to_string(size_of(kv["static"]["max_concurrent"]))});
   kt.add({strf("paged (%zu pages, peak held)", size_of(kv["paged"]["pages"])),
           bytes(kv["paged"]["peak_held_bytes"]), percent(real(kv["paged"]["waste"])),
-          bytes(kv["paged"]["empty_bytes"]), std::to_string(size_of(kv["paged"]["max_concurrent"]))});
+          bytes(kv["paged"]["empty_bytes"]),
+          std::to_string(size_of(kv["paged"]["max_concurrent"]))});
   std::fputs(kt.str(3).c_str(), stdout);
-  std::printf("   paging frees %s of empty KV and runs %s the sequences at once\n",
-              bytes(kv["bytes_freed"]).c_str(),
-              ratio(real(kv["paged"]["max_concurrent"]), real(kv["static"]["max_concurrent"]))
-                  .c_str());
+  std::printf(
+      "   paging frees %s of empty KV and runs %s the sequences at once\n",
+      bytes(kv["bytes_freed"]).c_str(),
+      ratio(real(kv["paged"]["max_concurrent"]), real(kv["static"]["max_concurrent"])).c_str());
 
   const json& b = r["batching"];
   std::printf("\n4. Batching: static batches versus frugal's memory-aware continuous batching\n");
-  table bt({"", "seqs max", "seqs mean", "tokens/step", "output/step", "peak memory",
-            "workspace mean"},
-           1);
+  table bt(
+      {"", "seqs max", "seqs mean", "tokens/step", "output/step", "peak memory", "workspace mean"},
+      1);
   for (const char* key : {"static", "dynamic"}) {
     const json& x = b[key];
     bt.add({key == std::string("static") ? "static" : "dynamic (frugal)",
@@ -147,21 +154,24 @@ void print_text(const json& r) {
             format_bytes(static_cast<std::size_t>(real(x["mean_workspace_bytes"])))});
   }
   std::fputs(bt.str(3).c_str(), stdout);
-  std::printf("   dynamic batching: %s the output tokens per step; its workspace follows the "
-              "live batch, %s less than the worst case on average\n",
-              ratio(real(b["dynamic"]["output_tokens_per_step"]),
-                    real(b["static"]["output_tokens_per_step"]))
-                  .c_str(),
-              bytes(b["bytes_freed"]).c_str());
+  std::printf(
+      "   dynamic batching: %s the output tokens per step; its workspace follows the "
+      "live batch, %s less than the worst case on average\n",
+      ratio(real(b["dynamic"]["output_tokens_per_step"]),
+            real(b["static"]["output_tokens_per_step"]))
+          .c_str(),
+      bytes(b["bytes_freed"]).c_str());
 
   const json& l = r["leaks"];
-  std::printf("\n5. Leaks: a decode loop (%zu steps, %zu sequences) that keeps every step's "
-              "logits in a history nothing trims\n",
-              size_of(l["steps"]), size_of(l["batch"]));
+  std::printf(
+      "\n5. Leaks: a decode loop (%zu steps, %zu sequences) that keeps every step's "
+      "logits in a history nothing trims\n",
+      size_of(l["steps"]), size_of(l["batch"]));
   if (size_of(l["steps"]) < size_of(l["steps_requested"]))
-    std::printf("   --leak-steps %zu capped to %zu: the history may grow to a quarter of the "
-                "GPU\n",
-                size_of(l["steps_requested"]), size_of(l["steps"]));
+    std::printf(
+        "   --leak-steps %zu capped to %zu: the history may grow to a quarter of the "
+        "GPU\n",
+        size_of(l["steps_requested"]), size_of(l["steps"]));
   if (l["naive"].contains("leak_report")) {
     std::printf("   frugal::tracking_adaptor's leak report after the loop:\n");
     std::string report = l["naive"]["leak_report"].get<std::string>();
@@ -172,31 +182,34 @@ void print_text(const json& r) {
       begin = end + 1;
     }
   }
-  std::printf("   found: \"%s\" held %s (%s per step); fixed, the loop holds %s after its steps "
-              "(peak reserved %s instead of %s)\n",
-              l["naive"].value("top_tag", std::string("none")).c_str(),
-              bytes(l["naive"]["outstanding_bytes"]).c_str(), bytes(l["bytes_per_step"]).c_str(),
-              bytes(l["frugal"]["outstanding_bytes"]).c_str(),
-              bytes(l["frugal"]["peak_bytes_reserved"]).c_str(),
-              bytes(l["naive"]["peak_bytes_reserved"]).c_str());
+  std::printf(
+      "   found: \"%s\" held %s (%s per step); fixed, the loop holds %s after its steps "
+      "(peak reserved %s instead of %s)\n",
+      l["naive"].value("top_tag", std::string("none")).c_str(),
+      bytes(l["naive"]["outstanding_bytes"]).c_str(), bytes(l["bytes_per_step"]).c_str(),
+      bytes(l["frugal"]["outstanding_bytes"]).c_str(),
+      bytes(l["frugal"]["peak_bytes_reserved"]).c_str(),
+      bytes(l["naive"]["peak_bytes_reserved"]).c_str());
 
   const json& total = r["total"];
   std::printf("\nTotal: %s of GPU memory freed (weights %s, KV %s, workspace %s)\n",
               bytes(total["bytes_freed"]).c_str(), bytes(total["freed"]["weights"]).c_str(),
               bytes(total["freed"]["kv"]).c_str(), bytes(total["freed"]["workspace"]).c_str());
   std::printf("  %s\n", total["how"].get<std::string>().c_str());
-  std::printf("  Not added: fragmentation %s%s and leak %s, measured in scenarios of their own "
-              "(their bytes come out of the same KV space)\n",
-              fragmentation_freed < 0 ? "-" : "",
-              format_bytes(static_cast<std::size_t>(std::llabs(fragmentation_freed))).c_str(),
-              bytes(r["leaks"]["bytes_freed"]).c_str());
-  std::printf("Concurrency: %zu sequences at once before (static batching, FP16 weights; bound "
-              "by %s), %zu after (frugal, planned weights; bound by %s): %s\n",
-              size_of(total["concurrency_before"]),
-              total["concurrency_before_limit"].get<std::string>().c_str(),
-              size_of(total["concurrency_after"]),
-              total["concurrency_after_limit"].get<std::string>().c_str(),
-              ratio(real(total["concurrency_after"]), real(total["concurrency_before"])).c_str());
+  std::printf(
+      "  Not added: fragmentation %s%s and leak %s, measured in scenarios of their own "
+      "(their bytes come out of the same KV space)\n",
+      fragmentation_freed < 0 ? "-" : "",
+      format_bytes(static_cast<std::size_t>(std::llabs(fragmentation_freed))).c_str(),
+      bytes(r["leaks"]["bytes_freed"]).c_str());
+  std::printf(
+      "Concurrency: %zu sequences at once before (static batching, FP16 weights; bound "
+      "by %s), %zu after (frugal, planned weights; bound by %s): %s\n",
+      size_of(total["concurrency_before"]),
+      total["concurrency_before_limit"].get<std::string>().c_str(),
+      size_of(total["concurrency_after"]),
+      total["concurrency_after_limit"].get<std::string>().c_str(),
+      ratio(real(total["concurrency_after"]), real(total["concurrency_before"])).c_str());
   if (r.contains("pictures"))
     for (const json& path : r["pictures"])
       std::printf("picture: %s\n", path.get<std::string>().c_str());
@@ -209,15 +222,18 @@ void run_report(options o) {
   if (std::find(known.begin(), known.end(), o.workload) == known.end()) {
     std::string names;
     for (const std::string& n : known) names += (names.empty() ? "" : ", ") + n;
-    FRUGAL_FAIL("--workload: unknown workload \"" + o.workload + "\"; known: " + names, usage_error);
+    FRUGAL_FAIL("--workload: unknown workload \"" + o.workload + "\"; known: " + names,
+                usage_error);
   }
   if (o.max_len < 2 || o.max_len > model.shape.max_context)
     FRUGAL_FAIL("--max-len " + std::to_string(o.max_len) + " is outside 2.." +
-                      std::to_string(model.shape.max_context) + ", " +
-                      std::string(model.shape.name) + "'s context", usage_error);
+                    std::to_string(model.shape.max_context) + ", " + std::string(model.shape.name) +
+                    "'s context",
+                usage_error);
   check_bound(o.min_sqnr_db, "--min-sqnr");
   if (o.requests == 0 || o.sample_rows == 0 || o.trace_steps == 0 || o.leak_steps == 0)
-    FRUGAL_FAIL("--requests, --sample-rows, --trace-steps and --leak-steps must be positive", usage_error);
+    FRUGAL_FAIL("--requests, --sample-rows, --trace-steps and --leak-steps must be positive",
+                usage_error);
   if (!o.weights_file.empty() && !std::filesystem::exists(o.weights_file))
     FRUGAL_FAIL(o.weights_file + ": no such file", error);
   // Does the budget hold FP16 weights, the workspace and one sequence? When not, the report
@@ -257,7 +273,8 @@ void run_report(options o) {
       (void)sim::budget(fit);
     } catch (const invalid_argument& e) {
       FRUGAL_FAIL("--gpu-memory: " + fp16_problem + "; nor does the weight plan (" +
-                        format_bytes(planned_bytes) + "): " + one_line(e.what()), usage_error);
+                      format_bytes(planned_bytes) + "): " + one_line(e.what()),
+                  usage_error);
     }
     report["scenario"]["fp16_problem"] = fp16_problem;
   }
@@ -311,8 +328,9 @@ void run_report(options o) {
                         "reservation's empty bytes and worst-case workspace less paged KV's "
                         "empty bytes and the live workspace"},
       {"freed", {{"weights", counted_weights}, {"kv", freed_kv}, {"workspace", freed_workspace}}},
-      {"not_added", {{"fragmentation", report["fragmentation"]["bytes_freed"]},
-                     {"leak", report["leaks"]["bytes_freed"]}}},
+      {"not_added",
+       {{"fragmentation", report["fragmentation"]["bytes_freed"]},
+        {"leak", report["leaks"]["bytes_freed"]}}},
       {"concurrency_before", fp16_fits ? static_run["max_concurrent"] : json(0)},
       {"concurrency_before_limit",
        fp16_fits ? limit(static_run, false) : std::string("FP16 weights that do not fit")},
@@ -342,8 +360,9 @@ namespace frugal::cli {
 void add_report_command(CLI::App& app) {
   auto o = std::make_shared<report::options>();
   CLI::App* cmd = app.add_subcommand(
-      "report", "The five wastes of GPU memory (weights, fragmentation, KV cache, batching, "
-                "leaks), each before and after frugal, on a simulated GPU; no arguments needed");
+      "report",
+      "The five wastes of GPU memory (weights, fragmentation, KV cache, batching, "
+      "leaks), each before and after frugal, on a simulated GPU; no arguments needed");
   cmd->add_option("--model,-m", o->model,
                   "A preset (" + preset_names() + ") or a Hugging Face config.json")
       ->capture_default_str();
@@ -364,8 +383,7 @@ void add_report_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-len", o->max_len, "Longest sequence (prompt + output), in tokens")
       ->capture_default_str();
-  cmd->add_option("--max-num-seqs", o->max_num_seqs,
-                  "Dynamic batching: sequences per step at most")
+  cmd->add_option("--max-num-seqs", o->max_num_seqs, "Dynamic batching: sequences per step at most")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   cmd->add_option("--trace-steps", o->trace_steps, "Engine steps of the allocation trace")

@@ -16,16 +16,16 @@ struct options {
   std::string model = "llama-3-8b";
   std::string gpu_memory = "80GiB";
   std::string workload = "sharegpt";
-  std::string weights_file;          ///< a .safetensors checkpoint; empty: synthetic weights
+  std::string weights_file;  ///< a .safetensors checkpoint; empty: synthetic weights
   double min_sqnr_db = default_min_sqnr_db;  ///< the weight plan's bound (as frugal quant's)
-  std::size_t sample_rows = 32;      ///< rows of each matrix quantized (the rest is scaled)
-  std::size_t requests = 1000;       ///< requests the serving simulation plays
-  std::uint32_t max_len = 4096;      ///< longest sequence; static batching's reservation
-  std::uint32_t max_num_seqs = 1024; ///< dynamic batching: sequences per step at most
-  std::size_t trace_steps = 600;     ///< engine steps of the synthetic allocation trace
-  std::size_t leak_steps = 100;      ///< steps of the retained-intermediate run
+  std::size_t sample_rows = 32;              ///< rows of each matrix quantized (the rest is scaled)
+  std::size_t requests = 1000;               ///< requests the serving simulation plays
+  std::uint32_t max_len = 4096;              ///< longest sequence; static batching's reservation
+  std::uint32_t max_num_seqs = 1024;         ///< dynamic batching: sequences per step at most
+  std::size_t trace_steps = 600;             ///< engine steps of the synthetic allocation trace
+  std::size_t leak_steps = 100;              ///< steps of the retained-intermediate run
   std::uint64_t seed = 1;
-  std::string svg_dir;               ///< where the pictures go; empty: none
+  std::string svg_dir;  ///< where the pictures go; empty: none
   bool json = false;
 
   // Resolved by run(): the sizes and the model.

@@ -6,11 +6,11 @@
 #include <frugal/mr/pool.hpp>
 #include <frugal/mr/tracking_adaptor.hpp>
 #include <frugal/mr/virtual_resource.hpp>
+#include <frugal/numeric/float16.hpp>
 #include <frugal/quant/accuracy.hpp>
 #include <frugal/quant/safetensors.hpp>
 #include <frugal/sim/simulator.hpp>
 #include <frugal/sim/trace.hpp>
-#include <frugal/numeric/float16.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -43,7 +43,8 @@ std::vector<float> synthetic_rows(std::size_t rows, std::size_t cols, std::uint6
   std::vector<float> out(rows * cols);
   for (std::size_t r = 0; r < rows; ++r) {
     const float scale = row_scale(rng);
-    for (std::size_t c = 0; c < cols; ++c) out[r * cols + c] = normal(rng) * scale * column_scale[c];
+    for (std::size_t c = 0; c < cols; ++c)
+      out[r * cols + c] = normal(rng) * scale * column_scale[c];
   }
   return out;
 }
@@ -139,8 +140,7 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
     const quant::tensor_plan& t = plan.tensors.at(0);
     const long double elements = static_cast<long double>(s.rows) * s.cols * s.count;
     // The format's cost at the full shape (per-tensor and per-row scales amortise differently).
-    const double bits =
-        t.chosen ? quant::bits_per_element(*t.chosen, s.rows, s.cols) : 16.0;
+    const double bits = t.chosen ? quant::bits_per_element(*t.chosen, s.rows, s.cols) : 16.0;
     const long double bytes_before = 2 * elements, bytes_after = elements * bits / 8;
     before += bytes_before;
     after += bytes_after;
@@ -178,8 +178,7 @@ json weights_section(const options& o, const sim::model_shape& m, progress& p) {
       });
   p.detail("every format on " + curve_of->name);
   json curve = json::array();
-  for (const quant::candidate& c :
-       quant::choose_report(curve_of->sample, curve_of->cols, bound)) {
+  for (const quant::candidate& c : quant::choose_report(curve_of->sample, curve_of->cols, bound)) {
     curve.push_back({{"format", std::string(quant::to_string(c.f))},
                      {"bits_per_element", c.metrics.bits_per_element},
                      {"sqnr_db", sqnr_json(c.metrics.sqnr_db)},
@@ -332,17 +331,19 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
           {"paged_upper_bound",
            m.shape.window_layers != 0 && o.max_len > m.shape.sliding_window + c.page_size},
           {"max_len", o.max_len},
-          {"static", {{"reserved_bytes", fixed.peak_kv_bytes},
-                      {"sequences", fixed.max_batch},
-                      {"max_concurrent", fixed.max_concurrent},
-                      {"waste", fixed.waste},
-                      {"empty_bytes", static_cast<std::size_t>(static_empty)}}},
-          {"paged", {{"pool_bytes", dynamic.kv_budget_bytes},
-                     {"pages", dynamic.kv_pages},
-                     {"peak_held_bytes", dynamic.peak_kv_bytes},
-                     {"max_concurrent", dynamic.max_concurrent},
-                     {"waste", dynamic.waste},
-                     {"empty_bytes", static_cast<std::size_t>(paged_empty)}}},
+          {"static",
+           {{"reserved_bytes", fixed.peak_kv_bytes},
+            {"sequences", fixed.max_batch},
+            {"max_concurrent", fixed.max_concurrent},
+            {"waste", fixed.waste},
+            {"empty_bytes", static_cast<std::size_t>(static_empty)}}},
+          {"paged",
+           {{"pool_bytes", dynamic.kv_budget_bytes},
+            {"pages", dynamic.kv_pages},
+            {"peak_held_bytes", dynamic.peak_kv_bytes},
+            {"max_concurrent", dynamic.max_concurrent},
+            {"waste", dynamic.waste},
+            {"empty_bytes", static_cast<std::size_t>(paged_empty)}}},
           {"bytes_freed", static_cast<std::size_t>(std::max(0.0, static_empty - paged_empty))}};
   const double workspace_freed =
       static_cast<double>(fixed.peak_workspace_bytes) - dynamic.mean_workspace_bytes;
@@ -369,14 +370,18 @@ json leak_section(const options& o, const sim::model_shape& m, progress& p) {
 
   json timeline = json::array();
   std::vector<std::size_t> naive_outstanding, fixed_outstanding, naive_reserved, fixed_reserved;
-  json out{{"steps", steps}, {"steps_requested", o.leak_steps}, {"batch", batch},
-           {"bytes_per_step", logits_bytes}, {"retained_tag", retained_tag}};
+  json out{{"steps", steps},
+           {"steps_requested", o.leak_steps},
+           {"batch", batch},
+           {"bytes_per_step", logits_bytes},
+           {"retained_tag", retained_tag}};
 
   // One run of the loop; `keep_history` is the bug: every step's logits are copied into a
   // history that nothing trims, an intermediate retained across steps.
   const auto run = [&](bool keep_history, std::vector<std::size_t>& outstanding,
                        std::vector<std::size_t>& reserved) {
-    virtual_resource gpu{{.reserve_bytes = o.gpu_bytes / granule * granule, .commit = false,
+    virtual_resource gpu{{.reserve_bytes = o.gpu_bytes / granule * granule,
+                          .commit = false,
                           .granularity = granule}};
     pool_resource<ref_t<virtual_resource>> pool{ref(gpu)};
     tracking_adaptor<ref_t<pool_resource<ref_t<virtual_resource>>>> tracker{ref(pool)};

@@ -16,11 +16,20 @@ std::string escape(std::string_view text) {
   std::string out;
   for (const char ch : text) {
     switch (ch) {
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '&': out += "&amp;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += ch;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += ch;
     }
   }
   return out;
@@ -48,34 +57,36 @@ struct plot {
 
   std::string axes(std::string_view title, std::string_view x_label, std::string_view y_label,
                    int x_ticks = 5, int y_ticks = 5) const {
-    std::string s = strf("<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
-                         "fill=\"none\" stroke=\"#444\"/>\n",
-                         left, top, width, height);
+    std::string s = strf(
+        "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" "
+        "fill=\"none\" stroke=\"#444\"/>\n",
+        left, top, width, height);
     s += text_at(left, top - 10, title, "start", 14, "font-weight=\"bold\"");
     for (int i = 0; i <= x_ticks; ++i) {
       const double v = x_min + (x_max - x_min) * i / x_ticks;
-      s += strf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ccc\"/>\n",
-                px(v), top, px(v), top + height);
+      s += strf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ccc\"/>\n", px(v),
+                top, px(v), top + height);
       s += text_at(px(v), top + height + 15, tick(v), "middle", 11);
     }
     for (int i = 0; i <= y_ticks; ++i) {
       const double v = y_min + (y_max - y_min) * i / y_ticks;
-      s += strf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ccc\"/>\n",
-                left, py(v), left + width, py(v));
+      s += strf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ccc\"/>\n", left,
+                py(v), left + width, py(v));
       s += text_at(left - 6, py(v) + 4, tick(v), "end", 11);
     }
     s += text_at(left + width / 2, top + height + 32, x_label, "middle", 12);
-    s += strf("<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
-              "transform=\"rotate(-90 %.1f %.1f)\">",
-              left - 48, top + height / 2, left - 48, top + height / 2) +
+    s += strf(
+             "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" "
+             "transform=\"rotate(-90 %.1f %.1f)\">",
+             left - 48, top + height / 2, left - 48, top + height / 2) +
          escape(y_label) + "</text>\n";
     return s;
   }
 
   std::string line(const std::vector<std::pair<double, double>>& points, const char* colour,
                    const char* dash = "") const {
-    std::string s = strf("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" %s points=\"",
-                         colour, dash);
+    std::string s =
+        strf("<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"2\" %s points=\"", colour, dash);
     for (const auto& [x, y] : points) s += strf("%.1f,%.1f ", px(x), py(y));
     return s + "\"/>\n";
   }
@@ -84,17 +95,18 @@ struct plot {
   std::string legend(int row, const char* colour, std::string_view label, double dx = 10,
                      double dy = 16) const {
     const double y = top + dy + 16 * row;
-    return strf("<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"4\" fill=\"%s\"/>\n",
-                left + dx, y - 5, colour) +
+    return strf("<rect x=\"%.1f\" y=\"%.1f\" width=\"12\" height=\"4\" fill=\"%s\"/>\n", left + dx,
+                y - 5, colour) +
            text_at(left + dx + 18, y, label, "start", 11);
   }
 };
 
 std::string svg_open(int width, int height) {
-  return strf("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-              "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n"
-              "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
-              width, height, width, height);
+  return strf(
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+      "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\">\n"
+      "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
+      width, height, width, height);
 }
 
 double nice_max(double v) {
@@ -132,14 +144,13 @@ std::string memory_over_time(const json& r) {
   s += a.legend(0, "#d62728", "naive first-fit: reserved (high-water address)", 300, 150);
   s += a.legend(1, "#2ca02c", "frugal pool: reserved (grown in place)", 300, 150);
   s += a.legend(2, "#999", "in use (the trace's live bytes)", 300, 150);
-  s += a.legend(3, "#888", "the GPU: " + format_bytes(f["cap_bytes"].get<std::size_t>()), 300,
-                150);
+  s += a.legend(3, "#888", "the GPU: " + format_bytes(f["cap_bytes"].get<std::size_t>()), 300, 150);
 
   const json& l = r["leaks"];
   double top_leak = 1;
   for (const json& p : l["timeline"]) top_leak = std::max(top_leak, p[1].get<double>());
-  const plot b{90, 360, 640, 220, 0, std::max(1.0, l["steps"].get<double>()), 0,
-               nice_max(top_leak / gib)};
+  const plot b{
+      90, 360, 640, 220, 0, std::max(1.0, l["steps"].get<double>()), 0, nice_max(top_leak / gib)};
   s += b.axes("Leaks: bytes the decode loop still holds after each step", "step", "GiB");
   std::vector<std::pair<double, double>> naive, fixed;
   for (const json& p : l["timeline"]) {
@@ -165,12 +176,14 @@ std::string kv_static_vs_paged(const json& r) {
   const auto bar = [&](double y, double total, double empty_share, std::string_view label,
                        std::string_view note) {
     const double used = total * (1 - empty_share);
-    std::string b = strf("<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"40\" "
-                         "fill=\"#1f77b4\"><title>holding tokens</title></rect>\n",
-                         p.px(0), y, p.px(used) - p.px(0));
-    b += strf("<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"40\" fill=\"#f4b6b6\" "
-              "stroke=\"#d62728\"><title>held but empty</title></rect>\n",
-              p.px(used), y, p.px(total) - p.px(used));
+    std::string b = strf(
+        "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"40\" "
+        "fill=\"#1f77b4\"><title>holding tokens</title></rect>\n",
+        p.px(0), y, p.px(used) - p.px(0));
+    b += strf(
+        "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"40\" fill=\"#f4b6b6\" "
+        "stroke=\"#d62728\"><title>held but empty</title></rect>\n",
+        p.px(used), y, p.px(total) - p.px(used));
     b += text_at(p.left - 10, y + 18, label, "end", 12);
     b += text_at(p.left - 10, y + 34, note, "end", 11);
     return b;
@@ -188,9 +201,10 @@ std::string kv_static_vs_paged(const json& r) {
   s += text_at(p.left + p.width / 2, 225, "GiB of KV", "middle", 12);
   s += strf("<rect x=\"%.1f\" y=\"250\" width=\"12\" height=\"12\" fill=\"#1f77b4\"/>\n", p.left);
   s += text_at(p.left + 18, 260, "holding tokens", "start", 11);
-  s += strf("<rect x=\"%.1f\" y=\"250\" width=\"12\" height=\"12\" fill=\"#f4b6b6\" "
-            "stroke=\"#d62728\"/>\n",
-            p.left + 140);
+  s += strf(
+      "<rect x=\"%.1f\" y=\"250\" width=\"12\" height=\"12\" fill=\"#f4b6b6\" "
+      "stroke=\"#d62728\"/>\n",
+      p.left + 140);
   s += text_at(p.left + 158, 260, "held but empty (time-averaged)", "start", 11);
   return s + "</svg>\n";
 }
@@ -221,8 +235,8 @@ std::string format_error_vs_bits(const json& r) {
     const std::string name = c["format"].get<std::string>();
     s += strf("<circle cx=\"%.1f\" cy=\"%.1f\" r=\"4\" fill=\"%s\"><title>", x, y,
               meets ? "#2ca02c" : "#999") +
-         escape(strf("%s: %.2f bits, %s dB", name.c_str(),
-                     c["bits_per_element"].get<double>(), sqnr_text(sqnr).c_str())) +
+         escape(strf("%s: %.2f bits, %s dB", name.c_str(), c["bits_per_element"].get<double>(),
+                     sqnr_text(sqnr).c_str())) +
          "</title></circle>\n";
     s += text_at(x + 6, y + (i++ % 2 ? 10 : -4), name, "start", 9, "fill=\"#333\"");
   }

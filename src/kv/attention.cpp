@@ -5,7 +5,7 @@
 
 #include <array>
 #if defined(__x86_64__)
-#  include <immintrin.h>
+#include <immintrin.h>
 #endif
 #include <cmath>
 #include <cstring>
@@ -17,9 +17,11 @@ namespace frugal::kv {
 namespace detail {
 
 std::size_t kv_len_of(const paged_kv& table, std::size_t i, std::uint32_t page_size) noexcept {
-  if (table.kind == paged_kv::format::block_tables) return static_cast<std::size_t>(table.seq_lens[i]);
+  if (table.kind == paged_kv::format::block_tables)
+    return static_cast<std::size_t>(table.seq_lens[i]);
   const auto pages = static_cast<std::size_t>(table.indptr[i + 1] - table.indptr[i]);
-  return pages == 0 ? 0 : (pages - 1) * page_size + static_cast<std::size_t>(table.last_page_len[i]);
+  return pages == 0 ? 0
+                    : (pages - 1) * page_size + static_cast<std::size_t>(table.last_page_len[i]);
 }
 
 void check_table(const paged_kv& table, const page_pool& pages, const char* who) {
@@ -44,12 +46,14 @@ void check_table(const paged_kv& table, const page_pool& pages, const char* who)
                          static_cast<std::size_t>(table.indptr[i + 1]) <= table.indices.size(),
                      name + ": indptr is not ascending within indices", invalid_argument);
       const bool has_pages = table.indptr[i + 1] > table.indptr[i];
-      FRUGAL_EXPECTS(!has_pages || (table.last_page_len[i] >= 1 &&
-                                    static_cast<std::uint32_t>(table.last_page_len[i]) <= page_size),
-                     name + ": last_page_len of sequence " + std::to_string(i) +
-                         " is outside 1.." + std::to_string(page_size),
-                     invalid_argument);
-      for (std::int32_t p = table.indptr[i]; p < table.indptr[i + 1]; ++p) check_page(table.indices[p]);
+      FRUGAL_EXPECTS(
+          !has_pages || (table.last_page_len[i] >= 1 &&
+                         static_cast<std::uint32_t>(table.last_page_len[i]) <= page_size),
+          name + ": last_page_len of sequence " + std::to_string(i) + " is outside 1.." +
+              std::to_string(page_size),
+          invalid_argument);
+      for (std::int32_t p = table.indptr[i]; p < table.indptr[i + 1]; ++p)
+        check_page(table.indices[p]);
     }
     return;
   }
@@ -121,7 +125,8 @@ const std::vector<float>& code_table(dtype t) {
   const auto build = [](dtype type, std::size_t codes) {
     std::vector<float> table(codes);
     for (std::size_t c = 0; c < codes; ++c) {
-      const std::array<std::byte, 2> bytes{static_cast<std::byte>(c), static_cast<std::byte>(c >> 8)};
+      const std::array<std::byte, 2> bytes{static_cast<std::byte>(c),
+                                           static_cast<std::byte>(c >> 8)};
       table[c] = detail::load_code(type, bytes.data());
     }
     return table;
@@ -347,14 +352,16 @@ template <std::size_t Dim>
         const std::size_t outer = token_major ? t1 - t0 : l.num_kv_heads;
         const std::size_t inner = token_major ? l.num_kv_heads : t1 - t0;
         const auto head_of = [&](std::size_t o, std::size_t n) { return token_major ? n : o; };
-        const auto token_of = [&](std::size_t o, std::size_t n) { return t0 + (token_major ? o : n); };
+        const auto token_of = [&](std::size_t o, std::size_t n) {
+          return t0 + (token_major ? o : n);
+        };
         // Scores of this page's visible keys for every query head.
         for (std::size_t o = 0; o < outer; ++o)
           for (std::size_t n = 0; n < inner; ++n) {
             const std::size_t h = head_of(o, n), t = token_of(o, n);
-            const float* key = pass.decoder.row(a.base + a.offset(pass.layer, page, 0, t, h), dim,
-                                                detail::scale_of(l, pass.scales.data(), 0, h),
-                                                s.row.data());
+            const float* key =
+                pass.decoder.row(a.base + a.offset(pass.layer, page, 0, t, h), dim,
+                                 detail::scale_of(l, pass.scales.data(), 0, h), s.row.data());
             const float* qg = q_heads + h * group * dim;
             for (std::size_t g = 0; g < group; ++g)
               s.scores[(h * group + g) * s.scores_stride + t] =
@@ -380,9 +387,9 @@ template <std::size_t Dim>
         for (std::size_t o = 0; o < outer; ++o)
           for (std::size_t n = 0; n < inner; ++n) {
             const std::size_t h = head_of(o, n), t = token_of(o, n);
-            const float* value = pass.decoder.row(a.base + a.offset(pass.layer, page, 1, t, h), dim,
-                                                  detail::scale_of(l, pass.scales.data(), 1, h),
-                                                  s.row.data());
+            const float* value =
+                pass.decoder.row(a.base + a.offset(pass.layer, page, 1, t, h), dim,
+                                 detail::scale_of(l, pass.scales.data(), 1, h), s.row.data());
             for (std::size_t g = 0; g < group; ++g)
               add_weighted<Dim>(s.acc.data() + (h * group + g) * dim,
                                 s.scores[(h * group + g) * s.scores_stride + t], value, dim);
@@ -413,8 +420,9 @@ void write_kv(page_pool& pages, std::uint32_t layer, std::span<const float> k,
   detail::check_scales(l, scales, "kv::write_kv");
   const std::int64_t slots = std::int64_t{pages.num_pages()} * l.page_size;
   for (const std::int64_t slot : slot_mapping)
-    FRUGAL_EXPECTS(slot < slots, "kv::write_kv: slot " + std::to_string(slot) +
-                                     " is beyond the pool's " + std::to_string(slots) + " slots",
+    FRUGAL_EXPECTS(slot < slots,
+                   "kv::write_kv: slot " + std::to_string(slot) + " is beyond the pool's " +
+                       std::to_string(slots) + " slots",
                    invalid_argument);
 
   // Row by row here; write_kv_device's threads write element by element
@@ -440,11 +448,10 @@ void write_kv(page_pool& pages, std::uint32_t layer, std::span<const float> k,
 
 // Compiled for AVX2 and for the baseline ISA, chosen at load time; both clones do the same
 // arithmetic (no contraction), so results do not depend on the machine's SIMD width.
-__attribute__((target_clones("avx2", "default")))
-void paged_attention(const page_pool& pages, std::uint32_t layer, std::span<const float> q,
-                     std::span<const std::int32_t> qo_indptr, const paged_kv& table,
-                     std::span<float> out, const attention_options& options,
-                     std::span<const float> scales) {
+__attribute__((target_clones("avx2", "default"))) void paged_attention(
+    const page_pool& pages, std::uint32_t layer, std::span<const float> q,
+    std::span<const std::int32_t> qo_indptr, const paged_kv& table, std::span<float> out,
+    const attention_options& options, std::span<const float> scales) {
   const layout& l = pages.layout();
   const char* who = "kv::paged_attention";
   detail::check_layer(l, layer, who);
@@ -462,11 +469,11 @@ void paged_attention(const page_pool& pages, std::uint32_t layer, std::span<cons
                  invalid_argument);
   for (std::size_t i = 0; i < batch; ++i) {
     const std::int32_t qo_len = qo_indptr[i + 1] - qo_indptr[i];
-    FRUGAL_EXPECTS(qo_len >= 0 && static_cast<std::size_t>(qo_len) <= detail::kv_len_of(table, i, l.page_size),
-                   "kv::paged_attention: sequence " + std::to_string(i) + " has " +
-                       std::to_string(qo_len) + " queries but " +
-                       std::to_string(detail::kv_len_of(table, i, l.page_size)) + " tokens",
-                   invalid_argument);
+    FRUGAL_EXPECTS(
+        qo_len >= 0 && static_cast<std::size_t>(qo_len) <= detail::kv_len_of(table, i, l.page_size),
+        "kv::paged_attention: sequence " + std::to_string(i) + " has " + std::to_string(qo_len) +
+            " queries but " + std::to_string(detail::kv_len_of(table, i, l.page_size)) + " tokens",
+        invalid_argument);
   }
   const std::size_t dim = l.head_dim;
   const std::size_t q_row = std::size_t{options.num_qo_heads} * dim;
@@ -483,17 +490,31 @@ void paged_attention(const page_pool& pages, std::uint32_t layer, std::span<cons
   const std::size_t page_size = l.page_size;
   const page_addressing a = pages.addressing();
   const row_decoder decoder(l.dtype);
-  attention_pass pass{pages,  layer, q, qo_indptr, table, out, options, scales, l, a,
-                      decoder, sm_scale, group, page_size, q_row, batch, {}};
+  attention_pass pass{pages, layer,   q,        qo_indptr, table,     out,   options, scales, l,
+                      a,     decoder, sm_scale, group,     page_size, q_row, batch,   {}};
   pass.s.size(options.num_qo_heads, page_size, dim);
   switch (dim) {
-    case 8: run_attention<8>(pass); break;
-    case 16: run_attention<16>(pass); break;
-    case 32: run_attention<32>(pass); break;
-    case 64: run_attention<64>(pass); break;
-    case 128: run_attention<128>(pass); break;
-    case 256: run_attention<256>(pass); break;
-    default: run_attention<0>(pass); break;
+    case 8:
+      run_attention<8>(pass);
+      break;
+    case 16:
+      run_attention<16>(pass);
+      break;
+    case 32:
+      run_attention<32>(pass);
+      break;
+    case 64:
+      run_attention<64>(pass);
+      break;
+    case 128:
+      run_attention<128>(pass);
+      break;
+    case 256:
+      run_attention<256>(pass);
+      break;
+    default:
+      run_attention<0>(pass);
+      break;
   }
 }
 

@@ -2,8 +2,8 @@
 #include <frugal/kv/cache.hpp>
 
 #include <algorithm>
-#include <limits>
 #include <cmath>
+#include <limits>
 
 namespace frugal::kv {
 
@@ -13,7 +13,8 @@ void sequence::release() noexcept {
   if (owner_ != nullptr) std::exchange(owner_, nullptr)->release(slot_);
 }
 std::span<const page_id> sequence::pages() const noexcept {
-  return owner_ ? std::span<const page_id>(owner_->sequences_[slot_].pages) : std::span<const page_id>{};
+  return owner_ ? std::span<const page_id>(owner_->sequences_[slot_].pages)
+                : std::span<const page_id>{};
 }
 std::size_t sequence::num_tokens() const noexcept {
   return owner_ ? owner_->sequences_[slot_].num_tokens : 0;
@@ -49,7 +50,8 @@ cache::~cache() {
                 "kv::cache destroyed while sequences still refer to it");
 }
 
-// ---- page states ----------------------------------------------------------------------------------
+// ---- page states
+// ----------------------------------------------------------------------------------
 
 std::uint32_t cache::num_free_pages() const noexcept {
   return pages_.num_free() + index_.cached_count();
@@ -166,13 +168,17 @@ cache::sequence_state& cache::state_of(const sequence& seq, const char* operatio
 }
 
 const cache::sequence_state& cache::state_of(const sequence& seq, const char* operation) const {
-  FRUGAL_EXPECTS(!seq.empty(), std::string("kv::cache::") + operation + ": the sequence is empty (released or moved from)",
-                 invalid_argument);
-  FRUGAL_EXPECTS(seq.owner_ == this, std::string("kv::cache::") + operation + ": the sequence belongs to another cache",
+  FRUGAL_EXPECTS(
+      !seq.empty(),
+      std::string("kv::cache::") + operation + ": the sequence is empty (released or moved from)",
+      invalid_argument);
+  FRUGAL_EXPECTS(seq.owner_ == this,
+                 std::string("kv::cache::") + operation + ": the sequence belongs to another cache",
                  invalid_argument);
   const sequence_state& s = sequences_[seq.slot_];
   FRUGAL_EXPECTS(s.live && s.generation == seq.generation_,
-                 std::string("kv::cache::") + operation + ": the sequence was released", invalid_argument);
+                 std::string("kv::cache::") + operation + ": the sequence was released",
+                 invalid_argument);
   return s;
 }
 
@@ -202,7 +208,8 @@ std::optional<sequence> cache::try_add_sequence(std::span<const token_id> tokens
     const std::size_t reusable = (tokens.size() - 1) / page_size;
     std::uint64_t parent = 0;
     for (std::size_t i = 0; i < reusable; ++i) {
-      const std::uint64_t h = page_hash(parent, tokens.subspan(i * page_size, page_size), extra_key);
+      const std::uint64_t h =
+          page_hash(parent, tokens.subspan(i * page_size, page_size), extra_key);
       if (index_.find(h) == prefix_index::no_page) break;
       hashes.push_back(h);
       parent = h;
@@ -260,10 +267,11 @@ sequence cache::add_sequence(std::span<const token_id> tokens, std::uint64_t ext
   if (auto seq = try_add_sequence(tokens, extra_key)) return std::move(*seq);
   const std::size_t needed = layout().pages_for(tokens.size());
   FRUGAL_OUT_OF_MEMORY(needed * layout().page_bytes(),
-                      std::to_string(needed) + " pages needed, " + std::to_string(num_free_pages()) +
-                          " free (" + std::to_string(index_.cached_count()) + " of them cached), " +
-                          std::to_string(watermark_pages()) + " kept free by the watermark",
-                      "kv::cache");
+                       std::to_string(needed) + " pages needed, " +
+                           std::to_string(num_free_pages()) + " free (" +
+                           std::to_string(index_.cached_count()) + " of them cached), " +
+                           std::to_string(watermark_pages()) + " kept free by the watermark",
+                       "kv::cache");
 }
 
 bool cache::try_append(sequence& seq, std::span<const token_id> new_tokens) {
@@ -312,10 +320,10 @@ bool cache::try_append(sequence& seq, std::span<const token_id> new_tokens) {
 
 void cache::append(sequence& seq, std::span<const token_id> new_tokens) {
   if (try_append(seq, new_tokens)) return;
-  FRUGAL_OUT_OF_MEMORY(new_tokens.size() * layout().token_bytes() * 2 * layout().num_layers,
-                      "no free page for the appended tokens: " + std::to_string(num_free_pages()) +
-                          " free",
-                      "kv::cache");
+  FRUGAL_OUT_OF_MEMORY(
+      new_tokens.size() * layout().token_bytes() * 2 * layout().num_layers,
+      "no free page for the appended tokens: " + std::to_string(num_free_pages()) + " free",
+      "kv::cache");
 }
 
 sequence cache::fork(const sequence& seq) {
@@ -391,12 +399,13 @@ std::optional<std::vector<copy_op>> cache::try_swap_out(sequence& seq) {
 
 std::vector<copy_op> cache::swap_in(sequence& seq) {
   sequence_state& s = state_of(seq, "swap_in");
-  FRUGAL_EXPECTS(s.swapped, "kv::cache::swap_in: the sequence is not swapped out", invalid_argument);
+  FRUGAL_EXPECTS(s.swapped, "kv::cache::swap_in: the sequence is not swapped out",
+                 invalid_argument);
   if (num_free_pages() < s.host.size())
     FRUGAL_OUT_OF_MEMORY(s.host.size() * layout().page_bytes(),
-                        std::to_string(s.host.size()) + " pages needed, " +
-                            std::to_string(num_free_pages()) + " free",
-                        "kv::cache");
+                         std::to_string(s.host.size()) + " pages needed, " +
+                             std::to_string(num_free_pages()) + " free",
+                         "kv::cache");
   std::vector<copy_op> ops = std::exchange(copy_ops_, {});
   ops.reserve(ops.size() + s.host.size());
   s.pages.reserve(s.host.size());
@@ -525,8 +534,8 @@ bool cache::reset_prefix_cache() {
 }
 
 double cache::metadata_bytes_per_page() const noexcept {
-  std::size_t bytes = index_.memory_bytes() + fill_.capacity() * sizeof(std::uint16_t) +
-                      pages_.metadata_bytes();
+  std::size_t bytes =
+      index_.memory_bytes() + fill_.capacity() * sizeof(std::uint16_t) + pages_.metadata_bytes();
   for (const sequence_state& s : sequences_)
     bytes += sizeof(sequence_state) + (s.pages.capacity() + s.host.capacity()) * sizeof(page_id);
   return static_cast<double>(bytes) / num_pages();
@@ -539,8 +548,7 @@ bool cache::is_valid() const {
   for (const sequence_state& s : sequences_) {
     if (!s.live) continue;
     if (s.swapped) {
-      if (!s.pages.empty() || s.host.size() != layout().pages_for(s.num_tokens))
-        return false;
+      if (!s.pages.empty() || s.host.size() != layout().pages_for(s.num_tokens)) return false;
       continue;
     }
     if (s.pages.size() != layout().pages_for(s.num_tokens)) return false;

@@ -27,8 +27,8 @@ void check_shape(std::span<const float> data, std::size_t cols, const char* who)
 
 /// The metrics of a tensor kept at its source precision: no error.
 error_metrics exact(double bits) {
-  return {.sqnr_db = infinity, .relative_l2 = 0, .max_abs = 0, .cosine = 1,
-          .bits_per_element = bits};
+  return {
+      .sqnr_db = infinity, .relative_l2 = 0, .max_abs = 0, .cosine = 1, .bits_per_element = bits};
 }
 
 /// evaluate() with the dequantization buffer supplied, so that a loop over candidates or
@@ -105,8 +105,8 @@ tensor_plan plan_one(std::string name, std::span<const float> data, std::size_t 
   } catch (const invalid_argument& e) {
     FRUGAL_FAIL("quant::plan: tensor '" + p.name + "': " + e.what(), invalid_argument);
   }
-  const auto best = std::find_if(report.begin(), report.end(),
-                                 [](const candidate& c) { return c.meets_bound; });
+  const auto best =
+      std::find_if(report.begin(), report.end(), [](const candidate& c) { return c.meets_bound; });
   if (best == report.end()) return p;
   const std::size_t bytes = layout_of(best->f, p.rows, p.cols).total_bytes;
   if (bytes >= source_bytes) return p;  // no saving: keep the source
@@ -150,9 +150,12 @@ error_metrics compare(std::span<const float> reference, std::span<const float> a
     m.sqnr_db = 10.0 * std::log10(signal / noise);
     m.relative_l2 = std::sqrt(noise / signal);
   }
-  if (signal == 0 && approx_energy == 0) m.cosine = 1;
-  else if (signal == 0 || approx_energy == 0) m.cosine = 0;
-  else m.cosine = dot / std::sqrt(signal * approx_energy);
+  if (signal == 0 && approx_energy == 0)
+    m.cosine = 1;
+  else if (signal == 0 || approx_energy == 0)
+    m.cosine = 0;
+  else
+    m.cosine = dot / std::sqrt(signal * approx_energy);
   return m;
 }
 
@@ -165,8 +168,10 @@ error_metrics evaluate(std::span<const float> data, std::size_t cols, format f,
 
 bool bound::met_by(const error_metrics& m) const noexcept {
   switch (what) {
-    case kind::min_sqnr_db: return m.sqnr_db >= value;
-    case kind::max_relative_error: return m.relative_l2 <= value;
+    case kind::min_sqnr_db:
+      return m.sqnr_db >= value;
+    case kind::max_relative_error:
+      return m.relative_l2 <= value;
   }
   return false;
 }
@@ -191,9 +196,9 @@ model_plan plan(std::span<const tensor_input> tensors, bound b, std::span<const 
   model_plan out;
   std::vector<float> restored;
   for (const tensor_input& t : tensors) {
-    FRUGAL_EXPECTS(t.data.size() <= std::numeric_limits<std::size_t>::max() /
-                                        source_bits_per_element,
-                   "quant::plan: tensor '" + t.name + "' is too large", invalid_argument);
+    FRUGAL_EXPECTS(
+        t.data.size() <= std::numeric_limits<std::size_t>::max() / source_bits_per_element,
+        "quant::plan: tensor '" + t.name + "' is too large", invalid_argument);
     const std::size_t bits = t.data.size() * source_bits_per_element;
     add(out, plan_one(t.name, t.data, t.cols, b, candidates, (bits + 7) / 8,
                       source_bits_per_element, opts, restored));
@@ -220,8 +225,8 @@ model_plan plan(const safetensors_file& file, bound b, std::span<const format> c
     }
     data.resize(t.elements());
     file.to_float(t, data);
-    add(out, plan_one(t.name, data, t.cols(), b, candidates, source_bytes, source_bits, opts,
-                      restored));
+    add(out,
+        plan_one(t.name, data, t.cols(), b, candidates, source_bytes, source_bits, opts, restored));
   }
   return out;
 }

@@ -117,13 +117,12 @@ logit_comparison logit_comparer::result() const {
 logit_comparison compare_logits(std::span<const float> reference, std::span<const float> candidate,
                                 std::size_t vocab, std::span<const std::int32_t> targets) {
   FRUGAL_EXPECTS(vocab > 0, "quant::compare_logits: vocab is 0", invalid_argument);
-  FRUGAL_EXPECTS(reference.size() == candidate.size() && !reference.empty() &&
-                     reference.size() % vocab == 0,
-                 "quant::compare_logits: reference (" + std::to_string(reference.size()) +
-                     ") and candidate (" + std::to_string(candidate.size()) +
-                     ") must hold the same positive number of rows of " + std::to_string(vocab) +
-                     " logits",
-                 invalid_argument);
+  FRUGAL_EXPECTS(
+      reference.size() == candidate.size() && !reference.empty() && reference.size() % vocab == 0,
+      "quant::compare_logits: reference (" + std::to_string(reference.size()) +
+          ") and candidate (" + std::to_string(candidate.size()) +
+          ") must hold the same positive number of rows of " + std::to_string(vocab) + " logits",
+      invalid_argument);
   const std::size_t positions = reference.size() / vocab;
   FRUGAL_EXPECTS(targets.empty() || targets.size() == positions,
                  "quant::compare_logits: " + std::to_string(targets.size()) + " targets for " +

@@ -28,19 +28,21 @@ format parse_format(std::string_view name) {
     if (!known.empty()) known += ", ";
     known += f.name;
   }
-  FRUGAL_FAIL("quant: unknown format '" + std::string(name) + "'; known formats: " +
-                         known, invalid_argument);
+  FRUGAL_FAIL("quant: unknown format '" + std::string(name) + "'; known formats: " + known,
+              invalid_argument);
 }
 
 layout layout_of(format f, std::size_t rows, std::size_t cols) {
   const format_info& fi = info(f);
   if (rows == 0 || cols == 0)
     FRUGAL_FAIL("quant: " + std::string(fi.name) + " needs a non-empty tensor, got " +
-                           std::to_string(rows) + " x " + std::to_string(cols), invalid_argument);
+                    std::to_string(rows) + " x " + std::to_string(cols),
+                invalid_argument);
   if (fi.shared_by == granularity::block && cols % fi.block != 0)
     FRUGAL_FAIL("quant: " + std::string(fi.name) + " needs a row length divisible by " +
-                           std::to_string(fi.block) + ", got " + std::to_string(cols) +
-                           " (pad the rows or pick a format with a smaller block)", invalid_argument);
+                    std::to_string(fi.block) + ", got " + std::to_string(cols) +
+                    " (pad the rows or pick a format with a smaller block)",
+                invalid_argument);
   layout l;
   l.rows = rows;
   l.cols = cols;
@@ -93,8 +95,8 @@ layout layout_of(format f, std::size_t rows, std::size_t cols) {
 
 double bits_per_element(format f, std::size_t rows, std::size_t cols) {
   const layout l = layout_of(f, rows, cols);
-  const double payload = static_cast<double>(l.values_bytes + l.scales_bytes +
-                                             l.zero_points_bytes + l.tensor_scale_bytes);
+  const double payload = static_cast<double>(l.values_bytes + l.scales_bytes + l.zero_points_bytes +
+                                             l.tensor_scale_bytes);
   return 8.0 * payload / (static_cast<double>(rows) * static_cast<double>(cols));
 }
 

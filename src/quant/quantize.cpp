@@ -25,9 +25,9 @@ namespace {
 // builds perform the same IEEE operations (AVX2 does not bring FMA, so nothing is contracted),
 // so the bytes do not depend on the machine.
 #if defined(__x86_64__) && defined(__ELF__) && (defined(__GNUC__) || defined(__clang__))
-#  define FRUGAL_QUANT_LOOP __attribute__((target_clones("avx2", "default"), noinline))
+#define FRUGAL_QUANT_LOOP __attribute__((target_clones("avx2", "default"), noinline))
 #else
-#  define FRUGAL_QUANT_LOOP
+#define FRUGAL_QUANT_LOOP
 #endif
 
 FRUGAL_QUANT_LOOP float amax_run(const float* x, std::size_t n) {
@@ -44,12 +44,10 @@ FRUGAL_QUANT_LOOP void int8_asymmetric_run(const float* x, std::size_t n,
                                            const detail::int_params& p, std::uint8_t* out) {
   detail::fast_encode_int8<true>(x, n, p, out);
 }
-FRUGAL_QUANT_LOOP void fp8_e4m3_run(const float* x, std::size_t n, float scale,
-                                    std::uint8_t* out) {
+FRUGAL_QUANT_LOOP void fp8_e4m3_run(const float* x, std::size_t n, float scale, std::uint8_t* out) {
   detail::fast_encode_fp8_e4m3(x, n, scale, out);
 }
-FRUGAL_QUANT_LOOP void fp8_e5m2_run(const float* x, std::size_t n, float scale,
-                                    std::uint8_t* out) {
+FRUGAL_QUANT_LOOP void fp8_e5m2_run(const float* x, std::size_t n, float scale, std::uint8_t* out) {
   detail::fast_encode_fp8_e5m2(x, n, scale, out);
 }
 FRUGAL_QUANT_LOOP void decode_fp8_e4m3_run(const std::uint8_t* in, std::size_t n, float scale,
@@ -218,11 +216,11 @@ void for_each_row(const T* in, const target& t, Group&& group) {
   });
 }
 
-// ---- integer formats -----------------------------------------------------------------------------
+// ---- integer formats
+// -----------------------------------------------------------------------------
 
 template <unsigned Bits, bool Asymmetric>
-void encode_int_run(const float* x, std::size_t n, const detail::int_params& p,
-                    std::uint8_t* out) {
+void encode_int_run(const float* x, std::size_t n, const detail::int_params& p, std::uint8_t* out) {
   if constexpr (Bits == 8 && Asymmetric)
     int8_asymmetric_run(x, n, p, out);
   else if constexpr (Bits == 8)
@@ -273,13 +271,13 @@ void quantize_int_groups(const T* in, const target& t) {
       const float* xg = x + j * g;
       const detail::int_params p = int_params_of<Bits, Asymmetric>(xg, g);
       store_int_params<Bits, Asymmetric>(t, r * per_row + j, p);
-      encode_int_run<Bits, Asymmetric>(xg, g, p,
-                                       t.values() + r * row_bytes + j * g * Bits / 8);
+      encode_int_run<Bits, Asymmetric>(xg, g, p, t.values() + r * row_bytes + j * g * Bits / 8);
     }
   });
 }
 
-// ---- FP8 with an FP32 scale ----------------------------------------------------------------------
+// ---- FP8 with an FP32 scale
+// ----------------------------------------------------------------------
 
 template <bool E5M2>
 void encode_fp8_run(const float* x, std::size_t n, float scale, std::uint8_t* out) {
@@ -307,7 +305,8 @@ void quantize_fp8(const T* in, const target& t) {
   });
 }
 
-// ---- block formats: MX, NVFP4, NF4 ---------------------------------------------------------------
+// ---- block formats: MX, NVFP4, NF4
+// ---------------------------------------------------------------
 
 template <class T, bool Fp4>
 void quantize_mx(const T* in, const target& t) {
@@ -343,7 +342,8 @@ void quantize_nf4(const T* in, const target& t) {
   });
 }
 
-// ---- GGUF ----------------------------------------------------------------------------------------
+// ---- GGUF
+// ----------------------------------------------------------------------------------------
 
 template <class T, bool Q4>
 void quantize_gguf(const T* in, const target& t) {
@@ -360,43 +360,62 @@ void quantize_gguf(const T* in, const target& t) {
   });
 }
 
-// ---- dispatch ------------------------------------------------------------------------------------
+// ---- dispatch
+// ------------------------------------------------------------------------------------
 
 template <class T>
 void quantize_into(format f, const T* in, const target& t) {
   switch (f) {
-    case format::int8: return quantize_int_tensor<T, false>(in, t);
-    case format::int8_asym: return quantize_int_tensor<T, true>(in, t);
+    case format::int8:
+      return quantize_int_tensor<T, false>(in, t);
+    case format::int8_asym:
+      return quantize_int_tensor<T, true>(in, t);
     case format::int8_channel:
     case format::int8_g32:
     case format::int8_g64:
-    case format::int8_g128: return quantize_int_groups<T, 8, false>(in, t);
+    case format::int8_g128:
+      return quantize_int_groups<T, 8, false>(in, t);
     case format::int8_channel_asym:
     case format::int8_g32_asym:
     case format::int8_g64_asym:
-    case format::int8_g128_asym: return quantize_int_groups<T, 8, true>(in, t);
+    case format::int8_g128_asym:
+      return quantize_int_groups<T, 8, true>(in, t);
     case format::int4_g32:
     case format::int4_g64:
-    case format::int4_g128: return quantize_int_groups<T, 4, false>(in, t);
+    case format::int4_g128:
+      return quantize_int_groups<T, 4, false>(in, t);
     case format::int4_g32_asym:
     case format::int4_g64_asym:
-    case format::int4_g128_asym: return quantize_int_groups<T, 4, true>(in, t);
-    case format::fp8_e4m3: return quantize_fp8<T, false, false>(in, t);
-    case format::fp8_e5m2: return quantize_fp8<T, true, false>(in, t);
-    case format::fp8_e4m3_channel: return quantize_fp8<T, false, true>(in, t);
-    case format::fp8_e5m2_channel: return quantize_fp8<T, true, true>(in, t);
-    case format::mxfp8: return quantize_mx<T, false>(in, t);
-    case format::mxfp4: return quantize_mx<T, true>(in, t);
-    case format::nvfp4: return quantize_nvfp4<T>(in, t);
-    case format::nf4: return quantize_nf4<T>(in, t);
-    case format::q8_0: return quantize_gguf<T, false>(in, t);
-    case format::q4_0: return quantize_gguf<T, true>(in, t);
+    case format::int4_g128_asym:
+      return quantize_int_groups<T, 4, true>(in, t);
+    case format::fp8_e4m3:
+      return quantize_fp8<T, false, false>(in, t);
+    case format::fp8_e5m2:
+      return quantize_fp8<T, true, false>(in, t);
+    case format::fp8_e4m3_channel:
+      return quantize_fp8<T, false, true>(in, t);
+    case format::fp8_e5m2_channel:
+      return quantize_fp8<T, true, true>(in, t);
+    case format::mxfp8:
+      return quantize_mx<T, false>(in, t);
+    case format::mxfp4:
+      return quantize_mx<T, true>(in, t);
+    case format::nvfp4:
+      return quantize_nvfp4<T>(in, t);
+    case format::nf4:
+      return quantize_nf4<T>(in, t);
+    case format::q8_0:
+      return quantize_gguf<T, false>(in, t);
+    case format::q4_0:
+      return quantize_gguf<T, true>(in, t);
   }
 }
 
 /// Writes zeros into the padding between regions, so the whole allocation is deterministic.
 void zero_padding(const layout& l, std::uint8_t* base) {
-  struct span_of { std::size_t offset, bytes; };
+  struct span_of {
+    std::size_t offset, bytes;
+  };
   const span_of regions[] = {{l.values_offset, l.values_bytes},
                              {l.scales_offset, l.scales_bytes},
                              {l.zero_points_offset, l.zero_points_bytes},
@@ -420,8 +439,8 @@ quantized_tensor quantize_any(format f, std::span<const T> input, std::size_t co
                  who + "the input size " + std::to_string(input.size()) +
                      " is not a multiple of cols " + std::to_string(cols),
                  invalid_argument);
-  FRUGAL_EXPECTS(r.host_accessible(),
-                 who + "the CPU reference needs a host-accessible resource", invalid_argument);
+  FRUGAL_EXPECTS(r.host_accessible(), who + "the CPU reference needs a host-accessible resource",
+                 invalid_argument);
   const std::size_t rows = input.size() / cols;
   (void)layout_of(f, rows, cols);  // refuses the shape before anything is allocated
   quantized_tensor q(f, rows, cols, r);
@@ -431,7 +450,8 @@ quantized_tensor quantize_any(format f, std::span<const T> input, std::size_t co
   return q;
 }
 
-// ---- dequantize ----------------------------------------------------------------------------------
+// ---- dequantize
+// ----------------------------------------------------------------------------------
 
 struct source {
   const layout& l;
@@ -481,8 +501,8 @@ void dequantize_row(const source& s, std::size_t r, float* out) {
         detail::fast_decode_fp4(in, run, from_e8m0(s.byte_scale(gi)), o);
       } else if constexpr (F == format::nvfp4) {
         const float tensor_decode = load_float(s.base + l.tensor_scale_offset);
-        detail::fast_decode_fp4(in, run, detail::nvfp4_decode_scale(s.byte_scale(gi), tensor_decode),
-                           o);
+        detail::fast_decode_fp4(in, run,
+                                detail::nvfp4_decode_scale(s.byte_scale(gi), tensor_decode), o);
       } else if constexpr (F == format::nf4) {
         detail::decode_nf4(in, run, s.scale(gi), o);
       } else if constexpr (fi.code == element::fp8_e4m3) {
@@ -505,9 +525,8 @@ void dequantize_all(const source& s, float* out, unsigned workers) {
 template <std::size_t... I>
 void dequantize_dispatch(format f, const source& s, float* out, unsigned workers,
                          std::index_sequence<I...>) {
-  ((static_cast<std::size_t>(f) == I
-        ? dequantize_all<static_cast<format>(I)>(s, out, workers)
-        : void()),
+  ((static_cast<std::size_t>(f) == I ? dequantize_all<static_cast<format>(I)>(s, out, workers)
+                                     : void()),
    ...);
 }
 

@@ -2,12 +2,11 @@
 // at opening, on untrusted bytes: all arithmetic is overflow-checked and every failure is a
 // frugal::error, so the parser can be fuzzed through safetensors_file::from_bytes.
 #include <frugal/error.hpp>
-#include <frugal/quant/safetensors.hpp>
 #include <frugal/numeric/float16.hpp>
-
-#include <nlohmann/json.hpp>
+#include <frugal/quant/safetensors.hpp>
 
 #include <fcntl.h>
+#include <nlohmann/json.hpp>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -37,11 +36,21 @@ struct dtype_name {
   std::size_t size;
 };
 constexpr std::array<dtype_name, 15> dtype_names{{
-    {dtype::f32, "F32", 4},     {dtype::f16, "F16", 2},         {dtype::bf16, "BF16", 2},
-    {dtype::f64, "F64", 8},     {dtype::f8_e4m3, "F8_E4M3", 1}, {dtype::f8_e5m2, "F8_E5M2", 1},
-    {dtype::i64, "I64", 8},     {dtype::i32, "I32", 4},         {dtype::i16, "I16", 2},
-    {dtype::i8, "I8", 1},       {dtype::u64, "U64", 8},         {dtype::u32, "U32", 4},
-    {dtype::u16, "U16", 2},     {dtype::u8, "U8", 1},           {dtype::boolean, "BOOL", 1},
+    {dtype::f32, "F32", 4},
+    {dtype::f16, "F16", 2},
+    {dtype::bf16, "BF16", 2},
+    {dtype::f64, "F64", 8},
+    {dtype::f8_e4m3, "F8_E4M3", 1},
+    {dtype::f8_e5m2, "F8_E5M2", 1},
+    {dtype::i64, "I64", 8},
+    {dtype::i32, "I32", 4},
+    {dtype::i16, "I16", 2},
+    {dtype::i8, "I8", 1},
+    {dtype::u64, "U64", 8},
+    {dtype::u32, "U32", 4},
+    {dtype::u16, "U16", 2},
+    {dtype::u8, "U8", 1},
+    {dtype::boolean, "BOOL", 1},
 }};
 
 const dtype_name* find_dtype(std::string_view name) noexcept {
@@ -87,16 +96,21 @@ int json_depth(std::string_view text, int limit) noexcept {
   bool in_string = false, escaped = false;
   for (char c : text) {
     if (in_string) {
-      if (escaped) escaped = false;
-      else if (c == '\\') escaped = true;
-      else if (c == '"') in_string = false;
+      if (escaped)
+        escaped = false;
+      else if (c == '\\')
+        escaped = true;
+      else if (c == '"')
+        in_string = false;
       continue;
     }
-    if (c == '"') in_string = true;
+    if (c == '"')
+      in_string = true;
     else if (c == '{' || c == '[') {
       deepest = std::max(deepest, ++depth);
       if (deepest > limit) break;
-    } else if (c == '}' || c == ']') --depth;
+    } else if (c == '}' || c == ']')
+      --depth;
   }
   return deepest;
 }
@@ -127,9 +141,9 @@ struct safetensors_file::impl {
   std::string name;
   const std::byte* image = nullptr;  // the whole file
   std::size_t image_bytes = 0;
-  const std::byte* data = nullptr;   // the data section
+  const std::byte* data = nullptr;  // the data section
   std::size_t data_bytes = 0;
-  void* mapping = nullptr;           // non-null when this object mapped the file
+  void* mapping = nullptr;  // non-null when this object mapped the file
   std::size_t mapping_bytes = 0;
   std::vector<tensor_entry> tensors;
   std::unordered_map<std::string, std::size_t> index;
@@ -188,13 +202,12 @@ tensor_entry safetensors_file::impl::parse_entry(const std::string& key,
                              where + "\"data_offsets\" must be two non-negative integers");
   const auto begin = (*offsets)[0].get<std::uint64_t>();
   const auto end = (*offsets)[1].get<std::uint64_t>();
-  FRUGAL_SAFETENSORS_EXPECTS(begin <= end, where + "data_offsets [" + std::to_string(begin) +
-                                               ", " + std::to_string(end) +
-                                               "] end before they begin");
-  FRUGAL_SAFETENSORS_EXPECTS(end <= data_bytes,
-                             where + "data_offsets [" + std::to_string(begin) + ", " +
-                                 std::to_string(end) + "] lie outside the data section (" +
-                                 std::to_string(data_bytes) + " bytes)");
+  FRUGAL_SAFETENSORS_EXPECTS(begin <= end, where + "data_offsets [" + std::to_string(begin) + ", " +
+                                               std::to_string(end) + "] end before they begin");
+  FRUGAL_SAFETENSORS_EXPECTS(end <= data_bytes, where + "data_offsets [" + std::to_string(begin) +
+                                                    ", " + std::to_string(end) +
+                                                    "] lie outside the data section (" +
+                                                    std::to_string(data_bytes) + " bytes)");
   t.begin = static_cast<std::size_t>(begin);
   t.end = static_cast<std::size_t>(end);
   FRUGAL_SAFETENSORS_EXPECTS(t.end - t.begin == size,
@@ -204,9 +217,9 @@ tensor_entry safetensors_file::impl::parse_entry(const std::string& key,
 }
 
 void safetensors_file::impl::parse() {
-  FRUGAL_SAFETENSORS_EXPECTS(image_bytes >= header_length_bytes,
-                             "file is " + std::to_string(image_bytes) +
-                                 " bytes, shorter than the 8-byte header length");
+  FRUGAL_SAFETENSORS_EXPECTS(
+      image_bytes >= header_length_bytes,
+      "file is " + std::to_string(image_bytes) + " bytes, shorter than the 8-byte header length");
   const std::uint64_t header_bytes = read_u64_le(image);
   FRUGAL_SAFETENSORS_EXPECTS(header_bytes <= max_header_bytes,
                              "header length " + std::to_string(header_bytes) +
@@ -214,16 +227,16 @@ void safetensors_file::impl::parse() {
                                  " bytes");
   FRUGAL_SAFETENSORS_EXPECTS(header_bytes <= image_bytes - header_length_bytes,
                              "header length " + std::to_string(header_bytes) +
-                                 " runs past the end of the file (" +
-                                 std::to_string(image_bytes) + " bytes)");
+                                 " runs past the end of the file (" + std::to_string(image_bytes) +
+                                 " bytes)");
   const std::string_view header{reinterpret_cast<const char*>(image + header_length_bytes),
                                 static_cast<std::size_t>(header_bytes)};
   data = image + header_length_bytes + header.size();
   data_bytes = image_bytes - header_length_bytes - header.size();
 
-  FRUGAL_SAFETENSORS_EXPECTS(json_depth(header, max_json_depth) <= max_json_depth,
-                             "malformed JSON header: nested deeper than " +
-                                 std::to_string(max_json_depth) + " levels");
+  FRUGAL_SAFETENSORS_EXPECTS(
+      json_depth(header, max_json_depth) <= max_json_depth,
+      "malformed JSON header: nested deeper than " + std::to_string(max_json_depth) + " levels");
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(header.begin(), header.end());
@@ -368,8 +381,8 @@ void safetensors_file::to_float(const tensor_entry& t, std::span<float> out) con
   switch (t.type) {
     case dtype::f32:
       for (std::size_t i = 0; i < n; ++i)
-        out[i] = std::bit_cast<float>(byte(4 * i) | byte(4 * i + 1) << 8 |
-                                      byte(4 * i + 2) << 16 | byte(4 * i + 3) << 24);
+        out[i] = std::bit_cast<float>(byte(4 * i) | byte(4 * i + 1) << 8 | byte(4 * i + 2) << 16 |
+                                      byte(4 * i + 3) << 24);
       break;
     case dtype::f16:
       for (std::size_t i = 0; i < n; ++i)

@@ -46,8 +46,8 @@ std::uint32_t count(const json& j, std::string_view source, const char* key,
                      std::string(it->type_name()) + " (" + it->dump() + ")");
   if (!it->is_number_unsigned() || it->get<std::uint64_t>() == 0 ||
       it->get<std::uint64_t>() > std::numeric_limits<std::uint32_t>::max())
-    fail(source, std::string("field \"") + key + "\" must be a positive 32-bit integer, not " +
-                     it->dump());
+    fail(source,
+         std::string("field \"") + key + "\" must be a positive 32-bit integer, not " + it->dump());
   return static_cast<std::uint32_t>(it->get<std::uint64_t>());
 }
 
@@ -89,10 +89,10 @@ enum class experts_style { none, mixtral, qwen, deepseek };
 enum class window_style { none, every_layer, qwen, alternate };
 struct type_rules {
   std::string_view type;
-  bool tied = false;             ///< tie_word_embeddings' default in the config class
-  bool qkv_bias = false;         ///< q/k/v biases whatever attention_bias says (Qwen2)
-  bool qk_norm = false;          ///< q_norm and k_norm of head_dim
-  std::uint32_t norms = 2;       ///< RMSNorms of hidden_size per layer
+  bool tied = false;        ///< tie_word_embeddings' default in the config class
+  bool qkv_bias = false;    ///< q/k/v biases whatever attention_bias says (Qwen2)
+  bool qk_norm = false;     ///< q_norm and k_norm of head_dim
+  std::uint32_t norms = 2;  ///< RMSNorms of hidden_size per layer
   experts_style experts = experts_style::none;
   window_style window = window_style::none;
   std::uint32_t window_pattern = 0;  ///< alternate: every this many layers one is global
@@ -102,16 +102,27 @@ constexpr type_rules supported_types[] = {
     {.type = "mistral", .window = window_style::every_layer},
     {.type = "mixtral", .experts = experts_style::mixtral, .window = window_style::every_layer},
     {.type = "qwen2", .qkv_bias = true, .window = window_style::qwen},
-    {.type = "qwen2_moe", .qkv_bias = true, .experts = experts_style::qwen,
+    {.type = "qwen2_moe",
+     .qkv_bias = true,
+     .experts = experts_style::qwen,
      .window = window_style::qwen},
     {.type = "qwen3", .qk_norm = true, .window = window_style::qwen},
-    {.type = "qwen3_moe", .qk_norm = true, .experts = experts_style::qwen,
+    {.type = "qwen3_moe",
+     .qk_norm = true,
+     .experts = experts_style::qwen,
      .window = window_style::qwen},
     {.type = "gemma", .tied = true},
-    {.type = "gemma2", .tied = true, .norms = 4, .window = window_style::alternate,
+    {.type = "gemma2",
+     .tied = true,
+     .norms = 4,
+     .window = window_style::alternate,
      .window_pattern = 2},
-    {.type = "gemma3_text", .tied = true, .qk_norm = true, .norms = 4,
-     .window = window_style::alternate, .window_pattern = 6},
+    {.type = "gemma3_text",
+     .tied = true,
+     .qk_norm = true,
+     .norms = 4,
+     .window = window_style::alternate,
+     .window_pattern = 6},
     {.type = "deepseek", .experts = experts_style::deepseek},
     {.type = "deepseek_v2", .experts = experts_style::deepseek},
     {.type = "deepseek_v3", .experts = experts_style::deepseek},
@@ -119,7 +130,8 @@ constexpr type_rules supported_types[] = {
 
 std::string supported_type_names() {
   std::string out;
-  for (const type_rules& t : supported_types) out += (out.empty() ? "" : ", ") + std::string(t.type);
+  for (const type_rules& t : supported_types)
+    out += (out.empty() ? "" : ", ") + std::string(t.type);
   return out;
 }
 
@@ -139,8 +151,8 @@ std::uint32_t moe_layer_count(const json& j, std::string_view source, experts_st
         fail(source, "field \"mlp_only_layers\" must be a list of layer numbers");
       for (const json& x : list) {
         if (!x.is_number_unsigned())
-          fail(source, "field \"mlp_only_layers\" must be a list of layer numbers, not " +
-                           list.dump());
+          fail(source,
+               "field \"mlp_only_layers\" must be a list of layer numbers, not " + list.dump());
         dense.push_back(x.get<std::uint64_t>());
       }
     }
@@ -163,8 +175,7 @@ bool is_expert_key(const std::string& key) {
 }
 
 /// The experts of `m` as the type writes them; refuses expert fields the type does not define.
-void read_experts(const json& j, std::string_view source, const type_rules& rules,
-                  model_shape& m) {
+void read_experts(const json& j, std::string_view source, const type_rules& rules, model_shape& m) {
   std::vector<std::string> read;
   const auto take = [&](const char* key, std::uint32_t fallback = 0, bool required = true) {
     read.emplace_back(key);
@@ -213,15 +224,14 @@ void read_experts(const json& j, std::string_view source, const type_rules& rule
                      "); refusing to size it as a dense model");
   if (m.num_experts == 0) return;
   if (m.experts_per_token > m.num_experts)
-    fail(source, "num_experts_per_tok " + std::to_string(m.experts_per_token) +
-                     " exceeds the " + std::to_string(m.num_experts) + " experts");
+    fail(source, "num_experts_per_tok " + std::to_string(m.experts_per_token) + " exceeds the " +
+                     std::to_string(m.num_experts) + " experts");
   m.num_moe_layers = moe_layer_count(j, source, rules.experts, m.num_layers);
 }
 
 /// The sliding window and how many layers have it, from layer_types when given, else as the
 /// type's modeling code places windowed layers.
-void read_window(const json& j, std::string_view source, const type_rules& rules,
-                 model_shape& m) {
+void read_window(const json& j, std::string_view source, const type_rules& rules, model_shape& m) {
   if (has(j, "layer_types")) {
     const json& list = j.at("layer_types");
     if (!list.is_array() || list.size() != m.num_layers)
@@ -233,8 +243,9 @@ void read_window(const json& j, std::string_view source, const type_rules& rules
       if (t == "sliding_attention") {
         ++windowed;
       } else if (t != "full_attention") {
-        fail(source, "layer type \"" + t + "\" is not modelled (known: full_attention, "
-                     "sliding_attention)");
+        fail(source, "layer type \"" + t +
+                         "\" is not modelled (known: full_attention, "
+                         "sliding_attention)");
       }
     }
     m.window_layers = windowed;
@@ -251,8 +262,8 @@ void read_window(const json& j, std::string_view source, const type_rules& rules
     case window_style::qwen:
       // Qwen2's layers from max_window_layers on use the window, when use_sliding_window.
       if (!flag(j, source, "use_sliding_window", false)) return;
-      windowed = m.num_layers - std::min(m.num_layers,
-                                         count_or_zero(j, source, "max_window_layers", 0));
+      windowed =
+          m.num_layers - std::min(m.num_layers, count_or_zero(j, source, "max_window_layers", 0));
       break;
     case window_style::alternate: {
       // Of every `pattern` layers the last attends to all tokens, the others to the window.
@@ -280,22 +291,21 @@ model_shape parse_hf_config(std::string_view text_in, std::string_view source) {
     const auto at = what.find("parse error");
     fail(source, "malformed JSON: " + (at == std::string::npos ? what : what.substr(at)));
   }
-  if (!j.is_object())
-    fail(source, std::string("expected a JSON object, found ") + j.type_name());
+  if (!j.is_object()) fail(source, std::string("expected a JSON object, found ") + j.type_name());
   const std::string name_or_path = text(j, "_name_or_path");
   std::string type = text(j, "model_type");
   // Multimodal configs nest the language model under "text_config"; a tie_word_embeddings
   // beside it applies to the whole model.
   const json outer = j;
-  if (!j.contains("num_hidden_layers") && j.contains("text_config") && j["text_config"].is_object()) {
+  if (!j.contains("num_hidden_layers") && j.contains("text_config") &&
+      j["text_config"].is_object()) {
     j = j["text_config"];
     const std::string inner = text(j, "model_type");
     type = !inner.empty() ? inner : type + "_text";
   }
   if (type == "gemma3") type = "gemma3_text";
   if (type.empty())
-    fail(source, "has no \"model_type\"; frugal sizes the decoder types " +
-                     supported_type_names());
+    fail(source, "has no \"model_type\"; frugal sizes the decoder types " + supported_type_names());
   const type_rules* rules = nullptr;
   for (const type_rules& t : supported_types)
     if (t.type == type) rules = &t;
@@ -321,14 +331,13 @@ model_shape parse_hf_config(std::string_view text_in, std::string_view source) {
   } else {
     if (m.hidden_size % m.num_heads != 0 && !has(j, "head_dim"))
       fail(source, "hidden_size " + std::to_string(m.hidden_size) +
-                       " is not a multiple of num_attention_heads " +
-                       std::to_string(m.num_heads) + " and there is no \"head_dim\"");
+                       " is not a multiple of num_attention_heads " + std::to_string(m.num_heads) +
+                       " and there is no \"head_dim\"");
     m.head_dim = count(j, source, "head_dim", m.hidden_size / m.num_heads);
   }
   if (m.num_heads % m.num_kv_heads != 0)
     fail(source, "num_attention_heads " + std::to_string(m.num_heads) +
-                     " is not a multiple of num_key_value_heads " +
-                     std::to_string(m.num_kv_heads));
+                     " is not a multiple of num_key_value_heads " + std::to_string(m.num_kv_heads));
   m.intermediate_size = count(j, source, "intermediate_size");
   m.vocab_size = count(j, source, "vocab_size");
   m.max_context = count(j, source, "max_position_embeddings");
@@ -337,8 +346,8 @@ model_shape parse_hf_config(std::string_view text_in, std::string_view source) {
   m.o_bias = attention_bias;  // Llama-style attention_bias covers o_proj too
   m.qk_norm = rules->qk_norm;
   m.norms_per_layer = rules->norms;
-  m.tied_embeddings =
-      flag(outer, source, "tie_word_embeddings", flag(j, source, "tie_word_embeddings", rules->tied));
+  m.tied_embeddings = flag(outer, source, "tie_word_embeddings",
+                           flag(j, source, "tie_word_embeddings", rules->tied));
   read_experts(j, source, *rules, m);
   read_window(j, source, *rules, m);
   m.num_parameters = m.parameters_from_shape();

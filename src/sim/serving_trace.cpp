@@ -1,7 +1,6 @@
 // The synthetic serving trace: a small LLM server's allocation log, generated step by step.
-#include <frugal/sim/trace.hpp>
-
 #include <frugal/error.hpp>
+#include <frugal/sim/trace.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -22,7 +21,9 @@ namespace {
 class serving_engine {
  public:
   explicit serving_engine(const serving_trace_options& o)
-      : o_(o), rng_(o.seed), scale_(static_cast<double>(o.gpu_memory) / double(std::size_t{80} << 30)) {
+      : o_(o),
+        rng_(o.seed),
+        scale_(static_cast<double>(o.gpu_memory) / double(std::size_t{80} << 30)) {
     budget_ = static_cast<std::size_t>(o.target_utilization * static_cast<double>(o.gpu_memory));
     kv_per_token_ = bytes(2.0 * o.layers * kv_width * 2);  // K and V, FP16
   }
@@ -56,11 +57,11 @@ class serving_engine {
 
   struct sequence {
     std::uint32_t prompt = 0, output = 0, generated = 0;
-    std::uint32_t capacity = 0;            // tokens the KV extents hold
+    std::uint32_t capacity = 0;                                  // tokens the KV extents hold
     std::vector<std::pair<std::uint64_t, std::size_t>> extents;  // pointer, bytes
-    std::uint64_t state = 0;               // per-request state (token ids)
+    std::uint64_t state = 0;                                     // per-request state (token ids)
     std::size_t state_bytes = 0;
-    bool prefilling = true;                // admitted this step
+    bool prefilling = true;  // admitted this step
   };
   struct request {
     std::uint32_t prompt, output;
@@ -94,9 +95,15 @@ class serving_engine {
   }
 
   void allocate_weights() {
-    const double per_layer[] = {hidden * hidden, hidden * kv_width, hidden * kv_width,
-                                hidden * hidden, hidden * intermediate, hidden * intermediate,
-                                intermediate * hidden, hidden, hidden};
+    const double per_layer[] = {hidden * hidden,
+                                hidden * kv_width,
+                                hidden * kv_width,
+                                hidden * hidden,
+                                hidden * intermediate,
+                                hidden * intermediate,
+                                intermediate * hidden,
+                                hidden,
+                                hidden};
     alloc(bytes(vocab * hidden * 2));  // embedding
     for (std::uint32_t l = 0; l < o_.layers; ++l)
       for (double n : per_layer) alloc(bytes(n * 2));
@@ -107,9 +114,9 @@ class serving_engine {
   /// The most bytes one step's activations hold at once (see emit_step).
   std::size_t activation_peak(std::size_t tokens, std::size_t seqs) const {
     const double t = double(tokens);
-    const std::size_t layer = std::max(bytes(t * (hidden + 2 * kv_width) * 2) + bytes(t * hidden * 2),
-                                       bytes(t * hidden * 2) + bytes(t * 2 * intermediate * 2) +
-                                           bytes(t * intermediate * 2));
+    const std::size_t layer = std::max(
+        bytes(t * (hidden + 2 * kv_width) * 2) + bytes(t * hidden * 2),
+        bytes(t * hidden * 2) + bytes(t * 2 * intermediate * 2) + bytes(t * intermediate * 2));
     return bytes(t * hidden * 2) + std::max(layer, 2 * bytes(double(seqs) * vocab * 4));
   }
 

@@ -1,11 +1,10 @@
 // The serving simulator: a request stream against a memory budget, static batching or frugal's
 // scheduler, no model. See docs/batch.md#simulator for the step order and what is counted.
-#include <frugal/sim/simulator.hpp>
-
 #include <frugal/batch/workspace.hpp>
 #include <frugal/kv/cache.hpp>
 #include <frugal/mr/stats_adaptor.hpp>
 #include <frugal/mr/virtual_resource.hpp>
+#include <frugal/sim/simulator.hpp>
 
 #include <algorithm>
 #include <array>
@@ -39,10 +38,10 @@ constexpr std::array<std::string_view, 2> policy_names{"static", "dynamic"};
 const workload_spec& find_workload(std::string_view name) {
   for (const workload_spec& w : workload_specs)
     if (w.name == name) return w;
-  FRUGAL_FAIL("frugal::sim: unknown workload \"" + std::string(name) + "\"; known: " +
-                         detail::known_names(workload_specs, [](const workload_spec& w) {
-                           return w.name;
-                         }), invalid_argument);
+  FRUGAL_FAIL(
+      "frugal::sim: unknown workload \"" + std::string(name) + "\"; known: " +
+          detail::known_names(workload_specs, [](const workload_spec& w) { return w.name; }),
+      invalid_argument);
 }
 
 /// The drawn request stream: lengths and arrival steps, the same for both policies.
@@ -109,7 +108,7 @@ struct setup {
   std::size_t weights;           // rounded to the granule
   std::size_t workspace_budget;  // rounded to the granule
   std::size_t kv_budget;
-  std::size_t usable;            // gpu_memory rounded down to the granule
+  std::size_t usable;  // gpu_memory rounded down to the granule
   std::size_t kv_bytes_per_token;
   std::size_t kv_bytes_per_sequence;  // of one max_len sequence, per layer (windows capped)
   std::size_t static_sequence_bytes;  // the same, reserved token by token (static batching)
@@ -122,7 +121,8 @@ setup prepare(const config& c, bool draw_requests = true) {
   const workload_spec& w = find_workload(c.workload);
   if (std::find(policy_names.begin(), policy_names.end(), c.policy) == policy_names.end())
     FRUGAL_FAIL("frugal::sim: unknown policy \"" + c.policy + "\"; known: " +
-                           detail::known_names(policy_names, [](std::string_view p) { return p; }), invalid_argument);
+                    detail::known_names(policy_names, [](std::string_view p) { return p; }),
+                invalid_argument);
   const std::size_t weight_bytes_exact =
       c.weight_bytes_override != 0 ? c.weight_bytes_override : weight_bytes(*s.model, c.weights);
   s.weights_exact = weight_bytes_exact;
@@ -147,11 +147,11 @@ setup prepare(const config& c, bool draw_requests = true) {
 
   // The worst step: max_batched_tokens tokens of activations plus the logits of every sequence
   // that can sample in one step. Both policies set it aside, so both see the same KV budget.
-  const std::size_t samplers = std::min<std::size_t>(
-      std::max(c.max_num_seqs, c.max_batch), c.max_batched_tokens);
-  s.workspace_budget = round_up(std::size_t{c.max_batched_tokens} *
-                                    s.model->activation_bytes_per_token() +
-                                samplers * s.model->logits_bytes());
+  const std::size_t samplers =
+      std::min<std::size_t>(std::max(c.max_num_seqs, c.max_batch), c.max_batched_tokens);
+  s.workspace_budget =
+      round_up(std::size_t{c.max_batched_tokens} * s.model->activation_bytes_per_token() +
+               samplers * s.model->logits_bytes());
   s.weights = round_up(weight_bytes_exact);
   s.usable = c.gpu_memory / granule * granule;
   s.kv_bytes_per_token = s.model->kv_bytes_per_token(c.kv_dtype);
@@ -165,9 +165,8 @@ setup prepare(const config& c, bool draw_requests = true) {
                  "frugal::sim: gpu_memory " + format_bytes(c.gpu_memory) + " does not hold " +
                      std::string(s.model->name) + "'s " + c.weights + " weights (" +
                      format_bytes(s.weights) + "), the workspace (" +
-                     format_bytes(s.workspace_budget) + ") and one " +
-                     std::to_string(c.max_len) + "-token sequence of KV (" +
-                     format_bytes(one_sequence) + ")",
+                     format_bytes(s.workspace_budget) + ") and one " + std::to_string(c.max_len) +
+                     "-token sequence of KV (" + format_bytes(one_sequence) + ")",
                  invalid_argument);
   s.kv_budget = s.usable - s.weights - s.workspace_budget;
   if (draw_requests) s.requests = draw(c, w);
@@ -315,19 +314,21 @@ result run_dynamic(const config& c, setup& s, device_type& device) {
   r.kv_budget_bytes = pages * layout.page_bytes();
 
   held weights(device, s.weights);
-  kv::cache cache{layout, r.kv_pages, device,
-                  kv::cache_options{.enable_prefix_caching = c.prefix_caching,
-                                    .watermark = c.watermark}};
-  batch::scheduler sched{cache, {.max_num_seqs = c.max_num_seqs,
-                                 .max_batched_tokens = c.max_batched_tokens,
-                                 .watermark = c.watermark,
-                                 .chunked_prefill = true,
-                                 .preemption = batch::preemption_mode::recompute,
-                                 .max_model_len = c.max_len}};
-  batch::workspace ws{device, {.bytes_per_token = model.activation_bytes_per_token(),
-                               .shrink_after_steps = c.shrink_after_steps,
-                               .granularity = granule,
-                               .max_bytes = s.workspace_budget}};
+  kv::cache cache{
+      layout, r.kv_pages, device,
+      kv::cache_options{.enable_prefix_caching = c.prefix_caching, .watermark = c.watermark}};
+  batch::scheduler sched{cache,
+                         {.max_num_seqs = c.max_num_seqs,
+                          .max_batched_tokens = c.max_batched_tokens,
+                          .watermark = c.watermark,
+                          .chunked_prefill = true,
+                          .preemption = batch::preemption_mode::recompute,
+                          .max_model_len = c.max_len}};
+  batch::workspace ws{device,
+                      {.bytes_per_token = model.activation_bytes_per_token(),
+                       .shrink_after_steps = c.shrink_after_steps,
+                       .granularity = granule,
+                       .max_bytes = s.workspace_budget}};
 
   const stream& q = s.requests;
   std::mt19937_64 tokens(c.seed ^ 0x9E3779B97F4A7C15ull);
@@ -344,8 +345,9 @@ result run_dynamic(const config& c, setup& s, device_type& device) {
   const auto check = [&](const char* when) {
     if (!cache.is_valid()) {
       r.cache_valid = false;
-      FRUGAL_FAIL(std::string("frugal::sim: kv::cache::is_valid() failed ") + when +
-                  " (step " + std::to_string(r.steps) + ")", error);
+      FRUGAL_FAIL(std::string("frugal::sim: kv::cache::is_valid() failed ") + when + " (step " +
+                      std::to_string(r.steps) + ")",
+                  error);
     }
   };
 
@@ -354,8 +356,8 @@ result run_dynamic(const config& c, setup& s, device_type& device) {
       now = q.arrival[next];  // idle until the next arrival
     for (; next < c.num_requests && q.arrival[next] <= now && sched.num_waiting() < window;
          ++next) {
-      batch::request req{.id = next, .max_new_tokens = q.output[next],
-                         .arrival_time = q.arrival[next]};
+      batch::request req{
+          .id = next, .max_new_tokens = q.output[next], .arrival_time = q.arrival[next]};
       req.prompt.resize(q.prompt[next]);
       for (std::size_t i = 0; i < req.prompt.size(); ++i)
         req.prompt[i] = i < c.shared_prefix ? shared_token(i) : random_token();
@@ -373,9 +375,10 @@ result run_dynamic(const config& c, setup& s, device_type& device) {
       // Nothing computed: not a step. With work queued that cannot start, the run is stuck.
       if (sched.has_unfinished() && ++empty_plans > 2)
         FRUGAL_FAIL("frugal::sim: no progress: " + std::to_string(sched.num_waiting()) +
-                    " waiting, " + std::to_string(sched.num_running()) + " running, " +
-                    std::to_string(cache.num_free_pages()) + " of " +
-                    std::to_string(cache.num_pages()) + " pages free", error);
+                        " waiting, " + std::to_string(sched.num_running()) + " running, " +
+                        std::to_string(cache.num_free_pages()) + " of " +
+                        std::to_string(cache.num_pages()) + " pages free",
+                    error);
       continue;
     }
     empty_plans = 0;

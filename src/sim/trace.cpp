@@ -1,22 +1,22 @@
 // Allocation traces: the RMM log parser and writer, replay against frugal's allocators and the
 // naive first-fit heap, and the synthetic serving trace.
-#include <frugal/sim/trace.hpp>
-
 #include <frugal/error.hpp>
 #include <frugal/mr/arena.hpp>
 #include <frugal/mr/pool.hpp>
 #include <frugal/mr/stats_adaptor.hpp>
 #include <frugal/mr/virtual_resource.hpp>
 #include <frugal/sim/first_fit.hpp>
+#include <frugal/sim/trace.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
-#include <cerrno>
 #include <cinttypes>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -25,7 +25,6 @@
 #include <memory>
 #include <ostream>
 #include <random>
-#include <cstring>
 #include <unordered_map>
 
 namespace frugal::sim {
@@ -39,7 +38,8 @@ namespace {
 
 std::string_view trim(std::string_view s) noexcept {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -122,7 +122,7 @@ trace parse_rmm_log(std::istream& in, std::string source_name) {
       std::string_view fields[6];
       std::size_t count = 0;
       const bool six = split(text, fields, 6, count);
-      static constexpr std::string_view names[6] = {"Thread", "Time", "Action",
+      static constexpr std::string_view names[6] = {"Thread",  "Time", "Action",
                                                     "Pointer", "Size", "Stream"};
       bool same = six;
       for (std::size_t i = 0; same && i < 6; ++i) same = fields[i] == names[i];
@@ -159,9 +159,15 @@ trace parse_rmm_log(std::istream& in, std::string source_name) {
     e.size = static_cast<std::size_t>(size);
     if (!parse_unsigned(f[5], e.stream)) where("bad Stream " + quote(f[5]) + ": not an integer");
     switch (e.action) {
-      case trace_action::allocate: ++result.allocations; break;
-      case trace_action::free: ++result.frees; break;
-      case trace_action::allocate_failure: ++result.logged_failures; break;
+      case trace_action::allocate:
+        ++result.allocations;
+        break;
+      case trace_action::free:
+        ++result.frees;
+        break;
+      case trace_action::allocate_failure:
+        ++result.logged_failures;
+        break;
     }
     result.events.push_back(e);
   }
@@ -186,8 +192,9 @@ void write_rmm_log(std::ostream& out, std::span<const trace_event> events) {
     const char* action = e.action == trace_action::allocate ? "allocate"
                          : e.action == trace_action::free   ? "free"
                                                             : "allocate failure";
-    const int n = std::snprintf(row, sizeof row, "%" PRIu64 ",%.6f,%s,0x%" PRIx64 ",%zu,0x%" PRIx64 "\n",
-                                e.thread, e.time, action, e.pointer, e.size, e.stream);
+    const int n =
+        std::snprintf(row, sizeof row, "%" PRIu64 ",%.6f,%s,0x%" PRIx64 ",%zu,0x%" PRIx64 "\n",
+                      e.thread, e.time, action, e.pointer, e.size, e.stream);
     out.write(row, n);
   }
 }
@@ -196,11 +203,16 @@ void write_rmm_log(std::ostream& out, std::span<const trace_event> events) {
 
 std::string_view to_string(allocator_kind kind) noexcept {
   switch (kind) {
-    case allocator_kind::pool: return "pool";
-    case allocator_kind::arena: return "arena";
-    case allocator_kind::first_fit: return "first-fit";
-    case allocator_kind::malloc: return "malloc";
-    case allocator_kind::cuda: return "cuda";
+    case allocator_kind::pool:
+      return "pool";
+    case allocator_kind::arena:
+      return "arena";
+    case allocator_kind::first_fit:
+      return "first-fit";
+    case allocator_kind::malloc:
+      return "malloc";
+    case allocator_kind::cuda:
+      return "cuda";
   }
   return "?";
 }
@@ -245,8 +257,10 @@ class pool_backend final : public replay_backend {
  public:
   pool_backend(std::size_t space, std::size_t cap, bool preallocate)
       : space_({.reserve_bytes = space, .commit = false}),
-        pool_(counted{frugal::ref(space_)},
-              pool_options{.initial_size = preallocate && cap != no_cap ? cap : 0, .max_size = cap}) {}
+        pool_(
+            counted{frugal::ref(space_)},
+            pool_options{.initial_size = preallocate && cap != no_cap ? cap : 0, .max_size = cap}) {
+  }
   std::string name() const override { return "pool"; }
   void* try_allocate(std::size_t bytes) noexcept override { return pool_.try_allocate(bytes); }
   void deallocate(void* p, std::size_t bytes) noexcept override { pool_.deallocate(p, bytes); }
@@ -279,7 +293,8 @@ class arena_backend final : public replay_backend {
 class first_fit_backend final : public replay_backend {
  public:
   explicit first_fit_backend(std::size_t capacity)
-      : space_({.reserve_bytes = capacity, .commit = false}), heap_(frugal::ref(space_), capacity) {}
+      : space_({.reserve_bytes = capacity, .commit = false}),
+        heap_(frugal::ref(space_), capacity) {}
   std::string name() const override { return "first-fit"; }
   void* try_allocate(std::size_t bytes) noexcept override { return heap_.try_allocate(bytes); }
   void deallocate(void* p, std::size_t bytes) noexcept override { heap_.deallocate(p, bytes); }
@@ -312,7 +327,7 @@ class malloc_backend final : public replay_backend {
 };
 
 struct live_block {
-  void* p;           // nullptr: the allocation was refused; its free is skipped
+  void* p;  // nullptr: the allocation was refused; its free is skipped
   std::size_t size;
 };
 
@@ -332,9 +347,9 @@ replay_result replay(std::span<const trace_event> events, allocator_kind kind,
     case allocator_kind::arena: {
       // The cap binds through max_size; the reservation leaves room for chunk rounding.
       const std::size_t reserve =
-          cap_bytes == no_cap ? space
-                              : std::min(cap_bytes + cap_bytes / 8 + (std::size_t{1} << 30),
-                                         max_address_space);
+          cap_bytes == no_cap
+              ? space
+              : std::min(cap_bytes + cap_bytes / 8 + (std::size_t{1} << 30), max_address_space);
       if (kind == allocator_kind::pool)
         backend = std::make_unique<pool_backend>(reserve, cap_bytes, options.pool_preallocate);
       else
@@ -424,7 +439,8 @@ replay_result replay(std::span<const trace_event> events, replay_backend& backen
       ++r.events;
       auto it = live.find(e.pointer);
       if (it == live.end()) {
-        warn(r.unknown_frees, e, "free of " + hex(e.pointer) + " which is not live (never allocated or already freed)");
+        warn(r.unknown_frees, e,
+             "free of " + hex(e.pointer) + " which is not live (never allocated or already freed)");
       } else {
         if (e.size != it->second.size)
           warn(r.size_mismatches, e,

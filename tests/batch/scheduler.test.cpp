@@ -23,8 +23,10 @@ std::vector<token_id> prompt_of(int first, int count) {
 }
 request make(std::uint64_t id, int prompt_len, std::uint32_t max_new, int priority = 0,
              int first = 0) {
-  return {.id = id, .prompt = prompt_of(first == 0 ? static_cast<int>(id) * 1000 : first, prompt_len),
-          .max_new_tokens = max_new, .priority = priority};
+  return {.id = id,
+          .prompt = prompt_of(first == 0 ? static_cast<int>(id) * 1000 : first, prompt_len),
+          .max_new_tokens = max_new,
+          .priority = priority};
 }
 /// Completes a planned step, sampling token 7 for every sequence that samples.
 void complete(scheduler& s, const step_plan& plan) {
@@ -67,7 +69,8 @@ TEST_CASE("scheduler: a request that can never fit is rejected with a reason, no
   const auto plan = s.plan_step();
   REQUIRE(plan.rejected.size() == 1);
   CHECK(plan.rejected[0].first == 1);
-  CHECK(plan.rejected[0].second.find("more pages than the cache can ever give") != std::string::npos);
+  CHECK(plan.rejected[0].second.find("more pages than the cache can ever give") !=
+        std::string::npos);
   CHECK_FALSE(s.has_unfinished());
 }
 
@@ -110,7 +113,7 @@ TEST_CASE("scheduler: decodes go first, then prefill chunks that are page multip
   frugal::kv::cache kv{tiny_layout(), 64, host};
   scheduler s{kv, {.max_batched_tokens = 10, .watermark = 0.0}};
   s.submit(make(1, 4, 10));
-  complete(s, s.plan_step());       // request 1 prefilled, now decoding
+  complete(s, s.plan_step());  // request 1 prefilled, now decoding
   s.submit(make(2, 22, 2));
   auto plan = s.plan_step();
   REQUIRE(plan.sequences.size() == 2);
@@ -125,7 +128,8 @@ TEST_CASE("scheduler: decodes go first, then prefill chunks that are page multip
   CHECK(tokens_by_id(plan) == std::map<std::uint64_t, std::uint32_t>{{1, 1}, {2, 8}});
   complete(s, plan);
   plan = s.plan_step();
-  CHECK(tokens_by_id(plan) == std::map<std::uint64_t, std::uint32_t>{{1, 1}, {2, 6}});  // last chunk
+  CHECK(tokens_by_id(plan) ==
+        std::map<std::uint64_t, std::uint32_t>{{1, 1}, {2, 6}});  // last chunk
   CHECK(plan.sequences[1].samples);
   complete(s, plan);
 }
@@ -149,8 +153,8 @@ TEST_CASE("scheduler: admission waits for pages, keeping the watermark free") {
   frugal::host_resource host;
   frugal::kv::cache kv{tiny_layout(), 10, host};
   scheduler s{kv, {.watermark = 0.2}};  // 2 pages kept free for running sequences
-  s.submit(make(1, 24, 2));            // 6 pages
-  s.submit(make(2, 12, 2));            // 3 pages: 6 + 3 > 10 - 2
+  s.submit(make(1, 24, 2));             // 6 pages
+  s.submit(make(2, 12, 2));             // 3 pages: 6 + 3 > 10 - 2
   auto plan = s.plan_step();
   CHECK(tokens_by_id(plan) == std::map<std::uint64_t, std::uint32_t>{{1, 24}});
   CHECK(s.num_waiting() == 1);
@@ -166,7 +170,7 @@ TEST_CASE("scheduler: out of pages, the most recently admitted sequence is recom
   scheduler s{kv, {.watermark = 0.0}};
   s.submit(make(1, 4, 8));  // one full page each, then growing
   s.submit(make(2, 4, 8));
-  complete(s, s.plan_step());  // both prefilled: 2 pages used
+  complete(s, s.plan_step());                              // both prefilled: 2 pages used
   for (int i = 0; i < 4; ++i) complete(s, s.plan_step());  // tokens 5-8: 4 pages used, all full
   auto plan = s.plan_step();  // both need a fifth page: request 2 (admitted last) yields
   REQUIRE(plan.preempted == std::vector<std::uint64_t>{2});
@@ -200,8 +204,8 @@ TEST_CASE("scheduler: the lowest priority is preempted first, even if admitted e
 
 TEST_CASE("scheduler: swap preemption moves pages to the host tier and back") {
   frugal::host_resource host;
-  frugal::kv::cache kv{tiny_layout(), 4, host,
-                       {.enable_prefix_caching = false, .watermark = 0.0, .host_pages = 8}};
+  frugal::kv::cache kv{
+      tiny_layout(), 4, host, {.enable_prefix_caching = false, .watermark = 0.0, .host_pages = 8}};
   scheduler s{kv, {.watermark = 0.0, .preemption = preemption_mode::swap}};
   s.submit(make(1, 4, 6));
   s.submit(make(2, 4, 6));
@@ -216,7 +220,8 @@ TEST_CASE("scheduler: swap preemption moves pages to the host tier and back") {
   bool swapped_back = false;
   while (s.has_unfinished()) {
     plan = s.plan_step();
-    for (const auto& op : plan.copies) swapped_back |= op.kind == frugal::kv::copy_kind::host_to_device;
+    for (const auto& op : plan.copies)
+      swapped_back |= op.kind == frugal::kv::copy_kind::host_to_device;
     frugal::kv::perform_copies_host(kv, plan.copies);
     complete(s, plan);
   }

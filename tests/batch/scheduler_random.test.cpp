@@ -26,13 +26,21 @@ void run(const scenario& sc) {
   INFO("seed " << sc.seed << " mode " << static_cast<int>(sc.mode) << " chunked " << sc.chunked);
   std::mt19937_64 rng(sc.seed);
   frugal::host_resource host;
-  const frugal::kv::layout layout{.num_layers = 1, .num_kv_heads = 1, .head_dim = 2, .page_size = 4};
-  frugal::kv::cache kv{layout, 48, host,
-                       {.enable_prefix_caching = sc.prefix_caching, .watermark = 0.0,
-                        .host_pages = 32}};
+  const frugal::kv::layout layout{
+      .num_layers = 1, .num_kv_heads = 1, .head_dim = 2, .page_size = 4};
+  frugal::kv::cache kv{
+      layout,
+      48,
+      host,
+      {.enable_prefix_caching = sc.prefix_caching, .watermark = 0.0, .host_pages = 32}};
   const std::uint32_t budget = 24;
-  scheduler s{kv, {.max_num_seqs = 8, .max_batched_tokens = budget, .watermark = 0.05,
-                   .chunked_prefill = sc.chunked, .preemption = sc.mode, .eos_token = 0}};
+  scheduler s{kv,
+              {.max_num_seqs = 8,
+               .max_batched_tokens = budget,
+               .watermark = 0.05,
+               .chunked_prefill = sc.chunked,
+               .preemption = sc.mode,
+               .eos_token = 0}};
   std::map<std::uint64_t, std::uint32_t> max_new;  // submitted, not finished or rejected
   std::set<std::uint64_t> done;
   std::uint64_t next_id = 1;
@@ -65,8 +73,10 @@ void run(const scenario& sc) {
     bool decodes_done = false;
     for (const auto& seq : plan.sequences) {
       REQUIRE(ids.insert(seq.id).second);  // a sequence appears once per step
-      if (seq.prefill) decodes_done = true;
-      else REQUIRE_FALSE(decodes_done);  // decodes come before prefills
+      if (seq.prefill)
+        decodes_done = true;
+      else
+        REQUIRE_FALSE(decodes_done);  // decodes come before prefills
       tokens += seq.num_tokens;
     }
     REQUIRE(tokens == plan.num_batched_tokens);
@@ -77,7 +87,8 @@ void run(const scenario& sc) {
     frugal::kv::perform_copies_host(kv, plan.copies);
     std::vector<std::pair<std::uint64_t, token_id>> sampled;
     for (const auto& seq : plan.sequences)
-      if (seq.samples) sampled.emplace_back(seq.id, rng() % 25 == 0 ? 0 : 1 + static_cast<token_id>(rng() % 50));
+      if (seq.samples)
+        sampled.emplace_back(seq.id, rng() % 25 == 0 ? 0 : 1 + static_cast<token_id>(rng() % 50));
     s.complete_step(sampled);
     for (auto& f : s.take_finished()) {
       REQUIRE(max_new.contains(f.id));

@@ -105,9 +105,16 @@ TEST_CASE("sim: static batching, fixed lengths, counted by hand") {
   // 10 requests of 100 + 10 tokens in batches of 4: 4, 4, 2. A batch of 4 prefills 400 tokens in
   // two steps (256 + 144; the second samples each first token), then 9 decode steps of 4
   // tokens; the batch of 2 prefills in one step, then 9 steps of 2.
-  const config c{.model = "llama-3-8b", .gpu_memory = 20 * gib, .workload = "fixed",
-                 .num_requests = 10, .max_len = 128, .fixed_prompt = 100, .fixed_output = 10,
-                 .policy = "static", .max_batched_tokens = 256, .max_batch = 4};
+  const config c{.model = "llama-3-8b",
+                 .gpu_memory = 20 * gib,
+                 .workload = "fixed",
+                 .num_requests = 10,
+                 .max_len = 128,
+                 .fixed_prompt = 100,
+                 .fixed_output = 10,
+                 .policy = "static",
+                 .max_batched_tokens = 256,
+                 .max_batch = 4};
   const result r = frugal::sim::run(c);
   check_accounting(c, r);
   CHECK(r.max_batch == 4);
@@ -120,7 +127,7 @@ TEST_CASE("sim: static batching, fixed lengths, counted by hand") {
   CHECK(r.rejected == 0);
   CHECK(r.preemptions == 0);
   CHECK(r.padding_tokens == 0);
-  CHECK(r.peak_kv_bytes == 4 * 128 * 128 * 1024);  // max_batch x max_len x 128 KiB
+  CHECK(r.peak_kv_bytes == 4 * 128 * 128 * 1024);             // max_batch x max_len x 128 KiB
   CHECK(r.peak_workspace_bytes == r.workspace_budget_bytes);  // reserved up front
   // Held: 512 slots every step. Filled, batch of 4: 256, 400, then 404 .. 436; batch of 2: 200,
   // then 202 .. 218.
@@ -131,8 +138,14 @@ TEST_CASE("sim: static batching, fixed lengths, counted by hand") {
 }
 
 TEST_CASE("sim: static batching pads finished sequences and rejects what cannot fit") {
-  config c{.gpu_memory = 40 * gib, .workload = "fixed", .num_requests = 3, .max_len = 64,
-           .fixed_prompt = 60, .fixed_output = 10, .policy = "static", .max_batch = 2};
+  config c{.gpu_memory = 40 * gib,
+           .workload = "fixed",
+           .num_requests = 3,
+           .max_len = 64,
+           .fixed_prompt = 60,
+           .fixed_output = 10,
+           .policy = "static",
+           .max_batch = 2};
   const result r = frugal::sim::run(c);
   check_accounting(c, r);
   CHECK(r.rejected == 3);  // 60 + 10 > 64
@@ -154,9 +167,16 @@ TEST_CASE("sim: static batching pads finished sequences and rejects what cannot 
 TEST_CASE("sim: dynamic batching, fixed lengths, counted by hand") {
   // 4 requests of 16 + 4 tokens, everything fits: step 1 prefills all four prompts (64 tokens,
   // each sampling its first token), steps 2-4 decode 4 tokens each.
-  const config c{.model = "llama-3-8b", .gpu_memory = 20 * gib, .workload = "fixed",
-                 .num_requests = 4, .max_len = 64, .fixed_prompt = 16, .fixed_output = 4,
-                 .policy = "dynamic", .max_batched_tokens = 2048, .max_num_seqs = 8};
+  const config c{.model = "llama-3-8b",
+                 .gpu_memory = 20 * gib,
+                 .workload = "fixed",
+                 .num_requests = 4,
+                 .max_len = 64,
+                 .fixed_prompt = 16,
+                 .fixed_output = 4,
+                 .policy = "dynamic",
+                 .max_batched_tokens = 2048,
+                 .max_num_seqs = 8};
   const result r = frugal::sim::run(c);
   check_accounting(c, r);
   CHECK(r.steps == 4);
@@ -181,9 +201,15 @@ TEST_CASE("sim: dynamic batching, fixed lengths, counted by hand") {
 TEST_CASE("sim: dynamic batching serves a shared prompt prefix from the cache") {
   // 48-token prompts whose first 32 tokens are the same: the first request computes them, the
   // other three find its two full pages (they are registered as they fill, at admission).
-  const config c{.gpu_memory = 20 * gib, .workload = "fixed", .num_requests = 4, .max_len = 64,
-                 .fixed_prompt = 48, .fixed_output = 2, .shared_prefix = 32,
-                 .max_batched_tokens = 2048, .max_num_seqs = 8};
+  const config c{.gpu_memory = 20 * gib,
+                 .workload = "fixed",
+                 .num_requests = 4,
+                 .max_len = 64,
+                 .fixed_prompt = 48,
+                 .fixed_output = 2,
+                 .shared_prefix = 32,
+                 .max_batched_tokens = 2048,
+                 .max_num_seqs = 8};
   const result r = frugal::sim::run(c);
   check_accounting(c, r);
   CHECK(r.prefix_hit_tokens == 3 * 32);
@@ -191,8 +217,13 @@ TEST_CASE("sim: dynamic batching serves a shared prompt prefix from the cache") 
 }
 
 TEST_CASE("sim: dynamic batching preempts when pages run out and still finishes everything") {
-  config c{.gpu_memory = 0, .workload = "sharegpt", .num_requests = 400, .max_len = 2048,
-           .max_batched_tokens = 2048, .max_num_seqs = 128, .validate_every = 50};
+  config c{.gpu_memory = 0,
+           .workload = "sharegpt",
+           .num_requests = 400,
+           .max_len = 2048,
+           .max_batched_tokens = 2048,
+           .max_num_seqs = 128,
+           .validate_every = 50};
   c.gpu_memory = budget_with_kv(c, 256 * 2 * mib);  // 256 pages: 4,096 token slots
   const result r = frugal::sim::run(c);
   check_accounting(c, r);
@@ -204,8 +235,8 @@ TEST_CASE("sim: dynamic batching preempts when pages run out and still finishes 
 }
 
 TEST_CASE("sim: runs are deterministic, and Poisson arrivals spread the load") {
-  const config c{.gpu_memory = 20 * gib, .num_requests = 300, .seed = 7, .arrival_rate = 0.5,
-                 .page_size = 32};
+  const config c{
+      .gpu_memory = 20 * gib, .num_requests = 300, .seed = 7, .arrival_rate = 0.5, .page_size = 32};
   const result a = frugal::sim::run(c);
   const result b = frugal::sim::run(c);
   check_accounting(c, a);
@@ -227,8 +258,7 @@ TEST_CASE("sim: runs are deterministic, and Poisson arrivals spread the load") {
 TEST_CASE("sim: at the same budget, dynamic batching runs 3x the sequences of static batching") {
   // Llama-2-13B keeps 800 KiB of KV per token (no grouped-query attention): 40 GiB leaves room
   // for 4 static sequences of 4,096 tokens, while short ShareGPT-like requests need far less.
-  config c{.model = "llama-2-13b", .gpu_memory = 40 * gib, .num_requests = 1000,
-           .max_len = 4096};
+  config c{.model = "llama-2-13b", .gpu_memory = 40 * gib, .num_requests = 1000, .max_len = 4096};
   c.policy = "static";
   const result s = frugal::sim::run(c);
   c.policy = "dynamic";
@@ -249,9 +279,9 @@ TEST_CASE("sim: at the same budget, dynamic batching runs 3x the sequences of st
 // after every add and append, which makes the long runs take minutes there: they carry [long]
 // in that build (ctest --preset long runs them), and a 2,000-request run takes their place.
 #if FRUGAL_DEBUG_LEVEL >= 2
-#  define FRUGAL_SIM_LONG "[long]"
+#define FRUGAL_SIM_LONG "[long]"
 #else
-#  define FRUGAL_SIM_LONG ""
+#define FRUGAL_SIM_LONG ""
 #endif
 
 namespace {
@@ -259,8 +289,13 @@ namespace {
 /// hits on recomputation. Every request must finish; the cache is checked every 1,000 steps.
 result long_run(const char* workload, std::size_t num_requests, std::uint32_t max_len,
                 std::size_t pages) {
-  config c{.gpu_memory = 0, .workload = workload, .num_requests = num_requests, .max_len = max_len,
-           .seed = 2026, .max_batched_tokens = 2048, .max_num_seqs = 256,
+  config c{.gpu_memory = 0,
+           .workload = workload,
+           .num_requests = num_requests,
+           .max_len = max_len,
+           .seed = 2026,
+           .max_batched_tokens = 2048,
+           .max_num_seqs = 256,
            .validate_every = 1000};
   c.gpu_memory = budget_with_kv(c, pages * 2 * mib);
   const result r = frugal::sim::run(c);

@@ -109,7 +109,7 @@ TEST_CASE("workspace: gives memory back after shrink_after_steps steps below the
     run_step(ws, 8);  // 8,000 -> 8 KiB
     CHECK(ws.stats().steps_below == 2);
     CHECK(up.in_use == 20 * kib);  // not yet
-    run_step(ws, 2);  // 4 KiB; third step below: shrink to 8 KiB
+    run_step(ws, 2);               // 4 KiB; third step below: shrink to 8 KiB
     const auto st = ws.stats();
     CHECK(st.bytes_reserved == 8 * kib);
     CHECK(st.high_water_mark == 8 * kib);
@@ -214,14 +214,14 @@ TEST_CASE("workspace: bad input is refused and changes nothing") {
                   frugal::invalid_argument);
 
   workspace ws{up, {.bytes_per_token = 1000, .granularity = 4 * kib, .max_bytes = 64 * kib}};
-  CHECK_THROWS_AS(ws.end_step(), frugal::invalid_argument);              // no step open
-  CHECK_THROWS_AS(ws.allocate(16), frugal::invalid_argument);            // outside a step
+  CHECK_THROWS_AS(ws.end_step(), frugal::invalid_argument);    // no step open
+  CHECK_THROWS_AS(ws.allocate(16), frugal::invalid_argument);  // outside a step
   CHECK(ws.try_allocate(16) == nullptr);
   CHECK_THROWS_AS(ws.bytes_for(std::numeric_limits<std::size_t>::max()), frugal::invalid_argument);
 
   ws.begin_step(8);
-  CHECK_THROWS_AS(ws.begin_step(8), frugal::invalid_argument);           // already open
-  CHECK_THROWS_AS(ws.allocate(16, 48), frugal::invalid_argument);        // bad alignment
+  CHECK_THROWS_AS(ws.begin_step(8), frugal::invalid_argument);     // already open
+  CHECK_THROWS_AS(ws.allocate(16, 48), frugal::invalid_argument);  // bad alignment
   CHECK(ws.try_allocate(16, 48) == nullptr);
   CHECK(ws.allocate(0) == nullptr);
   ws.end_step();
@@ -261,8 +261,8 @@ TEST_CASE("workspace: 10,000 random steps hold exactly what recent steps needed"
   counting_upstream up;
   constexpr std::uint32_t window = 8;
   constexpr std::size_t granularity = 64 * kib, per_token = 3000;
-  workspace ws{up, {.bytes_per_token = per_token, .shrink_after_steps = window,
-                    .granularity = granularity}};
+  workspace ws{
+      up, {.bytes_per_token = per_token, .shrink_after_steps = window, .granularity = granularity}};
   std::mt19937_64 rng(17);
   std::size_t largest = 0, mark = 0, run = 0, run_max = 0;
   const auto rounded = [&](std::size_t tokens) {

@@ -3,21 +3,23 @@
 // the same embedding for a sentence whatever batch it is packed into.
 #include "bert.hpp"
 
-#include <algorithm>
-#include <catch2/catch.hpp>
-#include <cmath>
-#include <filesystem>
+#include "serve.hpp"
+#include "tokenizer.hpp"
+
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/pool.hpp>
 #include <frugal/quant/safetensors.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
 #include <string>
 #include <vector>
-
-#include "serve.hpp"
-#include "tokenizer.hpp"
 
 namespace {
 

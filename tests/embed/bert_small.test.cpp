@@ -1,21 +1,23 @@
 // bert_model on a tiny BERT written here (random weights, hidden size 8): loading errors, and
 // projections a format cannot hold kept in float32 and listed. Needs no real model.
-#include <catch2/catch.hpp>
-#include <cstring>
-#include <filesystem>
+#include "bert.hpp"
+#include "serve.hpp"
+
 #include <frugal/error.hpp>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/pool.hpp>
 #include <frugal/quant/safetensors.hpp>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
-#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
-
-#include "bert.hpp"
-#include "serve.hpp"
 
 namespace fs = std::filesystem;
 namespace fq = frugal::quant;

@@ -2,16 +2,18 @@
 // with Hugging Face's tokenizers on the real vocabulary is check_tokenizer.py.
 #include "tokenizer.hpp"
 
+#include "unicode.hpp"
+
+#include <frugal/error.hpp>
+
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
 #include <cstdio>
 #include <filesystem>
-#include <frugal/error.hpp>
 #include <fstream>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include "unicode.hpp"
 
 using embed::wordpiece_tokenizer;
 using nlohmann::json;
@@ -74,10 +76,10 @@ TEST_CASE("the tokenizer truncates to max_length, [CLS] and [SEP] included", "[e
 TEST_CASE("invalid UTF-8 is refused with the byte offset", "[embed]") {
   const auto tok = wordpiece_tokenizer::from_json(small_tokenizer(), 16);
   for (const std::string& bad : {std::string("ab\xFF"), std::string("\xC0\xAF"),  // overlong
-                                std::string("\xED\xA0\x80"),                     // surrogate
-                                std::string("\xF4\x90\x80\x80"),                 // > U+10FFFF
-                                std::string("ok \xE6\x9D"),                      // truncated
-                                std::string("\x80")}) {
+                                 std::string("\xED\xA0\x80"),                     // surrogate
+                                 std::string("\xF4\x90\x80\x80"),                 // > U+10FFFF
+                                 std::string("ok \xE6\x9D"),                      // truncated
+                                 std::string("\x80")}) {
     CAPTURE(bad);
     CHECK_THROWS_AS(tok.encode(bad), frugal::invalid_argument);
   }

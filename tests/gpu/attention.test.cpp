@@ -55,7 +55,8 @@ struct batch_on_pages {
   std::size_t max_pages = 0;
 
   batch_on_pages(const kv::layout& l, const std::vector<std::size_t>& lengths, std::uint64_t seed)
-      : host_pool(l, pages_for(l, lengths), host), device_pool(l, pages_for(l, lengths), gpu),
+      : host_pool(l, pages_for(l, lengths), host),
+        device_pool(l, pages_for(l, lengths), gpu),
         scales(scales_for(l)) {
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> normal;
@@ -102,8 +103,13 @@ TEST_CASE("write_kv_device writes the bytes write_kv writes", "[gpu][attention]"
   const kv::dtype type = GENERATE(kv::dtype::fp32, kv::dtype::fp16, kv::dtype::bf16,
                                   kv::dtype::fp8_e4m3, kv::dtype::fp8_e5m2, kv::dtype::int8);
   const kv::order order = GENERATE(kv::order::nhd, kv::order::hnd);
-  const kv::layout l{.num_layers = 2, .num_kv_heads = 4, .head_dim = 24, .page_size = 16,
-                     .dtype = type, .order = order, .scales = kv::scale_granularity::per_head};
+  const kv::layout l{.num_layers = 2,
+                     .num_kv_heads = 4,
+                     .head_dim = 24,
+                     .page_size = 16,
+                     .dtype = type,
+                     .order = order,
+                     .scales = kv::scale_granularity::per_head};
   frugal::host_resource host;
   frugal::cuda_resource gpu;
   kv::page_pool host_pool{l, 20, host}, device_pool{l, 20, gpu};
@@ -142,8 +148,12 @@ TEST_CASE("paged_decode_device equals the CPU paged_attention", "[gpu][attention
   const std::uint32_t page_size = GENERATE(1u, 16u);
   const std::uint32_t pages_per_split = GENERATE(2u, 32u);
   const std::int32_t window = GENERATE(-1, 100);
-  const kv::layout l{.num_layers = 1, .num_kv_heads = 2, .head_dim = 64, .page_size = page_size,
-                     .dtype = type, .order = page_size == 1 ? kv::order::nhd : kv::order::hnd};
+  const kv::layout l{.num_layers = 1,
+                     .num_kv_heads = 2,
+                     .head_dim = 64,
+                     .page_size = page_size,
+                     .dtype = type,
+                     .order = page_size == 1 ? kv::order::nhd : kv::order::hnd};
   const std::vector<std::size_t> lengths{1, 17, 300, 1000, 33, 2000};
   batch_on_pages b{l, lengths, 11};
   const std::size_t batch = lengths.size(), heads = 2 * ratio;
@@ -163,12 +173,12 @@ TEST_CASE("paged_decode_device equals the CPU paged_attention", "[gpu][attention
       last(b.table.last_page_len);
   std::vector<float> poisoned(q.size(), NAN);
   const device_copy<float> dout(poisoned);
-  kv::paged_decode_device(b.device_pool, 0, dq.p, {indptr.p, indices.p, last.p}, batch,
-                          b.max_pages, dout.p, options, b.scales, nullptr,
-                          {.pages_per_split = pages_per_split});
+  kv::paged_decode_device(b.device_pool, 0, dq.p, {indptr.p, indices.p, last.p}, batch, b.max_pages,
+                          dout.p, options, b.scales, nullptr, {.pages_per_split = pages_per_split});
   FRUGAL_CUDA_TRY(cudaDeviceSynchronize());
   std::vector<float> got(q.size());
-  FRUGAL_CUDA_TRY(cudaMemcpy(got.data(), dout.p, got.size() * sizeof(float), cudaMemcpyDeviceToHost));
+  FRUGAL_CUDA_TRY(
+      cudaMemcpy(got.data(), dout.p, got.size() * sizeof(float), cudaMemcpyDeviceToHost));
   double worst = 0;
   for (std::size_t r = 0; r < got.size(); r += 64) {
     double err = 0, mag = 0;
@@ -187,8 +197,8 @@ TEST_CASE("paged_decode_device equals the CPU paged_attention", "[gpu][attention
 TEST_CASE("attention kernels check their arguments without a device", "[gpu][attention]") {
   // Every check below comes before the first CUDA call, so it runs on any machine.
   frugal::host_resource host;
-  const kv::layout l{.num_layers = 2, .num_kv_heads = 2, .head_dim = 8, .page_size = 4,
-                     .dtype = kv::dtype::int8};
+  const kv::layout l{
+      .num_layers = 2, .num_kv_heads = 2, .head_dim = 8, .page_size = 4, .dtype = kv::dtype::int8};
   kv::page_pool pool{l, 4, host};
   const std::vector<float> scales{1, 1}, too_few{1}, negative{1, -1};
   CHECK_THROWS_WITH(kv::write_kv_device(pool, 2, nullptr, nullptr, nullptr, 1, scales),
@@ -198,22 +208,22 @@ TEST_CASE("attention kernels check their arguments without a device", "[gpu][att
   CHECK_THROWS_AS(kv::write_kv_device(pool, 0, nullptr, nullptr, nullptr, 1, negative),
                   frugal::invalid_argument);
   const kv::device_page_table none{};
-  CHECK_THROWS_WITH(kv::paged_decode_device(pool, 0, nullptr, none, 1, 1, nullptr,
-                                            {.num_qo_heads = 3}, scales),
-                    Catch::Contains("positive multiple of num_kv_heads"));
+  CHECK_THROWS_WITH(
+      kv::paged_decode_device(pool, 0, nullptr, none, 1, 1, nullptr, {.num_qo_heads = 3}, scales),
+      Catch::Contains("positive multiple of num_kv_heads"));
   CHECK_THROWS_WITH(kv::paged_decode_device(pool, 0, nullptr, none, 1, 1, nullptr,
                                             {.num_qo_heads = 2 * 33}, scales),
                     Catch::Contains("at most 32 query heads per KV head"));
   CHECK_THROWS_WITH(kv::paged_decode_device(pool, 0, nullptr, none, 1, 1, nullptr,
                                             {.num_qo_heads = 2, .causal = false}, scales),
                     Catch::Contains("causal"));
-  CHECK_THROWS_WITH(kv::paged_decode_device(pool, 0, nullptr, none, 1, 1, nullptr,
-                                            {.num_qo_heads = 2}, scales, nullptr,
-                                            {.pages_per_split = 0}),
-                    Catch::Contains("pages_per_split is zero"));
+  CHECK_THROWS_WITH(
+      kv::paged_decode_device(pool, 0, nullptr, none, 1, 1, nullptr, {.num_qo_heads = 2}, scales,
+                              nullptr, {.pages_per_split = 0}),
+      Catch::Contains("pages_per_split is zero"));
   const kv::layout wide{.num_layers = 1, .num_kv_heads = 1, .head_dim = 512, .page_size = 4};
   kv::page_pool wide_pool{wide, 1, host};
-  CHECK_THROWS_WITH(kv::paged_decode_device(wide_pool, 0, nullptr, none, 1, 1, nullptr,
-                                            {.num_qo_heads = 1}),
-                    Catch::Contains("head_dim above 256"));
+  CHECK_THROWS_WITH(
+      kv::paged_decode_device(wide_pool, 0, nullptr, none, 1, 1, nullptr, {.num_qo_heads = 1}),
+      Catch::Contains("head_dim above 256"));
 }

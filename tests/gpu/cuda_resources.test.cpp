@@ -94,7 +94,8 @@ TEST_CASE("cuda resources: concepts and properties (compile time)", "[gpu][stati
   STATIC_REQUIRE_FALSE(frugal::has_property_v<frugal::cuda_async_resource, host_accessible>);
   STATIC_REQUIRE(frugal::try_allocatable<frugal::cuda_async_resource>);
 
-  STATIC_REQUIRE(frugal::resource_with<frugal::pinned_resource, host_accessible, device_accessible>);
+  STATIC_REQUIRE(
+      frugal::resource_with<frugal::pinned_resource, host_accessible, device_accessible>);
   STATIC_REQUIRE(frugal::try_allocatable<frugal::pinned_resource>);
 
   STATIC_REQUIRE(frugal::resource_with<frugal::cuda_virtual_resource, device_accessible>);
@@ -117,7 +118,8 @@ TEST_CASE("cuda resources: argument checks and equality need no device", "[gpu][
   CHECK(async0.allocate(0) == nullptr);
   CHECK(async0.allocate_async(0, 256, cuda::stream_ref{cudaStream_t{}}) == nullptr);
   CHECK(pinned.allocate(0) == nullptr);
-  for (std::size_t alignment : {std::size_t{0}, std::size_t{3}, std::size_t{48}, std::size_t{512}}) {
+  for (std::size_t alignment :
+       {std::size_t{0}, std::size_t{3}, std::size_t{48}, std::size_t{512}}) {
     INFO("alignment " << alignment);
     CHECK_THROWS_AS(gpu0.allocate(64, alignment), frugal::invalid_argument);
     CHECK_THROWS_AS(async0.allocate(64, alignment), frugal::invalid_argument);
@@ -269,7 +271,8 @@ TEST_CASE("cuda_async_resource: allocate_async and deallocate_async on a created
     frugal::device::fill_bytes(p, bytes, 0x7E, s.stream);  // ordered after the allocation
     blocks.emplace_back(p, bytes);
   }
-  for (auto [p, bytes] : blocks) CHECK(frugal::device::count_bytes(p, bytes, 0x7E, s.stream) == bytes);
+  for (auto [p, bytes] : blocks)
+    CHECK(frugal::device::count_bytes(p, bytes, 0x7E, s.stream) == bytes);
   for (auto [p, bytes] : blocks) gpu.deallocate_async(p, bytes, 256, stream);
   CHECK(gpu.allocate_async(0, 256, stream) == nullptr);
   CHECK_THROWS_AS(gpu.allocate_async(64, 1024, stream), frugal::invalid_argument);
@@ -383,8 +386,10 @@ TEST_CASE("cuda_virtual_resource: reserves address space and commits on demand",
   CHECK(gpu.is_valid());
 }
 
-TEST_CASE("cuda_virtual_resource: live ranges are disjoint, keep their bytes, and trim frees "
-          "only unused granules", "[gpu]") {
+TEST_CASE(
+    "cuda_virtual_resource: live ranges are disjoint, keep their bytes, and trim frees "
+    "only unused granules",
+    "[gpu]") {
   FRUGAL_REQUIRE_DEVICE();
   frugal::cuda_virtual_resource gpu{{.reserve_bytes = GiB}};
   const std::size_t g = gpu.granularity();
@@ -539,8 +544,8 @@ TEST_CASE("cuda_virtual_resource: equality is identity, moves keep it, misuse is
   check_usable(p, 1000, 0x10);
   {
     misuse_recorder recorder;
-    moved.deallocate(p, 999);                      // wrong size
-    b.deallocate(p, 1000);                         // another resource's pointer
+    moved.deallocate(p, 999);                            // wrong size
+    b.deallocate(p, 1000);                               // another resource's pointer
     moved.deallocate(static_cast<char*>(p) + 256, 744);  // not the start of an allocation
     REQUIRE(misuse_recorder::kinds.size() == 3);
     CHECK(misuse_recorder::kinds[0] == frugal::misuse_kind::size_mismatch);

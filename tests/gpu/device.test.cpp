@@ -121,8 +121,8 @@ TEST_CASE("an exhausted stream pool: out_of_memory, no pending error, nothing ke
   void* counted = gpu.allocate(4096);
   frugal::device::fill_bytes(input, rows * cols * sizeof(float), 0);
   frugal::device::fill_bytes(counted, 4096, 0x5A);
-  const frugal::kv::layout kv_layout{.num_layers = 1, .num_kv_heads = 1, .head_dim = 16,
-                                     .page_size = 16};
+  const frugal::kv::layout kv_layout{
+      .num_layers = 1, .num_kv_heads = 1, .head_dim = 16, .page_size = 16};
   frugal::kv::page_pool kv_src(kv_layout, 4, gpu), kv_dst(kv_layout, 4, gpu);
   const std::vector<frugal::kv::copy_op> ops = {{0, 1}, {2, 3}};
   FRUGAL_CUDA_TRY(cudaDeviceSynchronize());

@@ -2,7 +2,6 @@
 // lists, the destination poisoned first so that a missed byte shows; raw-pointer copies of odd
 // page sizes (the byte-wise tail) against memcpy and the kernel's host emulation.
 #include "gpu/gpu.hpp"
-
 #include "kv/random_copy_ops.hpp"
 
 #include <frugal/error.hpp>
@@ -37,7 +36,8 @@ void fill_random(std::span<std::byte> bytes, std::uint64_t seed) {
 
 std::vector<std::byte> to_host(const page_pool& pool) {
   std::vector<std::byte> bytes(pool.memory().size());
-  FRUGAL_CUDA_TRY(cudaMemcpy(bytes.data(), pool.memory().data(), bytes.size(), cudaMemcpyDeviceToHost));
+  FRUGAL_CUDA_TRY(
+      cudaMemcpy(bytes.data(), pool.memory().data(), bytes.size(), cudaMemcpyDeviceToHost));
   return bytes;
 }
 
@@ -49,8 +49,10 @@ struct pools {
   page_pool device_src, device_dst, host_src, host_dst;
 
   pools(const frugal::kv::layout& l, std::uint32_t src_pages, std::uint32_t dst_pages)
-      : device_src(l, src_pages, gpu), device_dst(l, dst_pages, gpu),
-        host_src(l, src_pages, host), host_dst(l, dst_pages, host) {
+      : device_src(l, src_pages, gpu),
+        device_dst(l, dst_pages, gpu),
+        host_src(l, src_pages, host),
+        host_dst(l, dst_pages, host) {
     fill_random(host_src.memory(), 42);
     std::memset(host_dst.memory().data(), poison, host_dst.memory().size());
     FRUGAL_CUDA_TRY(cudaMemcpy(device_src.memory().data(), host_src.memory().data(),
@@ -86,9 +88,15 @@ TEST_CASE("kv copy kernel: every access width and odd page sizes", "[gpu]") {
   // fp8 with head_dim 3: 2 x 16 x 2 x 3 = 192 bytes per layer, 3 layers = 576 bytes, and a
   // 1-layer, 1-head, 7-dim int8 layout gives 224; the fp16 one 4 KiB. Strides are 256-aligned.
   const frugal::kv::layout layouts[] = {
-      {.num_layers = 3, .num_kv_heads = 2, .head_dim = 3, .page_size = 16,
+      {.num_layers = 3,
+       .num_kv_heads = 2,
+       .head_dim = 3,
+       .page_size = 16,
        .dtype = frugal::kv::dtype::fp8_e4m3},
-      {.num_layers = 1, .num_kv_heads = 1, .head_dim = 7, .page_size = 16,
+      {.num_layers = 1,
+       .num_kv_heads = 1,
+       .head_dim = 7,
+       .page_size = 16,
        .dtype = frugal::kv::dtype::int8},
       {.num_layers = 2, .num_kv_heads = 2, .head_dim = 16, .page_size = 16},
   };
@@ -100,8 +108,10 @@ TEST_CASE("kv copy kernel: every access width and odd page sizes", "[gpu]") {
         const auto ops = random_ops(45, 40, 50, 100 + width);
         frugal::kv::copy_pages_host(p.host_src, p.host_dst, ops);
         frugal::kv::copy_pages_device(p.device_src, p.device_dst, ops, nullptr,
-                                      {.threads_per_block = 64, .vec_bytes = width,
-                                       .bytes_per_block = chunk, .max_blocks_x = 7});
+                                      {.threads_per_block = 64,
+                                       .vec_bytes = width,
+                                       .bytes_per_block = chunk,
+                                       .max_blocks_x = 7});
         FRUGAL_CUDA_TRY(cudaDeviceSynchronize());
         const auto device = to_host(p.device_dst);
         CHECK(std::memcmp(device.data(), p.host_dst.memory().data(), device.size()) == 0);
@@ -153,7 +163,8 @@ bool raw_copy_matches(std::size_t page_bytes, std::size_t src_stride, std::size_
   auto* ops_device = static_cast<copy_op*>(ops_memory);
   FRUGAL_CUDA_TRY(cudaMemcpy(src, host_src.data(), src_bytes, cudaMemcpyHostToDevice));
   FRUGAL_CUDA_TRY(cudaMemset(dst, poison, dst_bytes));
-  FRUGAL_CUDA_TRY(cudaMemcpy(ops_device, ops.data(), ops.size() * sizeof(copy_op), cudaMemcpyHostToDevice));
+  FRUGAL_CUDA_TRY(
+      cudaMemcpy(ops_device, ops.data(), ops.size() * sizeof(copy_op), cudaMemcpyHostToDevice));
   FRUGAL_CUDA_TRY(cudaDeviceSynchronize());  // the kernel below runs on the legacy stream too
   frugal::kv::copy_pages_device(src + src_offset, dst + dst_offset, src_stride, dst_stride,
                                 page_bytes, ops_device, ops.size(), nullptr, tuning);
@@ -185,9 +196,10 @@ TEST_CASE("kv copy kernel: odd page sizes copy their byte-wise tail", "[gpu]") {
     for (const std::size_t chunk : {std::size_t{64}, std::size_t{16} << 10}) {
       for (const int width : {16, 8, 4}) {
         CAPTURE(page_bytes, chunk, width);
-        const frugal::kv::copy_kernel_tuning tuning{
-            .threads_per_block = 64, .vec_bytes = width, .bytes_per_block = chunk,
-            .max_blocks_x = 7};
+        const frugal::kv::copy_kernel_tuning tuning{.threads_per_block = 64,
+                                                    .vec_bytes = width,
+                                                    .bytes_per_block = chunk,
+                                                    .max_blocks_x = 7};
         CHECK(raw_copy_matches(page_bytes, 1008, 1024, 0, 0, tuning, page_bytes + chunk));
       }
     }
@@ -227,8 +239,8 @@ TEST_CASE("kv copy kernel: swap to a pinned host pool and back", "[gpu]") {
   std::vector<std::byte> expected(p.host_dst.memory().size());
   std::memset(expected.data(), poison, expected.size());
   for (const copy_op& op : back)
-    std::memcpy(expected.data() + op.dst * p.host_dst.page_stride(),
-                host_tier.page_address(op.src), llama_like().page_bytes());
+    std::memcpy(expected.data() + op.dst * p.host_dst.page_stride(), host_tier.page_address(op.src),
+                llama_like().page_bytes());
   CHECK(std::memcmp(to_host(p.device_dst).data(), expected.data(), expected.size()) == 0);
 }
 
@@ -243,10 +255,11 @@ TEST_CASE("kv copy kernel: bad input is refused before any copy", "[gpu]") {
   CHECK_THROWS_AS(frugal::kv::copy_pages_device(p.host_src, p.device_dst, one),
                   frugal::invalid_argument);
   page_pool other{{.num_layers = 1, .num_kv_heads = 8, .head_dim = 128, .page_size = 16}, 4, p.gpu};
-  CHECK_THROWS_AS(frugal::kv::copy_pages_device(p.device_src, other, one), frugal::invalid_argument);
-  CHECK_THROWS_AS(frugal::kv::copy_pages_device(p.device_src, p.device_dst, one, nullptr,
-                                                {.vec_bytes = 3}),
+  CHECK_THROWS_AS(frugal::kv::copy_pages_device(p.device_src, other, one),
                   frugal::invalid_argument);
+  CHECK_THROWS_AS(
+      frugal::kv::copy_pages_device(p.device_src, p.device_dst, one, nullptr, {.vec_bytes = 3}),
+      frugal::invalid_argument);
   FRUGAL_CUDA_TRY(cudaDeviceSynchronize());
   const auto device = to_host(p.device_dst);
   CHECK(std::all_of(device.begin(), device.end(),

@@ -62,7 +62,10 @@ struct device_buffer {
   ~device_buffer() { (void)cudaFree(p); }
   device_buffer(const device_buffer&) = delete;
   device_buffer& operator=(const device_buffer&) = delete;
-  template <class T> T* as() const { return static_cast<T*>(p); }
+  template <class T>
+  T* as() const {
+    return static_cast<T*>(p);
+  }
   /// Queues the copy of `bytes` bytes from `host` on `stream`; `host` must live until the stream
   /// has passed it (the caller synchronizes before it goes).
   void upload(const void* host, cudaStream_t stream) {
@@ -94,8 +97,10 @@ std::vector<float> make_input(std::size_t rows, std::size_t cols, std::uint64_t 
     for (std::size_t c = 0; c < cols; ++c) {
       float v = normal(rng) * scale;
       const float u = unit(rng);
-      if (u < 0.05f) v = u < 0.01f ? -0.0f : 0.0f;
-      else if (u > 0.995f) v *= 1000.0f;
+      if (u < 0.05f)
+        v = u < 0.01f ? -0.0f : 0.0f;
+      else if (u > 0.995f)
+        v *= 1000.0f;
       x[r * cols + c] = v;
     }
   }
@@ -125,9 +130,13 @@ std::vector<T> convert(const std::vector<float>& x) {
 
 /// Which region of `l` holds byte `i` (for failure messages).
 std::string region_of(const q::layout& l, std::size_t i) {
-  auto in = [&](std::size_t offset, std::size_t bytes) { return i >= offset && i < offset + bytes; };
-  if (in(l.values_offset, l.values_bytes)) return "values byte " + std::to_string(i - l.values_offset);
-  if (in(l.scales_offset, l.scales_bytes)) return "scales byte " + std::to_string(i - l.scales_offset);
+  auto in = [&](std::size_t offset, std::size_t bytes) {
+    return i >= offset && i < offset + bytes;
+  };
+  if (in(l.values_offset, l.values_bytes))
+    return "values byte " + std::to_string(i - l.values_offset);
+  if (in(l.scales_offset, l.scales_bytes))
+    return "scales byte " + std::to_string(i - l.scales_offset);
   if (in(l.zero_points_offset, l.zero_points_bytes))
     return "zero_points byte " + std::to_string(i - l.zero_points_offset);
   if (in(l.tensor_scale_offset, l.tensor_scale_bytes)) return "tensor_scale";
@@ -141,15 +150,15 @@ template <class T>
 void check_format(q::format f, const std::vector<T>& x, std::size_t rows, std::size_t cols,
                   const q::options& opts = {}, cudaStream_t stream = nullptr,
                   const q::kernel_tuning* tuning = nullptr) {
-  INFO("seed " << test_seed() << " (FRUGAL_TEST_SEED), format " << q::to_string(f) << ", "
-               << rows << " x " << cols << ", " << sizeof(T) * 8 << "-bit input"
+  INFO("seed " << test_seed() << " (FRUGAL_TEST_SEED), format " << q::to_string(f) << ", " << rows
+               << " x " << cols << ", " << sizeof(T) * 8 << "-bit input"
                << (opts.mx_round_up_scale ? ", round-up" : ""));
   const std::string launch =
       tuning == nullptr
           ? std::string("the device's tuning policy")
           : "threads_per_block " + std::to_string(tuning->threads_per_block) +
-                ", items_per_thread " + std::to_string(tuning->items_per_thread) +
-                ", vec_bytes " + std::to_string(tuning->vec_bytes) + ", block_tile_elements " +
+                ", items_per_thread " + std::to_string(tuning->items_per_thread) + ", vec_bytes " +
+                std::to_string(tuning->vec_bytes) + ", block_tile_elements " +
                 std::to_string(tuning->block_tile_elements) + ", blocks_per_sm " +
                 std::to_string(tuning->blocks_per_sm);
   INFO("launch: " << launch);
@@ -183,8 +192,7 @@ void check_format(q::format f, const std::vector<T>& x, std::size_t rows, std::s
     q::dequantize_device(f, packed.as<const std::byte>(), rows, cols, restored.as<float>(), stream,
                          *tuning);
   else
-    q::dequantize_device(f, packed.as<const std::byte>(), rows, cols, restored.as<float>(),
-                         stream);
+    q::dequantize_device(f, packed.as<const std::byte>(), rows, cols, restored.as<float>(), stream);
   const std::vector<std::uint8_t> gpu = restored.to_host(stream);
   std::size_t first_float = cpu.size();
   for (std::size_t i = 0; i < cpu.size(); ++i)
@@ -211,7 +219,8 @@ template <class T>
 void check_all_formats(std::uint64_t seed, const q::options& opts = {}) {
   for (const shape& s : common_shapes) {
     const std::vector<T> x = convert<T>(make_input(s.rows, s.cols, seed++));
-    for (const q::format_info& fi : q::all_formats()) check_format<T>(fi.id, x, s.rows, s.cols, opts);
+    for (const q::format_info& fi : q::all_formats())
+      check_format<T>(fi.id, x, s.rows, s.cols, opts);
   }
   for (const shape& s : odd_shapes) {
     const std::vector<T> x = convert<T>(make_input(s.rows, s.cols, seed++));
@@ -286,7 +295,8 @@ TEST_CASE("quant kernels: work on a caller's stream and under every tuning polic
   cudaStream_t stream{};
   FRUGAL_CUDA_TRY(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   const std::vector<float> x = make_input(37, 256, test_seed() + 21);
-  for (const q::format_info& fi : q::all_formats()) check_format<float>(fi.id, x, 37, 256, {}, stream);
+  for (const q::format_info& fi : q::all_formats())
+    check_format<float>(fi.id, x, 37, 256, {}, stream);
   FRUGAL_CUDA_TRY(cudaStreamDestroy(stream));
 
   // Every policy, at every access width, gives the same bytes: the tuning changes only who does
@@ -323,14 +333,14 @@ TEST_CASE("quant kernels: bad arguments throw invalid_argument and queue nothing
   auto* out = packed.as<std::byte>();
 
   SECTION("null pointers") {
-    CHECK_THROWS_AS(q::quantize_device(q::format::mxfp4, static_cast<const float*>(nullptr), rows,
-                                       cols, out),
-                    frugal::invalid_argument);
+    CHECK_THROWS_AS(
+        q::quantize_device(q::format::mxfp4, static_cast<const float*>(nullptr), rows, cols, out),
+        frugal::invalid_argument);
     CHECK_THROWS_AS(q::quantize_device(q::format::mxfp4, in, rows, cols, nullptr),
                     frugal::invalid_argument);
-    CHECK_THROWS_AS(q::dequantize_device(q::format::mxfp4, nullptr, rows, cols,
-                                         restored.as<float>()),
-                    frugal::invalid_argument);
+    CHECK_THROWS_AS(
+        q::dequantize_device(q::format::mxfp4, nullptr, rows, cols, restored.as<float>()),
+        frugal::invalid_argument);
   }
   SECTION("a shape the format refuses (cols not a multiple of 32, zero rows)") {
     CHECK_THROWS_AS(q::quantize_device(q::format::mxfp4, in, rows, 48, out),
@@ -345,9 +355,9 @@ TEST_CASE("quant kernels: bad arguments throw invalid_argument and queue nothing
                       Catch::Contains("16-byte aligned"));
     CHECK_THROWS_AS(q::quantize_device(q::format::mxfp4, in, rows, cols, out + 8),
                     frugal::invalid_argument);
-    CHECK_THROWS_AS(q::dequantize_device(q::format::mxfp4, out, rows, cols,
-                                         restored.as<float>() + 1),
-                    frugal::invalid_argument);
+    CHECK_THROWS_AS(
+        q::dequantize_device(q::format::mxfp4, out, rows, cols, restored.as<float>() + 1),
+        frugal::invalid_argument);
   }
   SECTION("a format value outside the enumeration") {
     const auto bad = static_cast<q::format>(200);
@@ -370,9 +380,9 @@ TEST_CASE("quant kernels: bad arguments throw invalid_argument and queue nothing
                     frugal::invalid_argument);
     t = q::tuning_for_current_device();
     t.vec_bytes = 2;
-    CHECK_THROWS_AS(q::dequantize_device(q::format::mxfp4, out, rows, cols, restored.as<float>(),
-                                         nullptr, t),
-                    frugal::invalid_argument);
+    CHECK_THROWS_AS(
+        q::dequantize_device(q::format::mxfp4, out, rows, cols, restored.as<float>(), nullptr, t),
+        frugal::invalid_argument);
   }
   CHECK(untouched(packed));
   CHECK(untouched(restored));

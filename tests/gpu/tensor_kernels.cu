@@ -6,7 +6,8 @@
 
 namespace frugal::testing {
 namespace {
-__global__ void fill_index_kernel(tensor<float, cuda::std::dextents<std::size_t, 2>>::mdspan_type v) {
+__global__ void fill_index_kernel(
+    tensor<float, cuda::std::dextents<std::size_t, 2>>::mdspan_type v) {
   const std::size_t i = blockIdx.x;
   for (std::size_t j = threadIdx.x; j < v.extent(1); j += blockDim.x)
     v(i, j) = static_cast<float>(i * 1000 + j);

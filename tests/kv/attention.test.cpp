@@ -23,7 +23,7 @@ namespace kv = frugal::kv;
 struct test_sequence {
   std::size_t kv_len = 0;
   std::size_t qo_len = 0;
-  std::vector<float> k, v;       // what was written
+  std::vector<float> k, v;                // what was written
   std::vector<float> k_stored, v_stored;  // what the cache holds, decoded
   std::vector<kv::page_id> pages;
 };
@@ -36,9 +36,9 @@ struct test_case {
 };
 
 /// Dense attention of one query row in double: keys [first, position] of a contiguous sequence.
-void dense_attention(const test_sequence& s, const std::vector<float>& k, const std::vector<float>& v,
-                     const float* q, float* out, const test_case& c, std::size_t position,
-                     std::size_t first, double sm_scale) {
+void dense_attention(const test_sequence& s, const std::vector<float>& k,
+                     const std::vector<float>& v, const float* q, float* out, const test_case& c,
+                     std::size_t position, std::size_t first, double sm_scale) {
   const std::size_t heads = c.layout.num_kv_heads, dim = c.layout.head_dim;
   const std::size_t group = c.num_qo_heads / heads;
   for (std::size_t qh = 0; qh < c.num_qo_heads; ++qh) {
@@ -92,7 +92,8 @@ std::vector<float> fit_scales(const kv::layout& l, const std::vector<test_sequen
     for (std::size_t kvi = 0; kvi < 2; ++kvi) {
       const auto& x = kvi == 0 ? s.k : s.v;
       for (std::size_t i = 0; i < x.size(); ++i)
-        amax[kvi * heads + (i / dim) % heads] = std::max(amax[kvi * heads + (i / dim) % heads], std::abs(x[i]));
+        amax[kvi * heads + (i / dim) % heads] =
+            std::max(amax[kvi * heads + (i / dim) % heads], std::abs(x[i]));
     }
   if (l.scales == kv::scale_granularity::per_tensor) {
     const float k = *std::max_element(amax.begin(), amax.begin() + heads);
@@ -186,13 +187,14 @@ batch_result run_batch(const test_case& c, const std::vector<std::size_t>& lengt
   }
 
   std::vector<std::int32_t> qo_indptr{0};
-  for (const auto& s : seqs) qo_indptr.push_back(qo_indptr.back() + static_cast<std::int32_t>(s.qo_len));
+  for (const auto& s : seqs)
+    qo_indptr.push_back(qo_indptr.back() + static_cast<std::int32_t>(s.qo_len));
   const std::size_t rows = static_cast<std::size_t>(qo_indptr.back());
   const std::size_t q_row = c.num_qo_heads * dim;
   std::vector<float> q(rows * q_row);
   for (float& x : q) x = normal(rng);
-  const kv::attention_options options{.num_qo_heads = c.num_qo_heads, .window_left = c.window_left,
-                                      .causal = c.causal};
+  const kv::attention_options options{
+      .num_qo_heads = c.num_qo_heads, .window_left = c.window_left, .causal = c.causal};
   std::vector<float> out_csr(q.size()), out_blocks(q.size(), -1.0f);
   kv::paged_attention(pool, layer, q, qo_indptr, csr, out_csr, options, scales);
   kv::paged_attention(pool, layer, q, qo_indptr, blocks, out_blocks, options, scales);
@@ -215,8 +217,8 @@ batch_result run_batch(const test_case& c, const std::vector<std::size_t>& lengt
                       sm_scale);
     }
   }
-  return {max_relative_error(out_csr, want_stored, dim), max_relative_error(out_csr, want_full, dim),
-          rows};
+  return {max_relative_error(out_csr, want_stored, dim),
+          max_relative_error(out_csr, want_full, dim), rows};
 }
 
 std::vector<std::size_t> random_lengths(std::size_t count, std::size_t max, std::uint64_t seed) {
@@ -234,8 +236,12 @@ TEST_CASE("paged_attention equals dense attention for every page size, GQA ratio
   const std::uint32_t ratio = GENERATE(1u, 2u, 4u, 8u);
   const kv::order order = GENERATE(kv::order::nhd, kv::order::hnd);
   test_case c;
-  c.layout = {.num_layers = 2, .num_kv_heads = 2, .head_dim = 16, .page_size = page_size,
-              .dtype = kv::dtype::fp32, .order = order};
+  c.layout = {.num_layers = 2,
+              .num_kv_heads = 2,
+              .head_dim = 16,
+              .page_size = page_size,
+              .dtype = kv::dtype::fp32,
+              .order = order};
   c.num_qo_heads = 2 * ratio;
   const auto lengths = random_lengths(6, 2000, page_size * 31 + ratio);
   const batch_result r = run_batch(c, lengths, 8, page_size * 7 + ratio);
@@ -243,16 +249,23 @@ TEST_CASE("paged_attention equals dense attention for every page size, GQA ratio
   CHECK(r.error_full <= 1e-5);
 }
 
-TEST_CASE("paged_attention over every KV dtype: exact on the stored values, documented against "
-          "full precision", "[kv][attention]") {
+TEST_CASE(
+    "paged_attention over every KV dtype: exact on the stored values, documented against "
+    "full precision",
+    "[kv][attention]") {
   const kv::dtype type = GENERATE(kv::dtype::fp32, kv::dtype::fp16, kv::dtype::bf16,
                                   kv::dtype::fp8_e4m3, kv::dtype::fp8_e5m2, kv::dtype::int8);
   const kv::scale_granularity scales =
       GENERATE(kv::scale_granularity::per_tensor, kv::scale_granularity::per_head);
   const kv::order order = GENERATE(kv::order::nhd, kv::order::hnd);
   test_case c;
-  c.layout = {.num_layers = 1, .num_kv_heads = 4, .head_dim = 32, .page_size = 16, .dtype = type,
-              .order = order, .scales = scales};
+  c.layout = {.num_layers = 1,
+              .num_kv_heads = 4,
+              .head_dim = 32,
+              .page_size = 16,
+              .dtype = type,
+              .order = order,
+              .scales = scales};
   c.num_qo_heads = 16;
   const auto lengths = random_lengths(5, 700, 11);
   const batch_result r = run_batch(c, lengths, 4, 12);
@@ -263,10 +276,10 @@ TEST_CASE("paged_attention over every KV dtype: exact on the stored values, docu
   // Against the values before encoding: the type's own rounding, not the kernel's (docs/kv.md
   // gives the measured figures for these sequences of N(0, 1) data). bf16 keeps 8 significant
   // bits (relative rounding up to 2^-9 per element), so it cannot meet fp16's 2e-3.
-  const double full_bound = type == kv::dtype::fp32   ? 1e-5
-                            : type == kv::dtype::fp16 ? 2e-3
-                            : type == kv::dtype::bf16 ? 1e-2
-                            : type == kv::dtype::int8 ? 5e-2
+  const double full_bound = type == kv::dtype::fp32       ? 1e-5
+                            : type == kv::dtype::fp16     ? 2e-3
+                            : type == kv::dtype::bf16     ? 1e-2
+                            : type == kv::dtype::int8     ? 5e-2
                             : type == kv::dtype::fp8_e4m3 ? 0.15
                                                           : 0.25;
   CHECK(r.error_full <= full_bound);
@@ -274,8 +287,8 @@ TEST_CASE("paged_attention over every KV dtype: exact on the stored values, docu
 
 TEST_CASE("paged_attention: sliding window and non-causal attention", "[kv][attention]") {
   test_case c;
-  c.layout = {.num_layers = 1, .num_kv_heads = 2, .head_dim = 8, .page_size = 8,
-              .dtype = kv::dtype::fp32};
+  c.layout = {
+      .num_layers = 1, .num_kv_heads = 2, .head_dim = 8, .page_size = 8, .dtype = kv::dtype::fp32};
   c.num_qo_heads = 4;
   SECTION("window") {
     c.window_left = GENERATE(0, 1, 7, 8, 100);
@@ -292,8 +305,8 @@ TEST_CASE("paged_attention: sliding window and non-causal attention", "[kv][atte
 
 TEST_CASE("paged_attention is stable for scores far beyond exp's range", "[kv][attention]") {
   frugal::host_resource host;
-  const kv::layout l{.num_layers = 1, .num_kv_heads = 1, .head_dim = 4, .page_size = 2,
-                     .dtype = kv::dtype::fp32};
+  const kv::layout l{
+      .num_layers = 1, .num_kv_heads = 1, .head_dim = 4, .page_size = 2, .dtype = kv::dtype::fp32};
   kv::page_pool pool{l, 4, host};
   // Two keys with scores 1000 and 990: the weights are 1 and e^-10 (no overflow to inf).
   const std::vector<float> k{100, 0, 0, 0, 99, 0, 0, 0};
@@ -312,8 +325,8 @@ TEST_CASE("paged_attention is stable for scores far beyond exp's range", "[kv][a
 
 TEST_CASE("write_kv and paged_attention over a kv::cache's slots and exports", "[kv][attention]") {
   frugal::host_resource host;
-  const kv::layout l{.num_layers = 2, .num_kv_heads = 2, .head_dim = 8, .page_size = 4,
-                     .dtype = kv::dtype::fp32};
+  const kv::layout l{
+      .num_layers = 2, .num_kv_heads = 2, .head_dim = 8, .page_size = 4, .dtype = kv::dtype::fp32};
   kv::cache cache{l, 32, host, {.enable_prefix_caching = false, .watermark = 0}};
   std::mt19937_64 rng(9);
   std::normal_distribution<float> normal;
@@ -352,8 +365,8 @@ TEST_CASE("write_kv and paged_attention over a kv::cache's slots and exports", "
 
 TEST_CASE("write_kv and paged_attention refuse bad input and change nothing", "[kv][attention]") {
   frugal::host_resource host;
-  const kv::layout l{.num_layers = 2, .num_kv_heads = 2, .head_dim = 4, .page_size = 4,
-                     .dtype = kv::dtype::fp32};
+  const kv::layout l{
+      .num_layers = 2, .num_kv_heads = 2, .head_dim = 4, .page_size = 4, .dtype = kv::dtype::fp32};
   kv::page_pool pool{l, 4, host};
   std::memset(pool.memory().data(), 0x5A, pool.memory().size());
   const std::vector<std::byte> before(pool.memory().begin(), pool.memory().end());
@@ -377,8 +390,12 @@ TEST_CASE("write_kv and paged_attention refuse bad input and change nothing", "[
     CHECK(unchanged());
   }
   SECTION("8-bit scales") {
-    const kv::layout l8{.num_layers = 1, .num_kv_heads = 2, .head_dim = 4, .page_size = 4,
-                        .dtype = kv::dtype::int8, .scales = kv::scale_granularity::per_head};
+    const kv::layout l8{.num_layers = 1,
+                        .num_kv_heads = 2,
+                        .head_dim = 4,
+                        .page_size = 4,
+                        .dtype = kv::dtype::int8,
+                        .scales = kv::scale_granularity::per_head};
     kv::page_pool pool8{l8, 2, host};
     std::memset(pool8.memory().data(), 0, pool8.memory().size());
     const std::vector<float> too_few{1.0f, 1.0f}, zero{1, 1, 0, 1}, nan{1, 1, NAN, 1};
@@ -407,9 +424,12 @@ TEST_CASE("write_kv and paged_attention refuse bad input and change nothing", "[
                       Catch::Contains("page id 4 is outside the pool"));
     CHECK_THROWS_WITH(kv::paged_attention(pool, 0, q, qo, bad_last, out, opts),
                       Catch::Contains("last_page_len of sequence 0 is outside 1..4"));
-    CHECK_THROWS_AS(kv::paged_attention(pool, 0, q, qo, zero_last, out, opts), frugal::invalid_argument);
-    CHECK_THROWS_AS(kv::paged_attention(pool, 0, q, qo, short_last, out, opts), frugal::invalid_argument);
-    CHECK_THROWS_AS(kv::paged_attention(pool, 0, q, qo, bad_indptr, out, opts), frugal::invalid_argument);
+    CHECK_THROWS_AS(kv::paged_attention(pool, 0, q, qo, zero_last, out, opts),
+                    frugal::invalid_argument);
+    CHECK_THROWS_AS(kv::paged_attention(pool, 0, q, qo, short_last, out, opts),
+                    frugal::invalid_argument);
+    CHECK_THROWS_AS(kv::paged_attention(pool, 0, q, qo, bad_indptr, out, opts),
+                    frugal::invalid_argument);
     CHECK_THROWS_WITH(kv::paged_attention(pool, 0, q, qo, good, out, {.num_qo_heads = 3}),
                       Catch::Contains("positive multiple of num_kv_heads"));
     CHECK_THROWS_AS(kv::paged_attention(pool, 0, q, qo, good, out, {.num_qo_heads = 0}),
@@ -448,7 +468,8 @@ TEST_CASE("decode splits merge into the whole attention (the device kernel's pla
   std::mt19937_64 rng(21);
   std::normal_distribution<float> normal;
   const std::size_t dim = 16, page_size = 16;
-  for (const std::size_t length : {std::size_t{1}, std::size_t{16}, std::size_t{17}, std::size_t{999}}) {
+  for (const std::size_t length :
+       {std::size_t{1}, std::size_t{16}, std::size_t{17}, std::size_t{999}}) {
     for (const std::size_t per_split : {std::size_t{1}, std::size_t{3}, std::size_t{64}}) {
       for (const std::int32_t window : {-1, 0, 40}) {
         std::vector<float> k(length * dim), v(length * dim), q(dim);
@@ -465,7 +486,8 @@ TEST_CASE("decode splits merge into the whole attention (the device kernel's pla
           REQUIRE(keys.kv_len == length);
           kv::detail::softmax_state state;
           for (std::size_t p = keys.page_begin; p < keys.page_end; ++p)
-            for (std::size_t t = p * page_size; t < std::min(keys.kv_len, (p + 1) * page_size); ++t) {
+            for (std::size_t t = p * page_size; t < std::min(keys.kv_len, (p + 1) * page_size);
+                 ++t) {
               if (t < keys.first) continue;
               float score = 0;
               for (std::size_t d = 0; d < dim; ++d) score += q[d] * k[t * dim + d];
@@ -482,7 +504,10 @@ TEST_CASE("decode splits merge into the whole attention (the device kernel's pla
           sums[s] = state.sum;
         }
         test_case c;
-        c.layout = {.num_layers = 1, .num_kv_heads = 1, .head_dim = dim, .page_size = 16,
+        c.layout = {.num_layers = 1,
+                    .num_kv_heads = 1,
+                    .head_dim = dim,
+                    .page_size = 16,
                     .dtype = kv::dtype::fp32};
         c.num_qo_heads = 1;
         test_sequence seq;
@@ -491,7 +516,8 @@ TEST_CASE("decode splits merge into the whole attention (the device kernel's pla
             window >= 0 && length - 1 > static_cast<std::size_t>(window) ? length - 1 - window : 0;
         dense_attention(seq, k, v, q.data(), want.data(), c, length - 1, first, 0.25);
         for (std::size_t d = 0; d < dim; ++d)
-          got[d] = kv::detail::merge_partials(maxes.data(), sums.data(), accs.data(), splits, dim, d);
+          got[d] =
+              kv::detail::merge_partials(maxes.data(), sums.data(), accs.data(), splits, dim, d);
         INFO("length " << length << ", " << per_split << " pages per split, window " << window);
         CHECK(max_relative_error(got, want, dim) <= 1e-5);
       }
@@ -502,13 +528,21 @@ TEST_CASE("decode splits merge into the whole attention (the device kernel's pla
   CHECK(kv::detail::merge_partials(&none_max, &none_sum, &none_acc, 1, 1, 0) == 0.0f);
 }
 
-TEST_CASE("write_kv_device's per-thread work, run for every thread on the CPU, writes write_kv's "
-          "bytes", "[kv][attention]") {
+TEST_CASE(
+    "write_kv_device's per-thread work, run for every thread on the CPU, writes write_kv's "
+    "bytes",
+    "[kv][attention]") {
   frugal::host_resource host;
-  const kv::dtype type = GENERATE(kv::dtype::fp32, kv::dtype::bf16, kv::dtype::fp8_e5m2, kv::dtype::int8);
+  const kv::dtype type =
+      GENERATE(kv::dtype::fp32, kv::dtype::bf16, kv::dtype::fp8_e5m2, kv::dtype::int8);
   const kv::order order = GENERATE(kv::order::nhd, kv::order::hnd);
-  const kv::layout l{.num_layers = 2, .num_kv_heads = 3, .head_dim = 5, .page_size = 4,
-                     .dtype = type, .order = order, .scales = kv::scale_granularity::per_head};
+  const kv::layout l{.num_layers = 2,
+                     .num_kv_heads = 3,
+                     .head_dim = 5,
+                     .page_size = 4,
+                     .dtype = type,
+                     .order = order,
+                     .scales = kv::scale_granularity::per_head};
   kv::page_pool reference{l, 6, host}, emulated{l, 6, host};
   std::memset(reference.memory().data(), 0xCD, reference.memory().size());
   std::memset(emulated.memory().data(), 0xCD, emulated.memory().size());
@@ -525,8 +559,8 @@ TEST_CASE("write_kv_device's per-thread work, run for every thread on the CPU, w
   k.resize(k.size() + 15, 1.0f);
   v.resize(v.size() + 15, 1.0f);
   const kv::page_addressing a = emulated.addressing();
-  for (std::size_t t = 0; t < slots.size(); ++t)     // every block ...
-    for (std::size_t e = 0; e < 2 * 15; ++e)         // ... and every thread
+  for (std::size_t t = 0; t < slots.size(); ++t)  // every block ...
+    for (std::size_t e = 0; e < 2 * 15; ++e)      // ... and every thread
       kv::detail::write_kv_element(l, a, 1, k.data(), v.data(), slots[t], 24, t, e, scales.data());
   CHECK(std::memcmp(reference.memory().data(), emulated.memory().data(),
                     reference.memory().size()) == 0);

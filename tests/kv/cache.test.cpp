@@ -102,10 +102,10 @@ TEST_CASE("kv: out of pages now gives nullopt or out_of_memory, and changes noth
 
 TEST_CASE("kv: the watermark keeps pages free for running sequences") {
   frugal::host_resource host;
-  cache kv{small_layout(), 10, host, {.watermark = 0.2}};  // 2 pages kept free
-  sequence a = kv.add_sequence(tokens(0, 24));             // 6 pages: 4 left
+  cache kv{small_layout(), 10, host, {.watermark = 0.2}};         // 2 pages kept free
+  sequence a = kv.add_sequence(tokens(0, 24));                    // 6 pages: 4 left
   CHECK_FALSE(kv.try_add_sequence(tokens(100, 12)).has_value());  // 3 > 4 - 2
-  sequence b = kv.add_sequence(tokens(100, 8));            // 2 = 4 - 2: admitted
+  sequence b = kv.add_sequence(tokens(100, 8));                   // 2 = 4 - 2: admitted
   CHECK(kv.num_free_pages() == 2);
   kv.append(a, tokens(24, 8));  // running sequences may use the reserve
   CHECK(kv.num_free_pages() == 0);
@@ -268,9 +268,9 @@ TEST_CASE("kv: released, empty or foreign sequences are refused with nothing cha
   CHECK_THROWS_AS(kv.append(moved, tokens(5, 1)), frugal::invalid_argument);
   CHECK(kv.stats().used_pages == before.used_pages - 2);
   CHECK(kv.is_valid());
-  CHECK_THROWS_AS((cache{frugal::kv::layout{.num_layers = 0, .num_kv_heads = 1, .head_dim = 1},
-                         4, host}),
-                  frugal::invalid_argument);
+  CHECK_THROWS_AS(
+      (cache{frugal::kv::layout{.num_layers = 0, .num_kv_heads = 1, .head_dim = 1}, 4, host}),
+      frugal::invalid_argument);
 }
 
 TEST_CASE("kv: swap out to the host tier and back, with the copies to perform") {
@@ -278,7 +278,8 @@ TEST_CASE("kv: swap out to the host tier and back, with the copies to perform") 
   cache kv{small_layout(), 8, host, {.watermark = 0.0, .host_pages = 4}};
   sequence seq = kv.add_sequence(tokens(0, 7));  // 2 pages
   // Write a recognisable byte into each device page, perform the swap copies on the CPU.
-  for (page_id p : seq.pages()) kv.pages().page_address(p)[0] = std::byte{static_cast<unsigned char>(p + 1)};
+  for (page_id p : seq.pages())
+    kv.pages().page_address(p)[0] = std::byte{static_cast<unsigned char>(p + 1)};
   const std::vector<page_id> device_pages(seq.pages().begin(), seq.pages().end());
   const auto out = kv.swap_out(seq);
   REQUIRE(out.size() == 2);
@@ -331,7 +332,7 @@ TEST_CASE("kv: swaps hand out pending copy-on-write copies first, so one ordered
   sequence b = kv.fork(a);
   kv.append(b, tokens(6, 1));  // pending copy {a's last page -> b's new page}
   const page_id cow_dst = b.pages()[1];
-  b.release();                 // the destination is free again, its copy still pending
+  b.release();  // the destination is free again, its copy still pending
   const auto in = kv.swap_in(s);
   REQUIRE(in.size() == 2);
   CHECK(in[0] == copy_op{a.pages()[1], cow_dst, frugal::kv::copy_kind::device_to_device});

@@ -28,10 +28,10 @@ namespace {
 constexpr std::uint32_t page_size = 4;
 constexpr std::uint32_t device_pages = 64;
 constexpr std::uint32_t host_pages = 32;
-constexpr std::size_t max_live = 24;        // sequences alive at once (running or swapped out)
-constexpr std::size_t max_prompt = 48;      // tokens: 12 pages
-constexpr std::size_t max_tokens = 100;     // appends stop here: 25 pages
-constexpr token_id vocabulary = 24;         // small, so unrelated prompts share pages by chance
+constexpr std::size_t max_live = 24;     // sequences alive at once (running or swapped out)
+constexpr std::size_t max_prompt = 48;   // tokens: 12 pages
+constexpr std::size_t max_tokens = 100;  // appends stop here: 25 pages
+constexpr token_id vocabulary = 24;      // small, so unrelated prompts share pages by chance
 
 /// One layer, one head of 4 fp16: a token's K and V are 8 bytes each, room for a 64-bit value.
 kv::layout fuzz_layout() {
@@ -53,7 +53,8 @@ std::uint64_t mix(std::uint64_t x) {
 /// a hash of that context, never 0 (0 marks a slot nobody wrote: fresh pages are zeroed).
 std::uint64_t initial_context(std::uint64_t extra_key) { return mix(extra_key + 0x5EEDull); }
 std::uint64_t next_context(std::uint64_t previous, token_id t) {
-  const std::uint64_t v = mix(previous * 31 + static_cast<std::uint32_t>(t) + 0x9E3779B97F4A7C15ull);
+  const std::uint64_t v =
+      mix(previous * 31 + static_cast<std::uint32_t>(t) + 0x9E3779B97F4A7C15ull);
   return v == 0 ? 1 : v;
 }
 
@@ -72,11 +73,11 @@ struct coverage {
 
 struct model_sequence {
   kv::sequence handle;
-  std::uint32_t name = 0;              // for the operation log
+  std::uint32_t name = 0;  // for the operation log
   std::vector<token_id> tokens;
-  std::vector<std::uint64_t> values;   // values[i]: what token i's slot must hold
+  std::vector<std::uint64_t> values;  // values[i]: what token i's slot must hold
   std::uint64_t extra_key = 0;
-  std::vector<page_id> host;           // host pages while swapped out (from swap_out's copies)
+  std::vector<page_id> host;  // host pages while swapped out (from swap_out's copies)
   bool swapped = false;
 };
 
@@ -109,9 +110,9 @@ struct mismatch : std::runtime_error {
 };
 
 // Checks cost one branch; the message is built only on failure.
-#define FUZZ_EXPECT(cond, what)                                                \
-  do {                                                                         \
-    if (!(cond)) throw mismatch(std::string(what) + "  [" #cond "]");          \
+#define FUZZ_EXPECT(cond, what)                                       \
+  do {                                                                \
+    if (!(cond)) throw mismatch(std::string(what) + "  [" #cond "]"); \
   } while (0)
 
 class fuzzer {
@@ -120,7 +121,8 @@ class fuzzer {
       : config_(config),
         rng_(config.seed),
         kv_(fuzz_layout(), device_pages, memory_,
-            {.enable_prefix_caching = config.prefix_caching, .watermark = config.watermark,
+            {.enable_prefix_caching = config.prefix_caching,
+             .watermark = config.watermark,
              .host_pages = host_pages}) {
     for (int i = 0; i < 4; ++i) system_prompts_.push_back(random_tokens(3 + below(14)));
   }
@@ -169,7 +171,8 @@ class fuzzer {
       p.insert(p.end(), suffix.begin(), suffix.end());
     } else if (kind < 60 && !live_.empty()) {
       const model_sequence& s = live_[below(live_.size())];
-      p.assign(s.tokens.begin(), s.tokens.begin() + static_cast<std::ptrdiff_t>(1 + below(s.tokens.size())));
+      p.assign(s.tokens.begin(),
+               s.tokens.begin() + static_cast<std::ptrdiff_t>(1 + below(s.tokens.size())));
       if (below(2) == 0) {
         const auto suffix = random_tokens(1 + below(6));
         p.insert(p.end(), suffix.begin(), suffix.end());
@@ -177,7 +180,8 @@ class fuzzer {
       if (below(5) != 0) key = s.extra_key;
     } else if (kind < 85 && !finished_.empty()) {
       const auto& f = finished_[below(finished_.size())];
-      p.assign(f.first.begin(), f.first.begin() + static_cast<std::ptrdiff_t>(1 + below(f.first.size())));
+      p.assign(f.first.begin(),
+               f.first.begin() + static_cast<std::ptrdiff_t>(1 + below(f.first.size())));
       if (below(2) == 0) {
         const auto suffix = random_tokens(1 + below(6));
         p.insert(p.end(), suffix.begin(), suffix.end());
@@ -198,8 +202,10 @@ class fuzzer {
     const bool greedy = below(2) == 0;
     token_id a = s.tokens.back(), b = s.tokens.size() > 1 ? s.tokens[s.tokens.size() - 2] : 0;
     for (std::size_t i = 0; i < n; ++i) {
-      const token_id t = greedy ? static_cast<token_id>((a * 7 + b * 3 + static_cast<token_id>(s.extra_key)) % vocabulary)
-                                : random_token();
+      const token_id t =
+          greedy ? static_cast<token_id>((a * 7 + b * 3 + static_cast<token_id>(s.extra_key)) %
+                                         vocabulary)
+                 : random_token();
       out.push_back(t);
       b = a;
       a = t;
@@ -239,14 +245,15 @@ class fuzzer {
       FUZZ_EXPECT(slots[i] == static_cast<std::int64_t>(pages[t / page_size]) * page_size +
                                   static_cast<std::int64_t>(t % page_size),
                   "slot_mapping gives page * page_size + offset");
-      write_slot(static_cast<page_id>(slots[i] / page_size), static_cast<std::size_t>(slots[i] % page_size),
-                 s.values[t]);
+      write_slot(static_cast<page_id>(slots[i] / page_size),
+                 static_cast<std::size_t>(slots[i] % page_size), s.values[t]);
     }
   }
 
   static void extend(model_sequence& s, std::span<const token_id> tokens) {
     for (const token_id t : tokens) {
-      s.values.push_back(next_context(s.values.empty() ? initial_context(s.extra_key) : s.values.back(), t));
+      s.values.push_back(
+          next_context(s.values.empty() ? initial_context(s.extra_key) : s.values.back(), t));
       s.tokens.push_back(t);
     }
   }
@@ -308,15 +315,17 @@ class fuzzer {
         }
         const model_sequence& o = *first_holder[p];
         FUZZ_EXPECT(first_index[p] == i, "a shared page sits at the same index in each holder");
-        const std::size_t o_here = std::min<std::size_t>(page_size, o.tokens.size() - i * page_size);
+        const std::size_t o_here =
+            std::min<std::size_t>(page_size, o.tokens.size() - i * page_size);
         FUZZ_EXPECT(o_here == here, "a shared page holds as many tokens for each holder");
         for (std::size_t j = i * page_size; j < i * page_size + here; ++j)
           FUZZ_EXPECT(o.tokens[j] == s.tokens[j] && o.values[j] == s.values[j],
                       "a shared page holds the same tokens (and context) for each holder");
       }
       for (std::size_t t = 0; t < n; ++t)
-        FUZZ_EXPECT(read_slot(pages[t / page_size], t % page_size) == s.values[t],
-                    "a token's slot holds its KV (prefix hit, copy-on-write and swap copies included)");
+        FUZZ_EXPECT(
+            read_slot(pages[t / page_size], t % page_size) == s.values[t],
+            "a token's slot holds its KV (prefix hit, copy-on-write and swap copies included)");
     }
     std::uint32_t used = 0;
     for (page_id p = 0; p < device_pages; ++p) {
@@ -336,7 +345,8 @@ class fuzzer {
     FUZZ_EXPECT(st.cow_copies == coverage_.cow_copies, "stats: copy-on-write copies");
     FUZZ_EXPECT(st.evictions == coverage_.evictions, "stats: evictions");
     FUZZ_EXPECT(st.swaps_out == swaps_out_ && st.swaps_in == swaps_in_, "stats: swaps");
-    if (!config_.prefix_caching) FUZZ_EXPECT(st.cached_pages == 0, "no cached pages without prefix caching");
+    if (!config_.prefix_caching)
+      FUZZ_EXPECT(st.cached_pages == 0, "no cached pages without prefix caching");
     FUZZ_EXPECT(kv_.host_pages()->num_free() == host_pages - host_used, "host pages in use");
   }
 
@@ -368,17 +378,28 @@ class fuzzer {
   void step() {
     const std::size_t r = below(1000);
     const bool crowded = live_.size() >= max_live;
-    if (r < 200) crowded ? op_release() : op_add();
-    else if (r < 500) op_append();
-    else if (r < 570) crowded ? op_release() : op_fork();
-    else if (r < 720) op_release();
-    else if (r < 780) op_swap_out();
-    else if (r < 840) op_swap_in();
-    else if (r < 920) op_take_copy_ops();
-    else if (r < 960) op_export();
-    else if (r < 980) op_misuse();
-    else if (r < 995) op_reset();
-    else op_drain();
+    if (r < 200)
+      crowded ? op_release() : op_add();
+    else if (r < 500)
+      op_append();
+    else if (r < 570)
+      crowded ? op_release() : op_fork();
+    else if (r < 720)
+      op_release();
+    else if (r < 780)
+      op_swap_out();
+    else if (r < 840)
+      op_swap_in();
+    else if (r < 920)
+      op_take_copy_ops();
+    else if (r < 960)
+      op_export();
+    else if (r < 980)
+      op_misuse();
+    else if (r < 995)
+      op_reset();
+    else
+      op_drain();
   }
 
   void op_add() {
@@ -398,8 +419,8 @@ class fuzzer {
     }
     auto [prompt, key] = random_prompt();
     const bool throwing = below(5) == 0;
-    log(std::string(throwing ? "add_sequence" : "try_add_sequence") + " key " + std::to_string(key) +
-        " " + describe(prompt));
+    log(std::string(throwing ? "add_sequence" : "try_add_sequence") + " key " +
+        std::to_string(key) + " " + describe(prompt));
     const snapshot before = take_snapshot();
     std::optional<kv::sequence> handle;
     if (throwing) {
@@ -415,8 +436,9 @@ class fuzzer {
     if (!handle) {
       log("  refused");
       ++coverage_.add_refused;
-      FUZZ_EXPECT(needed + watermark > before.free_pages,
-                  "a prompt is refused only when its pages and the watermark exceed the free pages");
+      FUZZ_EXPECT(
+          needed + watermark > before.free_pages,
+          "a prompt is refused only when its pages and the watermark exceed the free pages");
       FUZZ_EXPECT(take_snapshot() == before, "a refused add changes nothing");
       return;
     }
@@ -437,9 +459,11 @@ class fuzzer {
     const auto pages = s.handle.pages();
     const std::size_t fresh = needed - cached / page_size;
     std::size_t hits_cached = 0;  // hit pages that were cached (counted among the free pages)
-    for (std::size_t i = 0; i < cached / page_size; ++i) hits_cached += before.refcounts[pages[i]] == 0;
-    FUZZ_EXPECT(fresh + watermark + hits_cached <= before.free_pages,
-                "a prompt is admitted only when its new pages fit while keeping the watermark free");
+    for (std::size_t i = 0; i < cached / page_size; ++i)
+      hits_cached += before.refcounts[pages[i]] == 0;
+    FUZZ_EXPECT(
+        fresh + watermark + hits_cached <= before.free_pages,
+        "a prompt is admitted only when its new pages fit while keeping the watermark free");
     coverage_.evictions += fresh > before.stats.free_pages ? fresh - before.stats.free_pages : 0;
     for (std::size_t i = cached / page_size; i < pages.size(); ++i) zero_page(pages[i]);
     live_.push_back(std::move(s));
@@ -487,7 +511,8 @@ class fuzzer {
     if (!ok) {
       log("  refused");
       ++coverage_.append_refused;
-      FUZZ_EXPECT(needed > before.free_pages, "an append is refused only when its pages are not free");
+      FUZZ_EXPECT(needed > before.free_pages,
+                  "an append is refused only when its pages are not free");
       FUZZ_EXPECT(take_snapshot() == before, "a refused append changes nothing");
       return;
     }
@@ -540,9 +565,14 @@ class fuzzer {
     if (finished_.size() == 8) finished_.pop_front();
     finished_.emplace_back(live_[i].tokens, live_[i].extra_key);
     switch (below(3)) {
-      case 0: live_[i].handle.release(); break;                 // explicit
-      case 1: live_[i].handle = kv::sequence{}; break;          // move-assigned over
-      default: break;                                           // destroyed below
+      case 0:
+        live_[i].handle.release();
+        break;  // explicit
+      case 1:
+        live_[i].handle = kv::sequence{};
+        break;  // move-assigned over
+      default:
+        break;  // destroyed below
     }
     if (i + 1 != live_.size()) live_[i] = std::move(live_.back());
     live_.pop_back();
@@ -561,7 +591,8 @@ class fuzzer {
     } catch (const frugal::out_of_memory&) {
       log("  refused");
       ++coverage_.swap_out_refused;
-      FUZZ_EXPECT(old_pages.size() > before.host_free, "swap_out is refused only when the host tier is short");
+      FUZZ_EXPECT(old_pages.size() > before.host_free,
+                  "swap_out is refused only when the host tier is short");
       FUZZ_EXPECT(take_snapshot() == before, "a refused swap_out changes nothing");
       return;
     }
@@ -593,21 +624,26 @@ class fuzzer {
     } catch (const frugal::out_of_memory&) {
       log("  refused");
       ++coverage_.swap_in_refused;
-      FUZZ_EXPECT(s.host.size() > before.free_pages, "swap_in is refused only when device pages are short");
+      FUZZ_EXPECT(s.host.size() > before.free_pages,
+                  "swap_in is refused only when device pages are short");
       FUZZ_EXPECT(take_snapshot() == before, "a refused swap_in changes nothing");
       return;
     }
     FUZZ_EXPECT(s.host.size() <= before.free_pages, "swap_in succeeded without device pages");
     const auto pages = s.handle.pages();
     const auto swap_ops = take_pending_prefix(ops, "swap_in");
-    FUZZ_EXPECT(swap_ops.size() == s.host.size() && pages.size() == s.host.size(), "one copy per page");
+    FUZZ_EXPECT(swap_ops.size() == s.host.size() && pages.size() == s.host.size(),
+                "one copy per page");
     for (std::size_t j = 0; j < swap_ops.size(); ++j) {
-      FUZZ_EXPECT(swap_ops[j].src == s.host[j] && swap_ops[j].dst == pages[j], "swap_in copies the pages in order");
-      FUZZ_EXPECT(swap_ops[j].kind == kv::copy_kind::host_to_device, "swap_in copies from the host");
+      FUZZ_EXPECT(swap_ops[j].src == s.host[j] && swap_ops[j].dst == pages[j],
+                  "swap_in copies the pages in order");
+      FUZZ_EXPECT(swap_ops[j].kind == kv::copy_kind::host_to_device,
+                  "swap_in copies from the host");
     }
     log("  -> pages " + describe_pages(s));
     kv::copy_pages_host(*kv_.host_pages(), kv_.pages(), swap_ops);
-    coverage_.evictions += s.host.size() > before.stats.free_pages ? s.host.size() - before.stats.free_pages : 0;
+    coverage_.evictions +=
+        s.host.size() > before.stats.free_pages ? s.host.size() - before.stats.free_pages : 0;
     s.host.clear();
     s.swapped = false;
     ++swaps_in_;
@@ -643,22 +679,28 @@ class fuzzer {
     const auto fi = kv_.export_flashinfer(batch);
     const auto bt = kv_.export_block_tables(batch, -1);
     FUZZ_EXPECT(fi.indptr.size() == batch.size() + 1 && fi.indptr[0] == 0, "flashinfer indptr");
-    FUZZ_EXPECT(fi.last_page_len.size() == batch.size() && bt.seq_lens.size() == batch.size(), "export sizes");
+    FUZZ_EXPECT(fi.last_page_len.size() == batch.size() && bt.seq_lens.size() == batch.size(),
+                "export sizes");
     std::size_t max_pages = 0;
-    for (const model_sequence* s : models) max_pages = std::max(max_pages, pages_for(s->tokens.size()));
-    FUZZ_EXPECT(bt.max_pages == max_pages && bt.tables.size() == batch.size() * max_pages, "block table shape");
+    for (const model_sequence* s : models)
+      max_pages = std::max(max_pages, pages_for(s->tokens.size()));
+    FUZZ_EXPECT(bt.max_pages == max_pages && bt.tables.size() == batch.size() * max_pages,
+                "block table shape");
     for (std::size_t b = 0; b < batch.size(); ++b) {
       const auto pages = models[b]->handle.pages();
       const std::size_t n = models[b]->tokens.size();
-      FUZZ_EXPECT(static_cast<std::size_t>(fi.indptr[b + 1] - fi.indptr[b]) == pages.size(), "flashinfer row length");
-      FUZZ_EXPECT(static_cast<std::size_t>(fi.last_page_len[b]) == n - (pages.size() - 1) * page_size,
-                  "flashinfer last_page_len");
+      FUZZ_EXPECT(static_cast<std::size_t>(fi.indptr[b + 1] - fi.indptr[b]) == pages.size(),
+                  "flashinfer row length");
+      FUZZ_EXPECT(
+          static_cast<std::size_t>(fi.last_page_len[b]) == n - (pages.size() - 1) * page_size,
+          "flashinfer last_page_len");
       FUZZ_EXPECT(static_cast<std::size_t>(bt.seq_lens[b]) == n, "block table seq_lens");
       for (std::size_t j = 0; j < max_pages; ++j) {
         const std::int32_t expected = j < pages.size() ? static_cast<std::int32_t>(pages[j]) : -1;
         FUZZ_EXPECT(bt.tables[b * max_pages + j] == expected, "block table row");
         if (j < pages.size())
-          FUZZ_EXPECT(fi.indices[static_cast<std::size_t>(fi.indptr[b]) + j] == expected, "flashinfer indices");
+          FUZZ_EXPECT(fi.indices[static_cast<std::size_t>(fi.indptr[b]) + j] == expected,
+                      "flashinfer indices");
       }
     }
   }
@@ -683,17 +725,21 @@ class fuzzer {
     const snapshot before = take_snapshot();
     const std::vector<token_id> one{1};
     const kv::sequence* batch[] = {&s.handle};
-    expect_invalid([&] { (void)kv_.try_append(s.handle, one); }, "append to a swapped-out sequence");
+    expect_invalid([&] { (void)kv_.try_append(s.handle, one); },
+                   "append to a swapped-out sequence");
     expect_invalid([&] { (void)kv_.fork(s.handle); }, "fork of a swapped-out sequence");
     expect_invalid([&] { (void)kv_.swap_out(s.handle); }, "swap_out of a swapped-out sequence");
-    expect_invalid([&] { (void)kv_.export_block_tables(batch); }, "export of a swapped-out sequence");
-    expect_invalid([&] { (void)kv_.slot_mapping(batch); }, "slot_mapping of a swapped-out sequence");
+    expect_invalid([&] { (void)kv_.export_block_tables(batch); },
+                   "export of a swapped-out sequence");
+    expect_invalid([&] { (void)kv_.slot_mapping(batch); },
+                   "slot_mapping of a swapped-out sequence");
     FUZZ_EXPECT(take_snapshot() == before, "refused misuse changes nothing");
   }
 
   void op_reset() {
     const snapshot before = take_snapshot();
-    const bool running = std::any_of(live_.begin(), live_.end(), [](const model_sequence& s) { return !s.swapped; });
+    const bool running =
+        std::any_of(live_.begin(), live_.end(), [](const model_sequence& s) { return !s.swapped; });
     log("reset_prefix_cache");
     const bool done = kv_.reset_prefix_cache();
     FUZZ_EXPECT(done == !running, "reset_prefix_cache refuses exactly while pages are used");
@@ -727,7 +773,8 @@ class fuzzer {
     const kv::cache_stats st = kv_.stats();
     FUZZ_EXPECT(st.used_pages == 0 && st.free_pages + st.cached_pages == device_pages,
                 "after releasing everything each page is free or cached");
-    FUZZ_EXPECT(kv_.host_pages()->num_free() == host_pages, "after releasing everything the host tier is free");
+    FUZZ_EXPECT(kv_.host_pages()->num_free() == host_pages,
+                "after releasing everything the host tier is free");
     FUZZ_EXPECT(kv_.reset_prefix_cache(), "reset_prefix_cache once nothing is used");
     FUZZ_EXPECT(kv_.stats().free_pages == device_pages && kv_.num_free_pages() == device_pages,
                 "after the reset every page is free");
@@ -757,11 +804,12 @@ coverage run_fuzz(const fuzz_config& config) {
   INFO(failure);
   REQUIRE(failure.empty());
   if (std::getenv("KV_FUZZ_VERBOSE") != nullptr)  // to tune the operation mix
-    std::printf("seed %llu: hits %zu, copies %zu, evictions %zu, refused add %zu append %zu "
-                "swap_out %zu swap_in %zu, swaps %zu, resets %zu (refused %zu)\n",
-                static_cast<unsigned long long>(config.seed), cov.prefix_hits, cov.cow_copies,
-                cov.evictions, cov.add_refused, cov.append_refused, cov.swap_out_refused,
-                cov.swap_in_refused, cov.swaps, cov.resets, cov.resets_refused);
+    std::printf(
+        "seed %llu: hits %zu, copies %zu, evictions %zu, refused add %zu append %zu "
+        "swap_out %zu swap_in %zu, swaps %zu, resets %zu (refused %zu)\n",
+        static_cast<unsigned long long>(config.seed), cov.prefix_hits, cov.cow_copies,
+        cov.evictions, cov.add_refused, cov.append_refused, cov.swap_out_refused,
+        cov.swap_in_refused, cov.swaps, cov.resets, cov.resets_refused);
   return cov;
 }
 
@@ -789,7 +837,9 @@ TEST_CASE("kv: random operations without prefix caching or watermark agree with 
 TEST_CASE("kv: a million random operations per seed agree with a reference model", "[.][long]") {
   for (std::uint64_t seed = 10; seed < 18; ++seed) {
     run_fuzz({.seed = seed, .operations = 1000000});
-    run_fuzz({.seed = seed + 100, .operations = 200000, .prefix_caching = false,
+    run_fuzz({.seed = seed + 100,
+              .operations = 200000,
+              .prefix_caching = false,
               .watermark = seed % 2 ? 0.0 : 0.1});
   }
 }

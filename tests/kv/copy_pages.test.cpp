@@ -50,7 +50,8 @@ bool emulation_matches_memcpy(const copy_case& c, const copy_kernel_tuning& tuni
   host_buffer dst(dst_pages * c.dst_stride, c.dst_offset);
   host_buffer expected(dst_pages * c.dst_stride, c.dst_offset);
   std::mt19937_64 rng(seed);
-  for (std::size_t i = 0; i < src_pages * c.src_stride; ++i) src.p[i] = static_cast<std::byte>(rng());
+  for (std::size_t i = 0; i < src_pages * c.src_stride; ++i)
+    src.p[i] = static_cast<std::byte>(rng());
   const std::vector<copy_op> ops = random_ops(35, src_pages, dst_pages, seed + 1);
   for (const copy_op& op : ops)
     std::memcpy(expected.p + op.dst * c.dst_stride, src.p + op.src * c.src_stride, c.page_bytes);
@@ -76,24 +77,25 @@ TEST_CASE("kv copy emulation: odd page sizes run the byte-wise tail after 16-byt
     for (const std::size_t chunk : {std::size_t{64}, std::size_t{16} << 10}) {
       for (const int threads : {32, 64}) {
         CAPTURE(c.page_bytes, c.src_stride, c.dst_stride, chunk, threads);
-        const copy_kernel_tuning tuning{.threads_per_block = threads, .vec_bytes = 16,
-                                        .bytes_per_block = chunk, .max_blocks_x = 7};
+        const copy_kernel_tuning tuning{.threads_per_block = threads,
+                                        .vec_bytes = 16,
+                                        .bytes_per_block = chunk,
+                                        .max_blocks_x = 7};
         CHECK(emulation_matches_memcpy(c, tuning, c.page_bytes + chunk + threads));
       }
     }
   }
 }
 
-TEST_CASE("kv copy emulation: every access width with odd pages and offset bases",
-          "[kv][copy]") {
+TEST_CASE("kv copy emulation: every access width with odd pages and offset bases", "[kv][copy]") {
   // vec_bytes caps the width; the bases' and strides' alignment caps it further.
   const copy_case aligned{1003, 1024, 1040};
   for (const int width : {16, 8, 4, 2, 1}) {
     CAPTURE(width);
     REQUIRE(width_of(aligned, width) == width);
     CHECK(emulation_matches_memcpy(
-        aligned, {.threads_per_block = 32, .vec_bytes = width, .bytes_per_block = 128,
-                  .max_blocks_x = 5},
+        aligned,
+        {.threads_per_block = 32, .vec_bytes = width, .bytes_per_block = 128, .max_blocks_x = 5},
         17 + width));
   }
   const copy_case offsets[] = {{1001, 1008, 1016, 8, 0},   // 8-byte words, 1 byte of tail
@@ -110,8 +112,8 @@ TEST_CASE("kv copy emulation: every access width with odd pages and offset bases
 }
 
 TEST_CASE("kv copy launch shape: chunks, caps and the tail's place", "[kv][copy]") {
-  const copy_kernel_tuning tuning{.threads_per_block = 128, .bytes_per_block = 1000,
-                                  .max_blocks_x = 3};
+  const copy_kernel_tuning tuning{
+      .threads_per_block = 128, .bytes_per_block = 1000, .max_blocks_x = 3};
   // 1000 rounds down to 992 bytes a chunk at 16-byte words; a 2 MiB page needs 2115 of them.
   detail::copy_launch shape = detail::plan_copy(std::size_t{2} << 20, 10, 16, tuning);
   CHECK(shape.chunk_bytes == 992);

@@ -23,9 +23,10 @@ namespace {
 
 std::string describe(const kv::layout& l) {
   static const char* const names[] = {"fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8"};
-  return std::to_string(l.num_layers) + " layers, " + std::to_string(l.num_kv_heads) + " heads, dim " +
-         std::to_string(l.head_dim) + ", page " + std::to_string(l.page_size) + ", " +
-         names[static_cast<int>(l.dtype)] + ", " + (l.order == kv::order::nhd ? "NHD" : "HND");
+  return std::to_string(l.num_layers) + " layers, " + std::to_string(l.num_kv_heads) +
+         " heads, dim " + std::to_string(l.head_dim) + ", page " + std::to_string(l.page_size) +
+         ", " + names[static_cast<int>(l.dtype)] + ", " +
+         (l.order == kv::order::nhd ? "NHD" : "HND");
 }
 
 /// What every element of a token's slot holds: its id as a uint16 for 2-byte types, its low byte
@@ -220,7 +221,8 @@ void read_back_flashinfer(engine& e) {
     REQUIRE(pages > 0);
     REQUIRE(fi.last_page_len[b] >= 1);
     REQUIRE(static_cast<std::size_t>(fi.last_page_len[b]) <= page_size);
-    REQUIRE((pages - 1) * page_size + static_cast<std::size_t>(fi.last_page_len[b]) == tokens.size());
+    REQUIRE((pages - 1) * page_size + static_cast<std::size_t>(fi.last_page_len[b]) ==
+            tokens.size());
     for (std::size_t t = 0; t < tokens.size(); ++t) {
       const std::int32_t page = fi.indices[static_cast<std::size_t>(fi.indptr[b]) + t / page_size];
       const std::string wrong = e.check_token(batch[b], t, page);
@@ -242,8 +244,12 @@ TEST_CASE("kv: addressing() reaches each element of a page exactly once") {
   frugal::host_resource host;
   for (const kv::order o : {kv::order::nhd, kv::order::hnd})
     for (const kv::dtype d : {kv::dtype::fp16, kv::dtype::int8}) {
-      const kv::layout l{.num_layers = 2, .num_kv_heads = 3, .head_dim = 4, .page_size = 5,
-                         .dtype = d, .order = o};
+      const kv::layout l{.num_layers = 2,
+                         .num_kv_heads = 3,
+                         .head_dim = 4,
+                         .page_size = 5,
+                         .dtype = d,
+                         .order = o};
       INFO(describe(l));
       kv::page_pool pool{l, 3, host};
       const kv::page_addressing a = pool.addressing();
@@ -253,7 +259,8 @@ TEST_CASE("kv: addressing() reaches each element of a page exactly once") {
           for (std::size_t slot = 0; slot < l.page_size; ++slot)
             for (std::size_t head = 0; head < l.num_kv_heads; ++head)
               for (std::size_t dim = 0; dim < l.head_dim; ++dim) {
-                const std::size_t offset = a.offset(layer, 1, k_or_v, slot, head, dim) - a.page_stride;
+                const std::size_t offset =
+                    a.offset(layer, 1, k_or_v, slot, head, dim) - a.page_stride;
                 REQUIRE(offset % a.element_size == 0);
                 REQUIRE(offset < l.page_bytes());
                 ++hits[offset / a.element_size];
@@ -270,8 +277,16 @@ TEST_CASE("kv: each token written through slot_mapping reads back through both p
       {.num_layers = 1, .num_kv_heads = 1, .head_dim = 1, .page_size = 1, .dtype = kv::dtype::fp16},
       {.num_layers = 2, .num_kv_heads = 3, .head_dim = 4, .page_size = 5, .dtype = kv::dtype::fp16},
       {.num_layers = 3, .num_kv_heads = 2, .head_dim = 8, .page_size = 4, .dtype = kv::dtype::int8},
-      {.num_layers = 2, .num_kv_heads = 4, .head_dim = 2, .page_size = 16, .dtype = kv::dtype::bf16},
-      {.num_layers = 1, .num_kv_heads = 2, .head_dim = 3, .page_size = 3, .dtype = kv::dtype::fp8_e4m3},
+      {.num_layers = 2,
+       .num_kv_heads = 4,
+       .head_dim = 2,
+       .page_size = 16,
+       .dtype = kv::dtype::bf16},
+      {.num_layers = 1,
+       .num_kv_heads = 2,
+       .head_dim = 3,
+       .page_size = 3,
+       .dtype = kv::dtype::fp8_e4m3},
   };
   for (kv::layout l : shapes) {
     l.order = order;
@@ -281,7 +296,8 @@ TEST_CASE("kv: each token written through slot_mapping reads back through both p
 
     // a: 3 full pages and 1 token; b shares a's first 2 pages (a prefix hit), then differs.
     const std::size_t a = e.add(e.fresh_tokens(3 * page + 1));
-    std::vector<token_id> b_prompt(e.tokens(a).begin(), e.tokens(a).begin() + static_cast<std::ptrdiff_t>(2 * page + 1));
+    std::vector<token_id> b_prompt(e.tokens(a).begin(),
+                                   e.tokens(a).begin() + static_cast<std::ptrdiff_t>(2 * page + 1));
     const auto b_tail = e.fresh_tokens(page);  // 3 pages and 1 token
     b_prompt.insert(b_prompt.end(), b_tail.begin(), b_tail.end());
     const std::size_t b = e.add(b_prompt);

@@ -2,9 +2,9 @@
 // implementation written in the test, invariance to batching, preemption, prefix hits and forks,
 // the Hugging Face form of the same model, quantized weights judged on the model's output, and
 // bad model files.
-#include "llama/reference.hpp"
-
 #include "llama.hpp"
+
+#include "llama/reference.hpp"
 #include "serve.hpp"
 
 #include <frugal/kv/attention.hpp>
@@ -23,7 +23,7 @@
 #include <sstream>
 
 #ifndef FRUGAL_STORIES260K
-#  error "FRUGAL_STORIES260K must name tests/data/stories260K/stories260K.bin"
+#error "FRUGAL_STORIES260K must name tests/data/stories260K/stories260K.bin"
 #endif
 
 namespace {
@@ -71,8 +71,7 @@ llama::serve_result serve(const llama::model& m, memory& mem, const std::vector<
 
 }  // namespace
 
-TEST_CASE("llama: greedy FP32 tokens equal a dense single-sequence implementation",
-          "[llama]") {
+TEST_CASE("llama: greedy FP32 tokens equal a dense single-sequence implementation", "[llama]") {
   memory mem;
   const llama::model m = llama::load(model_path, mem.tracked);
   const reference::llama2c ref(model_path);
@@ -81,7 +80,8 @@ TEST_CASE("llama: greedy FP32 tokens equal a dense single-sequence implementatio
   const auto result = serve(m, mem, prompts, {.max_new_tokens = 200});
   std::size_t compared = 0;
   for (std::size_t i = 0; i < prompts.size(); ++i) {
-    const reference::generation want = reference::greedy(ref, {prompts[i].begin(), prompts[i].end()}, 200);
+    const reference::generation want =
+        reference::greedy(ref, {prompts[i].begin(), prompts[i].end()}, 200);
     const auto& got = result.requests[i].output;
     const std::size_t at = first_difference(got, want.tokens);
     INFO("request " << i << ": " << got.size() << " tokens, first difference at " << at);
@@ -119,12 +119,15 @@ TEST_CASE("llama: a request's tokens do not depend on its batch, preemption or p
     const auto r = serve(m, mem, {p}, {.pages = 8, .max_new_tokens = max_new});
     alone.push_back(r.requests[0].output);
   }
-  const auto mode = GENERATE(frugal::batch::preemption_mode::recompute,
-                             frugal::batch::preemption_mode::swap);
+  const auto mode =
+      GENERATE(frugal::batch::preemption_mode::recompute, frugal::batch::preemption_mode::swap);
   // 64 requests of up to 73 tokens need up to 320 pages of 16; 48 force preemption.
   const auto together = serve(m, mem, prompts,
-                              {.pages = 48, .max_num_seqs = 64, .max_batched_tokens = 256,
-                               .max_new_tokens = max_new, .preemption = mode});
+                              {.pages = 48,
+                               .max_num_seqs = 64,
+                               .max_batched_tokens = 256,
+                               .max_new_tokens = max_new,
+                               .preemption = mode});
   INFO((mode == frugal::batch::preemption_mode::swap ? "swap" : "recompute")
        << ": " << together.summary.preemptions << " preemptions, "
        << together.summary.prefix_hit_tokens << " prefix-hit tokens");
@@ -161,8 +164,10 @@ TEST_CASE("llama: forked sequences (copy-on-write) generate what unforked ones d
   const llama::model m = llama::load(model_path, mem.tracked);
   const llama::config& c = m.config();
   const prompt p = story_prompts(3)[2];  // its last page is partly filled: forks share it
-  const frugal::kv::layout l{.num_layers = c.n_layers, .num_kv_heads = c.n_kv_heads,
-                             .head_dim = c.head_dim(), .page_size = 16,
+  const frugal::kv::layout l{.num_layers = c.n_layers,
+                             .num_kv_heads = c.n_kv_heads,
+                             .head_dim = c.head_dim(),
+                             .page_size = 16,
                              .dtype = frugal::kv::dtype::fp32};
   REQUIRE(p.size() % 16 != 0);
   constexpr int branches = 3, steps = 24;
@@ -261,11 +266,12 @@ void write_hf_folder(const reference::llama2c& m, const fs::path& dir, bool tied
         for (int j = 0; j < 2; ++j)
           for (int i = 0; i < half; ++i)
             std::copy_n(data + (std::size_t(h) * head + 2 * i + j) * cols, cols,
-                        t.begin() + static_cast<std::ptrdiff_t>((std::size_t(h) * head + j * half + i) * cols));
+                        t.begin() + static_cast<std::ptrdiff_t>(
+                                        (std::size_t(h) * head + j * half + i) * cols));
     }
     storage.push_back(std::move(t));
-    std::vector<std::size_t> shape = rows == 1 ? std::vector<std::size_t>{cols}
-                                               : std::vector<std::size_t>{rows, cols};
+    std::vector<std::size_t> shape =
+        rows == 1 ? std::vector<std::size_t>{cols} : std::vector<std::size_t>{rows, cols};
     tensors.push_back({name, dtype::f32, shape, std::as_bytes(std::span(storage.back()))});
   };
   storage.reserve(16 * m.layers);
@@ -273,8 +279,10 @@ void write_hf_folder(const reference::llama2c& m, const fs::path& dir, bool tied
   for (int l = 0; l < m.layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     add(p + "input_layernorm.weight", m.rms_att + l * m.dim, 1, m.dim, 0);
-    add(p + "self_attn.q_proj.weight", m.wq + std::size_t(l) * m.dim * m.dim, m.dim, m.dim, m.heads);
-    add(p + "self_attn.k_proj.weight", m.wk + std::size_t(l) * kv_dim * m.dim, kv_dim, m.dim, m.kv_heads);
+    add(p + "self_attn.q_proj.weight", m.wq + std::size_t(l) * m.dim * m.dim, m.dim, m.dim,
+        m.heads);
+    add(p + "self_attn.k_proj.weight", m.wk + std::size_t(l) * kv_dim * m.dim, kv_dim, m.dim,
+        m.kv_heads);
     add(p + "self_attn.v_proj.weight", m.wv + std::size_t(l) * kv_dim * m.dim, kv_dim, m.dim, 0);
     add(p + "self_attn.o_proj.weight", m.wo + std::size_t(l) * m.dim * m.dim, m.dim, m.dim, 0);
     add(p + "post_attention_layernorm.weight", m.rms_ffn + l * m.dim, 1, m.dim, 0);
@@ -288,15 +296,15 @@ void write_hf_folder(const reference::llama2c& m, const fs::path& dir, bool tied
 }
 
 fs::path temp_dir(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / ("frugal_llama_" + name + "_" + std::to_string(::getpid()));
+  const fs::path dir =
+      fs::temp_directory_path() / ("frugal_llama_" + name + "_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   return dir;
 }
 
 }  // namespace
 
-TEST_CASE("llama: the llama2.c file and a Hugging Face folder of the same model agree",
-          "[llama]") {
+TEST_CASE("llama: the llama2.c file and a Hugging Face folder of the same model agree", "[llama]") {
   memory mem;
   const reference::llama2c ref(model_path);
   const bool tied = GENERATE(true, false);
@@ -311,7 +319,8 @@ TEST_CASE("llama: the llama2.c file and a Hugging Face folder of the same model 
   const std::vector<prompt> prompts = story_prompts(5);
   const auto a = serve(bin, mem, prompts, {.max_new_tokens = 60});
   const auto b = serve(hf, mem, prompts, {.max_new_tokens = 60});
-  for (std::size_t i = 0; i < prompts.size(); ++i) CHECK(a.requests[i].output == b.requests[i].output);
+  for (std::size_t i = 0; i < prompts.size(); ++i)
+    CHECK(a.requests[i].output == b.requests[i].output);
   fs::remove_all(dir);
 }
 
@@ -349,8 +358,7 @@ TEST_CASE("llama: quantized weights judged on the model's output", "[llama]") {
   CHECK(mem.tracked.outstanding_bytes() == m.weight_bytes());
 }
 
-TEST_CASE("llama: malformed model files and bad requests are refused, nothing leaked",
-          "[llama]") {
+TEST_CASE("llama: malformed model files and bad requests are refused, nothing leaked", "[llama]") {
   memory mem;
   const fs::path dir = temp_dir("bad");
   fs::create_directories(dir);
@@ -360,8 +368,9 @@ TEST_CASE("llama: malformed model files and bad requests are refused, nothing le
     std::ofstream(dir / name, std::ios::binary) << content;
     return (dir / name).string();
   };
-  CHECK_THROWS_WITH(llama::load(write("truncated.bin", bytes.substr(0, bytes.size() - 100)), mem.tracked),
-                    Catch::Contains("truncated"));
+  CHECK_THROWS_WITH(
+      llama::load(write("truncated.bin", bytes.substr(0, bytes.size() - 100)), mem.tracked),
+      Catch::Contains("truncated"));
   CHECK_THROWS_WITH(llama::load(write("short.bin", bytes.substr(0, 20)), mem.tracked),
                     Catch::Contains("28-byte header"));
   std::string garbage = bytes;
@@ -373,7 +382,8 @@ TEST_CASE("llama: malformed model files and bad requests are refused, nothing le
   std::string heads = bytes;
   const int seven = 7;  // 8 query heads over 7 KV heads
   std::memcpy(heads.data() + 16, &seven, 4);
-  CHECK_THROWS_WITH(llama::load(write("heads.bin", heads), mem.tracked), Catch::Contains("unsupported model"));
+  CHECK_THROWS_WITH(llama::load(write("heads.bin", heads), mem.tracked),
+                    Catch::Contains("unsupported model"));
   CHECK_THROWS_AS(llama::load(dir / "missing.bin", mem.tracked), llama::model_error);
 
   // Hugging Face folders: not llama, a missing tensor, a shape that disagrees.
@@ -387,7 +397,8 @@ TEST_CASE("llama: malformed model files and bad requests are refused, nothing le
   auto json = nlohmann::json::parse(config);
   json["model_type"] = "bert";
   std::ofstream(hf / "config.json") << json.dump();
-  CHECK_THROWS_WITH(llama::load(hf, mem.tracked), Catch::Contains("unsupported model_type \"bert\""));
+  CHECK_THROWS_WITH(llama::load(hf, mem.tracked),
+                    Catch::Contains("unsupported model_type \"bert\""));
   json["model_type"] = "llama";
   json["intermediate_size"] = 171;
   std::ofstream(hf / "config.json") << json.dump();
@@ -395,7 +406,8 @@ TEST_CASE("llama: malformed model files and bad requests are refused, nothing le
   json["intermediate_size"] = 172;
   json["num_hidden_layers"] = 6;
   std::ofstream(hf / "config.json") << json.dump();
-  CHECK_THROWS_WITH(llama::load(hf, mem.tracked), Catch::Contains("missing tensor model.layers.5."));
+  CHECK_THROWS_WITH(llama::load(hf, mem.tracked),
+                    Catch::Contains("missing tensor model.layers.5."));
   std::ofstream(hf / "config.json") << "{ not json";
   CHECK_THROWS_WITH(llama::load(hf, mem.tracked), Catch::Contains("not valid JSON"));
   CHECK(mem.tracked.outstanding_bytes() == 0);
@@ -405,11 +417,13 @@ TEST_CASE("llama: malformed model files and bad requests are refused, nothing le
   const llama::config& c = m.config();
   const std::vector<prompt> outside{{1, 2, 512}}, negative{{1, -3}}, empty{{}},
       too_long{prompt(c.seq_len, 5)};
-  CHECK_THROWS_WITH(serve(m, mem, outside, {}), Catch::Contains("token 512 is outside the vocabulary"));
+  CHECK_THROWS_WITH(serve(m, mem, outside, {}),
+                    Catch::Contains("token 512 is outside the vocabulary"));
   CHECK_THROWS_AS(serve(m, mem, negative, {}), std::invalid_argument);
   CHECK_THROWS_WITH(serve(m, mem, empty, {}), Catch::Contains("the prompt is empty"));
   CHECK_THROWS_WITH(serve(m, mem, too_long, {}), Catch::Contains("one must be left to generate"));
-  CHECK_THROWS_WITH(serve(m, mem, story_prompts(1), {.kv_memory = 100}), Catch::Contains("holds no page"));
+  CHECK_THROWS_WITH(serve(m, mem, story_prompts(1), {.kv_memory = 100}),
+                    Catch::Contains("holds no page"));
   CHECK_THROWS_AS(serve(m, mem, story_prompts(1), {.page_size = 0}), std::invalid_argument);
   // A request that can never fit the pages is refused, not left waiting.
   CHECK_THROWS_WITH(serve(m, mem, {prompt(100, 5)}, {.pages = 2}), Catch::Contains("refused"));

@@ -17,9 +17,9 @@ namespace reference {
 struct llama2c {
   int dim = 0, hidden = 0, layers = 0, heads = 0, kv_heads = 0, vocab = 0, seq_len = 0;
   std::vector<float> file;  // the floats after the header
-  const float *embedding = nullptr, *rms_att = nullptr, *wq = nullptr, *wk = nullptr,
-              *wv = nullptr, *wo = nullptr, *rms_ffn = nullptr, *w1 = nullptr, *w2 = nullptr,
-              *w3 = nullptr, *rms_final = nullptr;
+  const float *embedding = nullptr, *rms_att = nullptr, *wq = nullptr, *wk = nullptr, *wv = nullptr,
+              *wo = nullptr, *rms_ffn = nullptr, *w1 = nullptr, *w2 = nullptr, *w3 = nullptr,
+              *rms_final = nullptr;
 
   explicit llama2c(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
@@ -56,10 +56,21 @@ struct llama2c {
 class run_state {
  public:
   explicit run_state(const llama2c& m)
-      : m_(m), head_(m.dim / m.heads), kv_dim_(m.kv_heads * head_),
+      : m_(m),
+        head_(m.dim / m.heads),
+        kv_dim_(m.kv_heads * head_),
         key_(std::size_t(m.layers) * m.seq_len * kv_dim_),
-        value_(key_.size()), x_(m.dim), xb_(m.dim), xb2_(m.dim), q_(m.dim), k_(kv_dim_),
-        v_(kv_dim_), h_(m.hidden), h2_(m.hidden), att_(m.seq_len), logits_(m.vocab) {}
+        value_(key_.size()),
+        x_(m.dim),
+        xb_(m.dim),
+        xb2_(m.dim),
+        q_(m.dim),
+        k_(kv_dim_),
+        v_(kv_dim_),
+        h_(m.hidden),
+        h2_(m.hidden),
+        att_(m.seq_len),
+        logits_(m.vocab) {}
 
   const std::vector<float>& step(int token, int pos) {
     const int dim = m_.dim;
@@ -89,7 +100,8 @@ class run_state {
         float max = -1e30f;
         for (int t = 0; t <= pos; ++t) {
           float score = 0;
-          for (int d = 0; d < head_; ++d) score += q_[h * head_ + d] * kc[t * kv_dim_ + kvh * head_ + d];
+          for (int d = 0; d < head_; ++d)
+            score += q_[h * head_ + d] * kc[t * kv_dim_ + kvh * head_ + d];
           att_[t] = score / std::sqrt(float(head_));
           if (att_[t] > max) max = att_[t];
         }
@@ -106,7 +118,8 @@ class run_state {
       norm(xb_.data(), x_.data(), m_.rms_ffn + l * dim, dim);
       mul(h_.data(), xb_.data(), m_.w1 + std::size_t(l) * m_.hidden * dim, dim, m_.hidden);
       mul(h2_.data(), xb_.data(), m_.w3 + std::size_t(l) * m_.hidden * dim, dim, m_.hidden);
-      for (int i = 0; i < m_.hidden; ++i) h_[i] = h_[i] * (1.0f / (1.0f + std::exp(-h_[i]))) * h2_[i];
+      for (int i = 0; i < m_.hidden; ++i)
+        h_[i] = h_[i] * (1.0f / (1.0f + std::exp(-h_[i]))) * h2_[i];
       mul(xb_.data(), h_.data(), m_.w2 + std::size_t(l) * dim * m_.hidden, m_.hidden, dim);
       for (int i = 0; i < dim; ++i) x_[i] += xb_[i];
     }

@@ -72,7 +72,8 @@ TEST_CASE("block: allocate_n is all-or-nothing") {
     FAIL("allocate_n succeeded");
   } catch (const frugal::out_of_memory& e) {
     CHECK(e.requested_bytes() == 7 * 4096);
-    CHECK(std::string(e.what()).find("7 blocks of 4.00 KiB requested, 2 free") != std::string::npos);
+    CHECK(std::string(e.what()).find("7 blocks of 4.00 KiB requested, 2 free") !=
+          std::string::npos);
   }
   CHECK(pages.stats() == before);
   pages.deallocate_n(six);
@@ -80,8 +81,8 @@ TEST_CASE("block: allocate_n is all-or-nothing") {
 }
 
 TEST_CASE("block: the resource interface serves requests up to the block size") {
-  block_resource<frugal::host_resource> pages{frugal::host_resource{}, 4096,
-                                              {.alignment = 4096, .initial_blocks = 2}};
+  block_resource<frugal::host_resource> pages{
+      frugal::host_resource{}, 4096, {.alignment = 4096, .initial_blocks = 2}};
   void* p = pages.allocate(4096, 4096);
   CHECK(reinterpret_cast<std::uintptr_t>(p) % 4096 == 0);
   const auto before = pages.stats();
@@ -134,8 +135,8 @@ TEST_CASE("block: bad construction arguments") {
 TEST_CASE("block_resource: metadata_bytes counts its free stack and live bitmap") {
   frugal::host_resource host;
   block_resource<frugal::host_resource> small{host, 64, {.initial_blocks = 64, .max_blocks = 64}};
-  block_resource<frugal::host_resource> large{host, 64,
-                                              {.initial_blocks = 4096, .max_blocks = 4096}};
+  block_resource<frugal::host_resource> large{
+      host, 64, {.initial_blocks = 4096, .max_blocks = 4096}};
   // At least 4 bytes of free stack and one bit of bitmap per block.
   CHECK(small.metadata_bytes() >= 64 * 4 + 64 / 8);
   CHECK(large.metadata_bytes() >= 4096 * 4 + 4096 / 8);

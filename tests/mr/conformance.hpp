@@ -16,10 +16,10 @@ namespace frugal::testing {
 struct fixture_defaults {
   static constexpr std::size_t max_bytes = std::size_t{1} << 30;  ///< largest size to try
   static constexpr std::size_t max_alignment = 4096;
-  static constexpr bool stateless = false;  ///< two separate instances compare equal
-  static constexpr bool host = true;        ///< declares host_accessible
-  static constexpr bool device = false;     ///< declares device_accessible
-  static constexpr bool writable = true;    ///< the test may write into the memory
+  static constexpr bool stateless = false;           ///< two separate instances compare equal
+  static constexpr bool host = true;                 ///< declares host_accessible
+  static constexpr bool device = false;              ///< declares device_accessible
+  static constexpr bool writable = true;             ///< the test may write into the memory
   static constexpr bool reclaims_every_free = true;  ///< bytes_in_use drops on every deallocate
 };
 

@@ -1,15 +1,16 @@
 // Runs the same behavioural checks against every resource and adaptor (see conformance.hpp).
 #include "mr/conformance.hpp"
 
-#include <algorithm>
+#include "mr/fixtures.hpp"
+
 #include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <cstring>
 #include <limits>
 #include <map>
 #include <random>
 #include <vector>
-
-#include "mr/fixtures.hpp"
 
 using namespace frugal::testing;
 

@@ -2,7 +2,8 @@
 // A new resource joins the suite by adding its fixture to FRUGAL_CONFORMANCE_FIXTURES below.
 #pragma once
 
-#include <cstddef>
+#include "mr/conformance.hpp"
+
 #include <frugal/mr/arena.hpp>
 #include <frugal/mr/block.hpp>
 #include <frugal/mr/failure_callback_adaptor.hpp>
@@ -14,9 +15,9 @@
 #include <frugal/mr/synchronized.hpp>
 #include <frugal/mr/tracking_adaptor.hpp>
 #include <frugal/mr/virtual_resource.hpp>
-#include <sstream>
 
-#include "mr/conformance.hpp"
+#include <cstddef>
+#include <sstream>
 
 namespace frugal::testing {
 

@@ -87,7 +87,8 @@ TEST_CASE("pool: growth follows chunk_size and never passes max_size") {
   void* e = pool.allocate(1 << 20);  // only 1 MiB left under max_size: the chunk shrinks to it
   CHECK(pool.stats().bytes_reserved == (10u << 20));
   CHECK_THROWS_AS(pool.allocate(1), frugal::out_of_memory);
-  for (auto [p, n] : {std::pair{a, 1 << 20}, {b, 5 << 20}, {c, 1 << 20}, {d, 2 << 20}, {e, 1 << 20}})
+  for (auto [p, n] :
+       {std::pair{a, 1 << 20}, {b, 5 << 20}, {c, 1 << 20}, {d, 2 << 20}, {e, 1 << 20}})
     pool.deallocate(p, n);
   CHECK(pool.is_valid());
 }

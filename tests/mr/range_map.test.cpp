@@ -47,7 +47,7 @@ TEST_CASE("range_map: first fit hands out the lowest offset that fits") {
   CHECK(map.allocate(20) == std::optional<std::size_t>{10});
   CHECK(map.allocate(30) == std::optional<std::size_t>{30});
   CHECK(map.free_ranges() == ranges{{60, 40}});
-  REQUIRE(map.release(10, 20));  // hole [10, 30)
+  REQUIRE(map.release(10, 20));                               // hole [10, 30)
   CHECK(map.allocate(25) == std::optional<std::size_t>{60});  // the hole is too small
   CHECK(map.allocate(5) == std::optional<std::size_t>{10});   // the hole comes first
   CHECK(map.free_ranges() == ranges{{15, 15}, {85, 15}});
@@ -96,13 +96,13 @@ TEST_CASE("range_map: bad releases and takes are refused and change nothing") {
   REQUIRE(map.allocate(50) == std::optional<std::size_t>{0});
   const ranges before = map.free_ranges();
 
-  CHECK_FALSE(map.release(50, 10));   // already free: a double free
-  CHECK_FALSE(map.release(45, 10));   // half free
-  CHECK_FALSE(map.release(95, 10));   // past the end
-  CHECK_FALSE(map.release(0, 0));     // empty
+  CHECK_FALSE(map.release(50, 10));                           // already free: a double free
+  CHECK_FALSE(map.release(45, 10));                           // half free
+  CHECK_FALSE(map.release(95, 10));                           // past the end
+  CHECK_FALSE(map.release(0, 0));                             // empty
   CHECK_FALSE(map.release(static_cast<std::size_t>(-1), 2));  // wraps around
-  CHECK_FALSE(map.take(40, 20));      // not entirely free
-  CHECK_FALSE(map.take(90, 20));      // past the end
+  CHECK_FALSE(map.take(40, 20));                              // not entirely free
+  CHECK_FALSE(map.take(90, 20));                              // past the end
   CHECK_FALSE(map.take(60, 0));
   CHECK(map.free_ranges() == before);
   CHECK(map.free_units() == 50);

@@ -201,7 +201,7 @@ TEST_CASE("synchronized: two threads hammer a shared pool") {
   using clock = std::chrono::steady_clock;
   const auto deadline = clock::now() + std::chrono::seconds(2);
   constexpr int max_rounds = 10'000'000;  // per thread; the deadline usually ends the run first
-  constexpr std::size_t max_live = 256;  // per thread: at most 16 MiB of 64 KiB blocks
+  constexpr std::size_t max_live = 256;   // per thread: at most 16 MiB of 64 KiB blocks
 
   // What one thread saw; Catch2 assertions are not thread safe, so the main thread checks it.
   struct outcome {

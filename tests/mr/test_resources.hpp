@@ -16,7 +16,8 @@ class budget_resource {
   explicit budget_resource(std::size_t budget = static_cast<std::size_t>(-1)) : budget_(budget) {}
   void* allocate(std::size_t bytes, std::size_t alignment = default_alignment) {
     detail::check_alignment(alignment, "budget_resource");
-    if (bytes > budget_ - in_use_) throw out_of_memory(bytes, "budget exhausted", "budget_resource");
+    if (bytes > budget_ - in_use_)
+      throw out_of_memory(bytes, "budget exhausted", "budget_resource");
     void* p = host_.allocate(bytes, alignment);
     in_use_ += bytes;
     ++allocations;
@@ -58,7 +59,10 @@ struct fake_device_resource {
 /// Installs a handler that records misuse reports for the lifetime of the object.
 class capture_misuse {
  public:
-  capture_misuse() { reports().clear(); previous_ = set_misuse_handler(&record); }
+  capture_misuse() {
+    reports().clear();
+    previous_ = set_misuse_handler(&record);
+  }
   ~capture_misuse() { set_misuse_handler(previous_); }
   capture_misuse(const capture_misuse&) = delete;
   capture_misuse& operator=(const capture_misuse&) = delete;

@@ -106,7 +106,8 @@ class live_set {
     REQUIRE(address + bytes <= base + vm_.reserved_address_space());
     auto next = ranges_.lower_bound(address);
     if (next != ranges_.end()) REQUIRE(address + bytes <= next->first);
-    if (next != ranges_.begin()) REQUIRE(std::prev(next)->first + std::prev(next)->second <= address);
+    if (next != ranges_.begin())
+      REQUIRE(std::prev(next)->first + std::prev(next)->second <= address);
     ranges_.emplace(address, bytes);
     order_.push_back(address);
   }

@@ -13,8 +13,8 @@ TEST_CASE("float16: known encodings") {
   STATIC_REQUIRE(float16(1.0f).bits == 0x3C00);
   STATIC_REQUIRE(float16(-2.0f).bits == 0xC000);
   STATIC_REQUIRE(float16(65504.0f).bits == 0x7BFF);
-  STATIC_REQUIRE(float16(65519.0f).bits == 0x7BFF);   // rounds down to the largest finite
-  STATIC_REQUIRE(float16(65520.0f).bits == 0x7C00);   // the tie rounds to even: infinity
+  STATIC_REQUIRE(float16(65519.0f).bits == 0x7BFF);            // rounds down to the largest finite
+  STATIC_REQUIRE(float16(65520.0f).bits == 0x7C00);            // the tie rounds to even: infinity
   STATIC_REQUIRE(float16(0.000000059604645f).bits == 0x0001);  // smallest subnormal, 2^-24
   STATIC_REQUIRE(float16(0.000000029802322f).bits == 0x0000);  // 2^-25: tie to even, zero
   STATIC_REQUIRE(float16(0.00006103515625f).bits == 0x0400);   // smallest normal, 2^-14

@@ -1,7 +1,7 @@
 #include <frugal/error.hpp>
+#include <frugal/numeric/float16.hpp>
 #include <frugal/quant/accuracy.hpp>
 #include <frugal/quant/safetensors.hpp>
-#include <frugal/numeric/float16.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -31,19 +31,32 @@ std::vector<float> gaussian(std::size_t n, std::uint64_t seed) {
 /// each is the model's prediction minus a 1 dB margin.
 const std::map<format, double>& gaussian_floors() {
   static const std::map<format, double> floors{
-      {format::int8, 37.8},              {format::int8_asym, 38.1},
-      {format::int8_channel, 40.2},      {format::int8_channel_asym, 40.7},
-      {format::int8_g32, 44.3},          {format::int8_g32_asym, 45.4},
-      {format::int8_g64, 43.4},          {format::int8_g64_asym, 44.4},
-      {format::int8_g128, 42.7},         {format::int8_g128_asym, 43.5},
-      {format::int4_g32, 19.1},          {format::int4_g32_asym, 20.8},
-      {format::int4_g64, 18.3},          {format::int4_g64_asym, 19.8},
-      {format::int4_g128, 17.5},         {format::int4_g128_asym, 18.9},
-      {format::fp8_e4m3, 30.5},          {format::fp8_e5m2, 24.4},
-      {format::fp8_e4m3_channel, 30.5},  {format::fp8_e5m2_channel, 24.4},
-      {format::mxfp8, 29.4},             {format::mxfp4, 18.0},
-      {format::nvfp4, 19.0},             {format::nf4, 19.6},
-      {format::q8_0, 44.3},              {format::q4_0, 20.2},
+      {format::int8, 37.8},
+      {format::int8_asym, 38.1},
+      {format::int8_channel, 40.2},
+      {format::int8_channel_asym, 40.7},
+      {format::int8_g32, 44.3},
+      {format::int8_g32_asym, 45.4},
+      {format::int8_g64, 43.4},
+      {format::int8_g64_asym, 44.4},
+      {format::int8_g128, 42.7},
+      {format::int8_g128_asym, 43.5},
+      {format::int4_g32, 19.1},
+      {format::int4_g32_asym, 20.8},
+      {format::int4_g64, 18.3},
+      {format::int4_g64_asym, 19.8},
+      {format::int4_g128, 17.5},
+      {format::int4_g128_asym, 18.9},
+      {format::fp8_e4m3, 30.5},
+      {format::fp8_e5m2, 24.4},
+      {format::fp8_e4m3_channel, 30.5},
+      {format::fp8_e5m2_channel, 24.4},
+      {format::mxfp8, 29.4},
+      {format::mxfp4, 18.0},
+      {format::nvfp4, 19.0},
+      {format::nf4, 19.6},
+      {format::q8_0, 44.3},
+      {format::q4_0, 20.2},
   };
   return floors;
 }
@@ -270,10 +283,11 @@ TEST_CASE("accuracy: plan() over a safetensors checkpoint") {
 TEST_CASE("accuracy: every format on N(0,1) data meets its derived SQNR floor") {
   const std::size_t rows = 256, cols = 4096;
   const std::vector<float> w = gaussian(rows * cols, 42);
-  std::printf("\nSQNR on N(0,1) data, %zu x %zu, mt19937_64 seed 42 (floor = model - 1 dB)\n",
-              rows, cols);
-  std::printf("| format | bits / element | SQNR dB | floor dB | relative L2 | max abs | cosine |\n"
-              "|---|---:|---:|---:|---:|---:|---:|\n");
+  std::printf("\nSQNR on N(0,1) data, %zu x %zu, mt19937_64 seed 42 (floor = model - 1 dB)\n", rows,
+              cols);
+  std::printf(
+      "| format | bits / element | SQNR dB | floor dB | relative L2 | max abs | cosine |\n"
+      "|---|---:|---:|---:|---:|---:|---:|\n");
   for (const auto& fi : q::all_formats()) {
     const auto m = q::evaluate(w, cols, fi.id);
     const double floor = gaussian_floors().at(fi.id);

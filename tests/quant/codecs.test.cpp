@@ -2,8 +2,8 @@
 // representable value, ties to the even code) and, when the CUDA toolkit is installed, CUDA's
 // own host conversion functions (cuda_fp8.h, cuda_fp4.h) on edge cases, 2^20 random bit patterns
 // and, in the [long] cases, every float32.
-#include <frugal/quant/codecs.hpp>
 #include <frugal/numeric/float16.hpp>
+#include <frugal/quant/codecs.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -18,8 +18,8 @@
 #include <vector>
 
 #if defined(FRUGAL_TEST_CUDA_CODECS)
-#  include <cuda_fp4.h>
-#  include <cuda_fp8.h>
+#include <cuda_fp4.h>
+#include <cuda_fp8.h>
 #endif
 
 namespace q = frugal::quant;
@@ -37,9 +37,9 @@ struct small_float {
   const char* name;
   int mantissa_bits;
   int bias;
-  unsigned code_bits;          // 8 or 4; the sign is the top bit
-  unsigned max_magnitude;      // magnitude code of the largest finite value
-  std::uint8_t nan_out;        // what the encoder gives for NaN
+  unsigned code_bits;      // 8 or 4; the sign is the top bit
+  unsigned max_magnitude;  // magnitude code of the largest finite value
+  std::uint8_t nan_out;    // what the encoder gives for NaN
   std::uint8_t (*encode)(float);
   float (*decode)(std::uint8_t);
 
@@ -115,10 +115,10 @@ std::vector<float> edge_inputs() {
     out.push_back(std::nextafter(v, 0.0f));
     out.push_back(std::nextafter(v, std::numeric_limits<float>::infinity()));
   };
-  for (std::uint32_t b : {0x00000000u, 0x00000001u, 0x00000002u, 0x003FFFFFu, 0x00400000u,
-                          0x00400001u, 0x007FFFFFu, 0x00800000u, 0x00800001u, 0x7F000000u,
-                          0x7F7FFFFFu, 0x7F800000u, 0x7F800001u, 0x7FA00000u, 0x7FBFFFFFu,
-                          0x7FC00000u, 0x7FC00001u, 0x7FFFFFFFu}) {
+  for (std::uint32_t b :
+       {0x00000000u, 0x00000001u, 0x00000002u, 0x003FFFFFu, 0x00400000u, 0x00400001u, 0x007FFFFFu,
+        0x00800000u, 0x00800001u, 0x7F000000u, 0x7F7FFFFFu, 0x7F800000u, 0x7F800001u, 0x7FA00000u,
+        0x7FBFFFFFu, 0x7FC00000u, 0x7FC00001u, 0x7FFFFFFFu}) {
     out.push_back(float_of(b));
   }
   for (const small_float* f : small_floats) {
@@ -239,17 +239,17 @@ TEST_CASE("codecs: NaN, infinity, zero, negatives and denormals", "[quant][codec
     for (float n : nans) CHECK(q::to_fp8_e4m3(n) == 0x7F);
     CHECK(q::to_fp8_e4m3(inf) == 0x7E);
     CHECK(q::to_fp8_e4m3(-inf) == 0xFE);
-    CHECK(q::to_fp8_e4m3(464.0f) == 0x7E);   // the tie above 448 saturates
-    CHECK(q::to_fp8_e4m3(480.0f) == 0x7E);   // would be the NaN code without saturation
+    CHECK(q::to_fp8_e4m3(464.0f) == 0x7E);  // the tie above 448 saturates
+    CHECK(q::to_fp8_e4m3(480.0f) == 0x7E);  // would be the NaN code without saturation
     CHECK(q::to_fp8_e4m3(-1e30f) == 0xFE);
     CHECK(q::to_fp8_e4m3(0.0f) == 0x00);
     CHECK(q::to_fp8_e4m3(-0.0f) == 0x80);
     CHECK(q::to_fp8_e4m3(denormal_max) == 0x00);
     CHECK(q::to_fp8_e4m3(-denormal_min) == 0x80);
-    CHECK(q::to_fp8_e4m3(0.0009765625f) == 0x00);                    // 2^-10: tie to even, 0
+    CHECK(q::to_fp8_e4m3(0.0009765625f) == 0x00);  // 2^-10: tie to even, 0
     CHECK(q::to_fp8_e4m3(std::nextafter(0.0009765625f, 1.0f)) == 0x01);
-    CHECK(q::to_fp8_e4m3(0.0029296875f) == 0x02);                    // 1.5 * 2^-9: tie up
-    CHECK(q::to_fp8_e4m3(-17.0f) == 0xD8);                           // tie between 16 and 18
+    CHECK(q::to_fp8_e4m3(0.0029296875f) == 0x02);  // 1.5 * 2^-9: tie up
+    CHECK(q::to_fp8_e4m3(-17.0f) == 0xD8);         // tie between 16 and 18
   }
   SECTION("FP8 E5M2") {
     for (float n : nans) CHECK(q::to_fp8_e5m2(n) == 0x7F);
@@ -261,8 +261,8 @@ TEST_CASE("codecs: NaN, infinity, zero, negatives and denormals", "[quant][codec
     CHECK(q::to_fp8_e5m2(-denormal_max) == 0x80);
     CHECK(q::to_fp8_e5m2(std::ldexp(1.0f, -17)) == 0x00);  // half the smallest subnormal
     CHECK(q::to_fp8_e5m2(std::ldexp(3.0f, -18)) == 0x01);
-    CHECK(q::to_fp8_e5m2(1.125f) == 0x3C);   // tie to even, down
-    CHECK(q::to_fp8_e5m2(1.375f) == 0x3E);   // tie to even, up
+    CHECK(q::to_fp8_e5m2(1.125f) == 0x3C);  // tie to even, down
+    CHECK(q::to_fp8_e5m2(1.375f) == 0x3E);  // tie to even, up
     CHECK(std::isinf(q::from_fp8_e5m2(0xFC)));
   }
   SECTION("FP4 E2M1") {
@@ -273,7 +273,7 @@ TEST_CASE("codecs: NaN, infinity, zero, negatives and denormals", "[quant][codec
     CHECK(q::to_fp4_e2m1(0.0f) == 0x0);
     CHECK(q::to_fp4_e2m1(-0.0f) == 0x8);
     CHECK(q::to_fp4_e2m1(-denormal_min) == 0x8);
-    CHECK(q::to_fp4_e2m1(0.25f) == 0x0);   // ties to even
+    CHECK(q::to_fp4_e2m1(0.25f) == 0x0);  // ties to even
     CHECK(q::to_fp4_e2m1(0.75f) == 0x2);
     CHECK(q::to_fp4_e2m1(1.25f) == 0x2);
     CHECK(q::to_fp4_e2m1(1.75f) == 0x4);
@@ -351,33 +351,48 @@ constexpr codec all_codecs[] = {codec::e4m3, codec::e5m2, codec::e2m1, codec::e8
 
 const char* name_of(codec c) {
   switch (c) {
-    case codec::e4m3: return "to_fp8_e4m3";
-    case codec::e5m2: return "to_fp8_e5m2";
-    case codec::e2m1: return "to_fp4_e2m1";
-    case codec::e8m0_zero: return "to_e8m0";
-    case codec::e8m0_up: return "to_e8m0(round_up)";
+    case codec::e4m3:
+      return "to_fp8_e4m3";
+    case codec::e5m2:
+      return "to_fp8_e5m2";
+    case codec::e2m1:
+      return "to_fp4_e2m1";
+    case codec::e8m0_zero:
+      return "to_e8m0";
+    case codec::e8m0_up:
+      return "to_e8m0(round_up)";
   }
   return "?";
 }
 
 inline unsigned ours(codec c, float x) {
   switch (c) {
-    case codec::e4m3: return q::to_fp8_e4m3(x);
-    case codec::e5m2: return q::to_fp8_e5m2(x);
-    case codec::e2m1: return q::to_fp4_e2m1(x);
-    case codec::e8m0_zero: return q::to_e8m0(x, false);
-    case codec::e8m0_up: return q::to_e8m0(x, true);
+    case codec::e4m3:
+      return q::to_fp8_e4m3(x);
+    case codec::e5m2:
+      return q::to_fp8_e5m2(x);
+    case codec::e2m1:
+      return q::to_fp4_e2m1(x);
+    case codec::e8m0_zero:
+      return q::to_e8m0(x, false);
+    case codec::e8m0_up:
+      return q::to_e8m0(x, true);
   }
   return 0x100;
 }
 
 inline unsigned cuda(codec c, float x) {
   switch (c) {
-    case codec::e4m3: return __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3);
-    case codec::e5m2: return __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E5M2);
-    case codec::e2m1: return __nv_cvt_float_to_fp4(x, __NV_E2M1, cudaRoundNearest);
-    case codec::e8m0_zero: return __nv_cvt_float_to_e8m0(x, __NV_SATFINITE, cudaRoundZero);
-    case codec::e8m0_up: return __nv_cvt_float_to_e8m0(x, __NV_SATFINITE, cudaRoundPosInf);
+    case codec::e4m3:
+      return __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E4M3);
+    case codec::e5m2:
+      return __nv_cvt_float_to_fp8(x, __NV_SATFINITE, __NV_E5M2);
+    case codec::e2m1:
+      return __nv_cvt_float_to_fp4(x, __NV_E2M1, cudaRoundNearest);
+    case codec::e8m0_zero:
+      return __nv_cvt_float_to_e8m0(x, __NV_SATFINITE, cudaRoundZero);
+    case codec::e8m0_up:
+      return __nv_cvt_float_to_e8m0(x, __NV_SATFINITE, cudaRoundPosInf);
   }
   return 0x200;
 }
@@ -486,8 +501,7 @@ TEST_CASE("codecs: to_fp4_e2m1 equals CUDA on every float32", "[quant][codecs][c
 TEST_CASE("codecs: to_e8m0 equals CUDA on every float32", "[quant][codecs][cuda][long]") {
   check_every_float<codec::e8m0_zero>();
 }
-TEST_CASE("codecs: to_e8m0(round_up) equals CUDA on every float32",
-          "[quant][codecs][cuda][long]") {
+TEST_CASE("codecs: to_e8m0(round_up) equals CUDA on every float32", "[quant][codecs][cuda][long]") {
   check_every_float<codec::e8m0_up>();
 }
 

@@ -32,8 +32,8 @@ TEST_CASE("compare_logits: KL divergence and perplexity by hand", "[quant][compa
   const auto c = compare_logits(ref, cand, 2, target);
   CHECK(c.kl_mean == Approx(std::log(4.0 / 3.0) / 2).epsilon(1e-6));
   CHECK(c.top1_agreement == 0.0);  // a tie at the reference: its argmax is the lowest id, 0
-  CHECK(c.ppl_reference == Approx(2.0).epsilon(1e-6));   // 1 / p(0)
-  CHECK(c.ppl_candidate == Approx(4.0).epsilon(1e-6));   // 1 / q(0)
+  CHECK(c.ppl_reference == Approx(2.0).epsilon(1e-6));  // 1 / p(0)
+  CHECK(c.ppl_candidate == Approx(4.0).epsilon(1e-6));  // 1 / q(0)
   CHECK(c.ppl_ratio == Approx(2.0).epsilon(1e-6));
   const auto no_targets = compare_logits(ref, cand, 2);
   CHECK_FALSE(no_targets.has_targets);
@@ -77,9 +77,11 @@ TEST_CASE("compare_logits refuses bad input and adds nothing", "[quant][compare]
   CHECK_THROWS_WITH(compare_logits(two, nan, 2), Catch::Contains("not all finite"));
   CHECK_THROWS_AS(compare_logits(inf, two, 2), frugal::invalid_argument);
   const std::vector<std::int32_t> outside{2}, negative{-1}, too_many{0, 1};
-  CHECK_THROWS_WITH(compare_logits(two, two, 2, outside), Catch::Contains("outside the vocabulary"));
+  CHECK_THROWS_WITH(compare_logits(two, two, 2, outside),
+                    Catch::Contains("outside the vocabulary"));
   CHECK_THROWS_AS(compare_logits(two, two, 2, negative), frugal::invalid_argument);
-  CHECK_THROWS_WITH(compare_logits(two, two, 2, too_many), Catch::Contains("2 targets for 1 positions"));
+  CHECK_THROWS_WITH(compare_logits(two, two, 2, too_many),
+                    Catch::Contains("2 targets for 1 positions"));
 
   logit_comparer comparer(2);
   CHECK_THROWS_AS(comparer.result(), frugal::invalid_argument);

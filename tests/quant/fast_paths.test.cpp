@@ -97,9 +97,15 @@ std::vector<float> random_block(std::mt19937& rng, std::size_t n) {
   std::normal_distribution<float> normal(0.0f, 1.0f);
   for (float& v : x) {
     switch (kind(rng)) {
-      case 0: v = float_of(static_cast<std::uint32_t>(rng())); break;
-      case 1: v = kind(rng) < 5 ? 0.0f : -0.0f; break;
-      default: v = normal(rng) * std::ldexp(1.0f, kind(rng) * 3 - 12); break;
+      case 0:
+        v = float_of(static_cast<std::uint32_t>(rng()));
+        break;
+      case 1:
+        v = kind(rng) < 5 ? 0.0f : -0.0f;
+        break;
+      default:
+        v = normal(rng) * std::ldexp(1.0f, kind(rng) * 3 - 12);
+        break;
     }
   }
   return x;

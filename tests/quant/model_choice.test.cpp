@@ -1,7 +1,9 @@
-#include <algorithm>
-#include <catch2/catch.hpp>
 #include <frugal/error.hpp>
 #include <frugal/quant/model_choice.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
 #include <functional>
 #include <vector>
 

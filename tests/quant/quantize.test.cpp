@@ -3,14 +3,14 @@
 // against a literal transcription of ggml's reference algorithm, exact round trips of
 // representable values, fp16/bf16 inputs, NaN and infinity, bad input (typed error, nothing
 // allocated, output untouched) and thread-count independence.
+#include "mr/test_resources.hpp"
+
 #include <frugal/error.hpp>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/quant/codecs.hpp>
 #include <frugal/quant/detail/block.hpp>
 #include <frugal/quant/detail/fast_codecs.hpp>
 #include <frugal/quant/quantize.hpp>
-
-#include "mr/test_resources.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -26,9 +26,7 @@ using frugal::testing::budget_resource;
 
 namespace {
 
-std::vector<std::uint8_t> bytes_of(const std::uint8_t* p, std::size_t n) {
-  return {p, p + n};
-}
+std::vector<std::uint8_t> bytes_of(const std::uint8_t* p, std::size_t n) { return {p, p + n}; }
 
 float scale_at(const quantized_tensor& q, std::size_t g) {
   float s;
@@ -55,7 +53,8 @@ constexpr float qnan = std::numeric_limits<float>::quiet_NaN();
 
 }  // namespace
 
-// ---- block helpers -------------------------------------------------------------------------------
+// ---- block helpers
+// -------------------------------------------------------------------------------
 
 TEST_CASE("rounding helpers match nearbyint and roundf", "[quant][block]") {
   for (int i = -2000; i <= 2000; ++i) {
@@ -94,10 +93,10 @@ TEST_CASE("nf4 codes: nearest codebook value, ties to the lower code", "[quant][
   CHECK(detail::nf4_code(inf) == 15);
 }
 
-// ---- hand-worked bytes per family ----------------------------------------------------------------
+// ---- hand-worked bytes per family
+// ----------------------------------------------------------------
 
-TEST_CASE("int8 per tensor, symmetric: scale amax/127, codes round half to even",
-          "[quant][int8]") {
+TEST_CASE("int8 per tensor, symmetric: scale amax/127, codes round half to even", "[quant][int8]") {
   frugal::host_resource host;
   const std::vector<float> x = {0.0f, 1.5f, -127.0f, 2.5f, 126.4f};
   const quantized_tensor q = quantize(format::int8, x, 5, host);
@@ -106,8 +105,7 @@ TEST_CASE("int8 per tensor, symmetric: scale amax/127, codes round half to even"
   CHECK(dequantized(q) == std::vector<float>{0.0f, 2.0f, -127.0f, 2.0f, 126.0f});
 }
 
-TEST_CASE("int8 per tensor, asymmetric: range extended to 0, uint8 zero point",
-          "[quant][int8]") {
+TEST_CASE("int8 per tensor, asymmetric: range extended to 0, uint8 zero point", "[quant][int8]") {
   frugal::host_resource host;
   const std::vector<float> x = {-10.0f, 0.0f, 245.0f, 3.5f};
   const quantized_tensor q = quantize(format::int8_asym, x, 2, host);
@@ -260,7 +258,8 @@ TEST_CASE("nf4: absmax per 64, nearest codebook value, even element in the low n
   CHECK(dequantized(q)[3] == 2.0f * detail::nf4_value(12));
 }
 
-// ---- GGUF ----------------------------------------------------------------------------------------
+// ---- GGUF
+// ----------------------------------------------------------------------------------------
 
 namespace {
 
@@ -294,8 +293,10 @@ void ggml_style_q4_0(const float* x, std::uint8_t* rec) {
   for (int j = 0; j < 16; ++j) {
     const float x0 = x[j] * id;
     const float x1 = x[16 + j] * id;
-    const auto q0 = static_cast<std::uint8_t>(std::min(15, static_cast<int>(static_cast<std::int8_t>(x0 + 8.5f))));
-    const auto q1 = static_cast<std::uint8_t>(std::min(15, static_cast<int>(static_cast<std::int8_t>(x1 + 8.5f))));
+    const auto q0 = static_cast<std::uint8_t>(
+        std::min(15, static_cast<int>(static_cast<std::int8_t>(x0 + 8.5f))));
+    const auto q1 = static_cast<std::uint8_t>(
+        std::min(15, static_cast<int>(static_cast<std::int8_t>(x1 + 8.5f))));
     rec[2 + j] = static_cast<std::uint8_t>(q0 | (q1 << 4));
   }
 }
@@ -361,11 +362,13 @@ TEST_CASE("q8_0 and q4_0 are bit-identical to ggml's reference algorithm", "[qua
     ggml_style_q8_0(x.data() + 32 * b, rec.data());
     REQUIRE(bytes_of(q8.data() + 34 * b, 34) == rec);
     ggml_style_q4_0(x.data() + 32 * b, rec.data());
-    REQUIRE(bytes_of(q4.data() + 18 * b, 18) == std::vector<std::uint8_t>(rec.begin(), rec.begin() + 18));
+    REQUIRE(bytes_of(q4.data() + 18 * b, 18) ==
+            std::vector<std::uint8_t>(rec.begin(), rec.begin() + 18));
   }
 }
 
-// ---- round trips of representable values ---------------------------------------------------------
+// ---- round trips of representable values
+// ---------------------------------------------------------
 
 namespace {
 
@@ -399,15 +402,19 @@ std::vector<float> representable(format f, std::size_t rows, std::size_t cols) {
         const bool e5 = fi.code == element::fp8_e5m2;
         const float max = f == format::mxfp8 ? 448.0f : (e5 ? e5m2_max : e4m3_max);
         const auto code = static_cast<std::uint8_t>(k % 0x7E);
-        const float v = e5 ? from_fp8_e5m2(static_cast<std::uint8_t>(k % 0x7B)) : from_fp8_e4m3(code);
+        const float v =
+            e5 ? from_fp8_e5m2(static_cast<std::uint8_t>(k % 0x7B)) : from_fp8_e4m3(code);
         x[i] = first ? max : (k % 2 ? -v : v);
         break;
       }
       case element::fp4_e2m1: {
         const float v = from_fp4_e2m1(static_cast<std::uint8_t>(k % 16));
-        if (f == format::nvfp4 && i == 0) x[i] = 2688.0f;          // tensor encode scale 1
-        else if (f == format::nvfp4 && i < 16) x[i] = 448.0f * v;  // block scale 448
-        else x[i] = first ? 6.0f : v;
+        if (f == format::nvfp4 && i == 0)
+          x[i] = 2688.0f;  // tensor encode scale 1
+        else if (f == format::nvfp4 && i < 16)
+          x[i] = 448.0f * v;  // block scale 448
+        else
+          x[i] = first ? 6.0f : v;
         break;
       }
       case element::nf4:
@@ -450,18 +457,21 @@ TEST_CASE("fp16 and bf16 inputs give the bytes of the same values in float", "[q
   }
   for (const format_info& fi : all_formats()) {
     INFO(fi.name);
-    const quantized_tensor from_half = quantize(fi.id, std::span<const frugal::float16>(h), 256, host);
+    const quantized_tensor from_half =
+        quantize(fi.id, std::span<const frugal::float16>(h), 256, host);
     const quantized_tensor from_float_h = quantize(fi.id, hf, 256, host);
     CHECK(bytes_of(from_half.data(), from_half.bytes()) ==
           bytes_of(from_float_h.data(), from_float_h.bytes()));
-    const quantized_tensor from_bf = quantize(fi.id, std::span<const frugal::bfloat16>(b), 256, host);
+    const quantized_tensor from_bf =
+        quantize(fi.id, std::span<const frugal::bfloat16>(b), 256, host);
     const quantized_tensor from_float_b = quantize(fi.id, bf, 256, host);
     CHECK(bytes_of(from_bf.data(), from_bf.bytes()) ==
           bytes_of(from_float_b.data(), from_float_b.bytes()));
   }
 }
 
-// ---- NaN and infinity ----------------------------------------------------------------------------
+// ---- NaN and infinity
+// ----------------------------------------------------------------------------
 
 TEST_CASE("NaN and infinity: skipped by scales, then encoded per format", "[quant][nan]") {
   frugal::host_resource host;
@@ -523,12 +533,12 @@ TEST_CASE("NaN and infinity: skipped by scales, then encoded per format", "[quan
   }
 }
 
-// ---- the one decoded NaN ---------------------------------------------------------------------------
-// A CUDA device returns 0x7FFFFFFF for a float product with a NaN operand, x86 returns the NaN
-// operand itself and gives 0xFFC00000 for 0 * inf; every decoder therefore writes one pattern,
-// 0x7FC00000, whatever NaN its product gave. These tests pin that pattern on the CPU, so the
-// device's bit-for-bit comparison (tests/gpu/quant.test.cpp) can only pass if the device writes
-// it too.
+// ---- the one decoded NaN
+// --------------------------------------------------------------------------- A CUDA device returns
+// 0x7FFFFFFF for a float product with a NaN operand, x86 returns the NaN operand itself and gives
+// 0xFFC00000 for 0 * inf; every decoder therefore writes one pattern, 0x7FC00000, whatever NaN its
+// product gave. These tests pin that pattern on the CPU, so the device's bit-for-bit comparison
+// (tests/gpu/quant.test.cpp) can only pass if the device writes it too.
 
 namespace {
 
@@ -553,8 +563,8 @@ const float payload_nan = float_from_bits(0xFFC01234u);
 
 TEST_CASE("canonical_nan: every NaN becomes 0x7FC00000, everything else is unchanged",
           "[quant][nan]") {
-  for (const std::uint32_t b : {0x7FC00000u, 0xFFC00000u, 0x7FFFFFFFu, 0xFFFFFFFFu, 0x7F800001u,
-                                0xFFC01234u, 0x7FA00000u})
+  for (const std::uint32_t b :
+       {0x7FC00000u, 0xFFC00000u, 0x7FFFFFFFu, 0xFFFFFFFFu, 0x7F800001u, 0xFFC01234u, 0x7FA00000u})
     CHECK(bits_of(detail::canonical_nan(float_from_bits(b))) == decoded_nan);
   for (const std::uint32_t b : {0x7F800000u, 0xFF800000u, 0x00000000u, 0x80000000u, 0x3F800000u,
                                 0x00000001u, 0x7F7FFFFFu, 0xFF7FFFFFu})
@@ -699,7 +709,8 @@ TEST_CASE("dequantize writes the NaN 0x7FC00000 for every format", "[quant][nan]
   }
 }
 
-// ---- bad input -----------------------------------------------------------------------------------
+// ---- bad input
+// -----------------------------------------------------------------------------------
 
 TEST_CASE("bad input throws invalid_argument and allocates nothing", "[quant][errors]") {
   budget_resource counted;
@@ -737,7 +748,8 @@ TEST_CASE("dequantize refuses a wrong output size and writes nothing", "[quant][
   CHECK(out == std::vector<float>(64, 42.0f));
 }
 
-// ---- the handle ----------------------------------------------------------------------------------
+// ---- the handle
+// ----------------------------------------------------------------------------------
 
 TEST_CASE("padding between regions is zero", "[quant][tensor]") {
   frugal::host_resource host;
@@ -751,7 +763,8 @@ TEST_CASE("padding between regions is zero", "[quant][tensor]") {
     CHECK(q.data()[i] == 0);
 }
 
-// ---- threads -------------------------------------------------------------------------------------
+// ---- threads
+// -------------------------------------------------------------------------------------
 
 TEST_CASE("multi-threaded quantize and dequantize are byte-identical to one thread",
           "[quant][threads]") {

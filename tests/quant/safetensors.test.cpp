@@ -1,6 +1,6 @@
 #include <frugal/error.hpp>
-#include <frugal/quant/safetensors.hpp>
 #include <frugal/numeric/float16.hpp>
+#include <frugal/quant/safetensors.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -56,10 +56,8 @@ TEST_CASE("safetensors: a written file reads back, tensors in offset order") {
   }
   const std::vector<std::int64_t> ids{1, 2, 3};
   const std::vector<tensor_to_write> tensors{
-      {"weight", dtype::f32, {2, 3}, as_bytes(w)},
-      {"half", dtype::f16, {6}, as_bytes(h)},
-      {"brain", dtype::bf16, {3, 2}, as_bytes(b)},
-      {"ids", dtype::i64, {3}, as_bytes(ids)},
+      {"weight", dtype::f32, {2, 3}, as_bytes(w)}, {"half", dtype::f16, {6}, as_bytes(h)},
+      {"brain", dtype::bf16, {3, 2}, as_bytes(b)}, {"ids", dtype::i64, {3}, as_bytes(ids)},
       {"empty", dtype::f32, {0, 4}, {}},
   };
   const auto path = std::filesystem::temp_directory_path() / "frugal_safetensors_roundtrip.st";
@@ -196,14 +194,12 @@ TEST_CASE("safetensors: malformed files are refused with an error naming the pro
                   "\"data_offsets\" must be two non-negative integers");
   }
   SECTION("overlapping tensors") {
-    check_refused(image("{" + ok_tensor +
-                            R"(,"u":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
-                        12),
-                  "overlapping tensors 't' [0, 8) and 'u' [4, 12)");
-    check_refused(image("{" + ok_tensor +
-                            R"(,"u":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}})",
-                        8),
-                  "overlapping tensors");
+    check_refused(
+        image("{" + ok_tensor + R"(,"u":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", 12),
+        "overlapping tensors 't' [0, 8) and 'u' [4, 12)");
+    check_refused(
+        image("{" + ok_tensor + R"(,"u":{"dtype":"F16","shape":[4],"data_offsets":[0,8]}})", 8),
+        "overlapping tensors");
   }
   SECTION("invalid UTF-8 inside a name") {
     check_refused(image("{\"\xff\xfe\":{}}", 0), "malformed JSON header");

@@ -130,9 +130,9 @@ TEST_CASE("first_fit_device rejects bad input and changes nothing", "[sim][first
   misuse_count = 0;
   const auto previous = frugal::set_misuse_handler(count_misuse);
   int local = 0;
-  h.heap.deallocate(&local, kib);                                    // not from this heap
-  h.heap.deallocate(static_cast<std::byte*>(a) + 256, kib);          // not a block start
-  h.heap.deallocate(a, 2 * kib);                                     // wrong size
+  h.heap.deallocate(&local, kib);                            // not from this heap
+  h.heap.deallocate(static_cast<std::byte*>(a) + 256, kib);  // not a block start
+  h.heap.deallocate(a, 2 * kib);                             // wrong size
   frugal::set_misuse_handler(previous);
   CHECK(misuse_count == 3);
   CHECK(h.heap.stats() == before);

@@ -162,8 +162,8 @@ TEST_CASE("sim::models: head_dim sizes q and o as well as the KV (Qwen3)") {
   CHECK(q.head_dim == 128);
   // q: 1024 x 2048, k, v: 1024 x 1024, o: 2048 x 1024, q/k norms 2 x 128, MLP 3 x 1024 x 3072,
   // 2 norms; embeddings 151936 x 1024 once; a final norm.
-  const std::uint64_t layer = 1024ull * 2048 * 2 + 2ull * 1024 * 1024 + 256 + 3ull * 1024 * 3072 +
-                              2 * 1024;
+  const std::uint64_t layer =
+      1024ull * 2048 * 2 + 2ull * 1024 * 1024 + 256 + 3ull * 1024 * 3072 + 2 * 1024;
   CHECK(q.num_parameters == 28 * layer + 151936ull * 1024 + 1024);
   CHECK(near(q.num_parameters - 151936ull * 1024, 0.44e9));
   CHECK(q.kv_bytes_per_token(dtype::fp16) == 2 * 28 * 8 * 128 * 2);
@@ -192,8 +192,7 @@ TEST_CASE("sim::models: MoE configs of Qwen's and DeepSeek's kinds count every e
   const model_shape q3 = parse_hf_config(qwen3_moe, "c");
   CHECK(near(q3.num_parameters, 30.5e9));
   // 8 of 128 experts: the MoE layers' expert weights shrink 16-fold.
-  CHECK(q3.active_parameters() ==
-        q3.num_parameters - 48ull * (128 - 8) * 3 * 2048 * 768);
+  CHECK(q3.active_parameters() == q3.num_parameters - 48ull * (128 - 8) * 3 * 2048 * 768);
   // deepseek-ai/DeepSeek-V3: q through a 1536 LoRA, 256 experts of 2048, 8 per token, one
   // shared, three dense layers, a score bias per expert; 671B parameters in the main model
   // (the multi-token-prediction module, 14B more, is not loaded by transformers), 37B active.

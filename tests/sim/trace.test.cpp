@@ -157,10 +157,13 @@ TEST_CASE("parse_rmm_log survives a log truncated at every byte", "[sim][trace]"
 }
 
 TEST_CASE("replay counts peaks, live bytes and warnings", "[sim][trace]") {
-  std::vector<trace_event> events = {alloc(1, 10 * mib), alloc(2, 20 * mib), release(1, 10 * mib),
-                                     alloc(3, 5 * mib),  release(9, 64),       // unknown pointer
-                                     release(3, 6 * mib),                      // size mismatch
-                                     alloc(2, 1 * mib),                        // still live
+  std::vector<trace_event> events = {alloc(1, 10 * mib),
+                                     alloc(2, 20 * mib),
+                                     release(1, 10 * mib),
+                                     alloc(3, 5 * mib),
+                                     release(9, 64),       // unknown pointer
+                                     release(3, 6 * mib),  // size mismatch
+                                     alloc(2, 1 * mib),    // still live
                                      {trace_action::allocate_failure, 0, gib, 1, 0, 0, 0}};
   for (std::size_t i = 0; i < events.size(); ++i) events[i].line = i + 2;
   for (allocator_kind kind : {allocator_kind::pool, allocator_kind::arena,
@@ -203,13 +206,12 @@ TEST_CASE("replay: malloc reserves what is in use; first-fit reserves its high-w
   CHECK(f.bytes_reserved_at_end == 4 * mib);
 }
 
-TEST_CASE("replay under a cap counts refused allocations and skips their frees",
-          "[sim][trace]") {
-  const std::vector<trace_event> events = {alloc(1, 6 * mib), alloc(2, 6 * mib),
+TEST_CASE("replay under a cap counts refused allocations and skips their frees", "[sim][trace]") {
+  const std::vector<trace_event> events = {alloc(1, 6 * mib),   alloc(2, 6 * mib),
                                            release(2, 6 * mib), release(1, 6 * mib),
-                                           alloc(3, 8 * mib), release(3, 8 * mib)};
-  for (allocator_kind kind : {allocator_kind::pool, allocator_kind::first_fit,
-                              allocator_kind::malloc}) {
+                                           alloc(3, 8 * mib),   release(3, 8 * mib)};
+  for (allocator_kind kind :
+       {allocator_kind::pool, allocator_kind::first_fit, allocator_kind::malloc}) {
     DYNAMIC_SECTION(to_string(kind)) {
       const replay_result r = replay(events, kind, 10 * mib);
       CHECK(r.cap == 10 * mib);

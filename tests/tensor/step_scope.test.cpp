@@ -5,11 +5,11 @@
 #include <frugal/tensor/step_scope.hpp>
 
 #include <catch2/catch.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <csignal>
 #include <random>
-#include <sys/wait.h>
-#include <unistd.h>
 
 using frugal::make_tensor;
 using frugal::step_scope;
@@ -84,7 +84,7 @@ TEST_CASE("step_scope: using a tensor after its scope ended is caught by the deb
   const pid_t child = fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-    ::close(STDERR_FILENO);  // the assertion message is expected
+    ::close(STDERR_FILENO);     // the assertion message is expected
     float* p = escaped.data();  // aborts
     _exit(p == nullptr ? 2 : 3);
   }

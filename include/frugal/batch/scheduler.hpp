@@ -23,14 +23,15 @@ using kv::token_id;
 
 /// @brief What happens to a sequence preempted for lack of pages.
 enum class preemption_mode : std::uint8_t {
-  recompute,  ///< its pages are freed; it goes back to the front of the queue, to be prefilled again
+  recompute,  ///< its pages are freed; it goes back to the front of the queue, to be prefilled
+              ///< again
   swap,       ///< its pages move to the cache's host tier and come back when pages are free
 };
 
 /// @brief Limits and policies of a scheduler.
 struct scheduler_options {
-  std::uint32_t max_num_seqs = 256;           ///< sequences running at once
-  std::uint32_t max_batched_tokens = 8192;    ///< tokens computed per step (decodes + prefill)
+  std::uint32_t max_num_seqs = 256;         ///< sequences running at once
+  std::uint32_t max_batched_tokens = 8192;  ///< tokens computed per step (decodes + prefill)
   /// Fraction of the cache's pages a newly admitted request must leave free; negative keeps the
   /// cache's own watermark.
   double watermark = 0.01;
@@ -57,10 +58,10 @@ struct request {
 /// @brief One sequence in a step: how many tokens it computes and where they sit.
 struct scheduled_sequence {
   request_id id = 0;
-  std::uint32_t num_tokens = 0;      ///< tokens computed this step (1 for a decode)
-  std::uint32_t context_len = 0;     ///< tokens in its KV after this step
-  bool prefill = false;              ///< a prompt chunk (else a decode)
-  bool samples = false;              ///< produces a token this step: a decode, or a prompt's last chunk
+  std::uint32_t num_tokens = 0;   ///< tokens computed this step (1 for a decode)
+  std::uint32_t context_len = 0;  ///< tokens in its KV after this step
+  bool prefill = false;           ///< a prompt chunk (else a decode)
+  bool samples = false;  ///< produces a token this step: a decode, or a prompt's last chunk
 };
 
 /// @brief What plan_step() hands to the engine for one step.
@@ -98,8 +99,8 @@ struct scheduler_stats {
   std::size_t swaps_in = 0;
   std::size_t rejected = 0;
   std::size_t finished = 0;
-  std::size_t prefix_hit_tokens = 0;   ///< prompt tokens served from the prefix cache
-  std::size_t batched_tokens = 0;      ///< tokens computed over all steps
+  std::size_t prefix_hit_tokens = 0;  ///< prompt tokens served from the prefix cache
+  std::size_t batched_tokens = 0;     ///< tokens computed over all steps
   std::size_t max_running = 0;
 };
 
@@ -168,10 +169,10 @@ class scheduler {
   kv::cache* cache_;
   scheduler_options options_;
   std::unordered_map<request_id, std::unique_ptr<entry>> requests_;
-  std::deque<entry*> waiting_;   // front first
-  std::vector<entry*> running_;  // in admission order
-  std::vector<entry*> swapped_;  // in preemption order
-  std::vector<entry*> sampling_; // sequences that sample in the planned step
+  std::deque<entry*> waiting_;              // front first
+  std::vector<entry*> running_;             // in admission order
+  std::vector<entry*> swapped_;             // in preemption order
+  std::vector<entry*> sampling_;            // sequences that sample in the planned step
   std::vector<const kv::sequence*> batch_;  // the planned step's sequences, for the exports
   step_plan plan_;
   std::vector<finished_request> finished_;

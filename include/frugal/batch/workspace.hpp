@@ -36,7 +36,7 @@ struct workspace_options {
 /// @brief Counters of a workspace (see workspace::stats()).
 /// Between steps: bytes_reserved == high_water_mark, unless an upstream call failed.
 struct workspace_stats {
-  std::size_t bytes_reserved = 0;       ///< held from the upstream now
+  std::size_t bytes_reserved = 0;  ///< held from the upstream now
   /// The largest step need (prepared or allocated, rounded up to the granularity) since the last
   /// shrink: what the workspace keeps between steps.
   std::size_t high_water_mark = 0;
@@ -73,11 +73,11 @@ class workspace {
       : upstream_(upstream), options_(options) {
     FRUGAL_EXPECTS(options_.bytes_per_token > 0, "batch::workspace: bytes_per_token is zero",
                    invalid_argument);
-    FRUGAL_EXPECTS(detail::is_pow2(options_.granularity) &&
-                       options_.granularity >= default_alignment,
-                   "batch::workspace: granularity must be a power of two of at least 256, not " +
-                       std::to_string(options_.granularity),
-                   invalid_argument);
+    FRUGAL_EXPECTS(
+        detail::is_pow2(options_.granularity) && options_.granularity >= default_alignment,
+        "batch::workspace: granularity must be a power of two of at least 256, not " +
+            std::to_string(options_.granularity),
+        invalid_argument);
   }
   workspace(const workspace&) = delete;
   workspace& operator=(const workspace&) = delete;
@@ -192,10 +192,10 @@ class workspace {
     void* p = try_allocate(bytes, alignment);
     if (p == nullptr)
       FRUGAL_OUT_OF_MEMORY(bytes,
-                          "step capacity " + format_bytes(capacity()) + ", in use " +
-                              format_bytes(bytes_in_use()) + ", max " +
-                              format_bytes(options_.max_bytes),
-                          "batch::workspace");
+                           "step capacity " + format_bytes(capacity()) + ", in use " +
+                               format_bytes(bytes_in_use()) + ", max " +
+                               format_bytes(options_.max_bytes),
+                           "batch::workspace");
     return p;
   }
 
@@ -266,7 +266,8 @@ class workspace {
     return detail::align_up(bytes, options_.granularity);
   }
   arena_options arena_options_for(std::size_t initial) const noexcept {
-    return {.initial_size = initial, .chunk_size = options_.granularity,
+    return {.initial_size = initial,
+            .chunk_size = options_.granularity,
             .max_size = options_.max_bytes};
   }
   void note_use() noexcept { step_peak_ = std::max(step_peak_, bytes_in_use()); }
@@ -279,18 +280,20 @@ class workspace {
   /// @throws out_of_memory, the old capacity re-acquired (best effort)
   void replace_chunk(std::size_t target, std::size_t need) {
     if (need > options_.max_bytes)
-      FRUGAL_OUT_OF_MEMORY(need, "max_bytes " + format_bytes(options_.max_bytes) + ", reserved " +
-                                    format_bytes(capacity()),
-                          "batch::workspace");
+      FRUGAL_OUT_OF_MEMORY(need,
+                           "max_bytes " + format_bytes(options_.max_bytes) + ", reserved " +
+                               format_bytes(capacity()),
+                           "batch::workspace");
     const std::size_t old = capacity();
     arena_.reset();
     try {
       arena_ = std::make_unique<arena_type>(upstream_, arena_options_for(target));
     } catch (const out_of_memory&) {
       if (old != 0) try_replace_chunk(old);
-      FRUGAL_OUT_OF_MEMORY(need, "the upstream refused " + format_bytes(target) +
-                                    " (reserved before: " + format_bytes(old) + ")",
-                          "batch::workspace");
+      FRUGAL_OUT_OF_MEMORY(need,
+                           "the upstream refused " + format_bytes(target) +
+                               " (reserved before: " + format_bytes(old) + ")",
+                           "batch::workspace");
     }
     note_reserved();
   }

@@ -35,16 +35,19 @@ struct paged_kv {
   /// Views of what kv::cache::export_flashinfer / export_block_tables return (which must outlive
   /// the view).
   paged_kv(const flashinfer_page_table& t)  // NOLINT(google-explicit-constructor): a view
-      : kind(format::flashinfer), indptr(t.indptr), indices(t.indices),
+      : kind(format::flashinfer),
+        indptr(t.indptr),
+        indices(t.indices),
         last_page_len(t.last_page_len) {}
   paged_kv(const block_tables& t)  // NOLINT(google-explicit-constructor): a view
-      : kind(format::block_tables), tables(t.tables), max_pages(t.max_pages),
+      : kind(format::block_tables),
+        tables(t.tables),
+        max_pages(t.max_pages),
         seq_lens(t.seq_lens) {}
 
   /// @brief Sequences in the batch.
   std::size_t batch_size() const noexcept {
-    return kind == format::flashinfer ? (indptr.empty() ? 0 : indptr.size() - 1)
-                                      : seq_lens.size();
+    return kind == format::flashinfer ? (indptr.empty() ? 0 : indptr.size() - 1) : seq_lens.size();
   }
 };
 

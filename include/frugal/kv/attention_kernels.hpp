@@ -1,7 +1,8 @@
 // frugal/kv/attention_kernels.hpp: the CUDA versions of write_kv and paged attention for decode
 // (cuda/attention.cu, in frugal::cuda), over a page_pool in device-accessible memory.
 //   frugal::kv::write_kv_device(pool, layer, k, v, slots, num_tokens, scales, stream);
-//   frugal::kv::paged_decode_device(pool, layer, q, table, batch, max_pages, out, {.num_qo_heads = 32},
+//   frugal::kv::paged_decode_device(pool, layer, q, table, batch, max_pages, out, {.num_qo_heads =
+//   32},
 //                                   scales, stream);
 #pragma once
 
@@ -14,7 +15,7 @@
 #include <span>
 
 #if FRUGAL_HAS_CUDA
-#  include <cuda_runtime_api.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace frugal::kv {

@@ -27,7 +27,8 @@ namespace frugal::kv {
 using token_id = std::int32_t;
 
 /// @brief FlashInfer's CSR page table for a batch: pages of sequence i are
-/// indices[indptr[i] .. indptr[i + 1]), and its last page holds last_page_len[i] tokens (1..page_size).
+/// indices[indptr[i] .. indptr[i + 1]), and its last page holds last_page_len[i] tokens
+/// (1..page_size).
 struct flashinfer_page_table {
   std::vector<std::int32_t> indptr;
   std::vector<std::int32_t> indices;
@@ -45,20 +46,19 @@ struct block_tables {
 /// @brief Counters of a cache (see cache::stats()).
 struct cache_stats {
   std::uint32_t total_pages = 0;
-  std::uint32_t used_pages = 0;    ///< held by at least one sequence
-  std::uint32_t cached_pages = 0;  ///< held by none, kept for prefix hits, evictable
-  std::uint32_t free_pages = 0;    ///< neither: total = used + cached + free
-  double prefix_hit_rate = 0;      ///< cached prompt tokens / prompt tokens, last N sequences
-  std::size_t slots_allocated = 0; ///< used pages x page_size
-  std::size_t slots_used = 0;      ///< token slots of used pages that hold a token
+  std::uint32_t used_pages = 0;     ///< held by at least one sequence
+  std::uint32_t cached_pages = 0;   ///< held by none, kept for prefix hits, evictable
+  std::uint32_t free_pages = 0;     ///< neither: total = used + cached + free
+  double prefix_hit_rate = 0;       ///< cached prompt tokens / prompt tokens, last N sequences
+  std::size_t slots_allocated = 0;  ///< used pages x page_size
+  std::size_t slots_used = 0;       ///< token slots of used pages that hold a token
   std::size_t evictions = 0;
   std::size_t cow_copies = 0;
   std::size_t swaps_out = 0;
   std::size_t swaps_in = 0;
   /// (allocated - used) / allocated: the share of held slots without a token.
   double waste() const noexcept {
-    return slots_allocated == 0 ? 0.0
-                                : 1.0 - static_cast<double>(slots_used) / slots_allocated;
+    return slots_allocated == 0 ? 0.0 : 1.0 - static_cast<double>(slots_used) / slots_allocated;
   }
 };
 
@@ -208,16 +208,16 @@ class cache {
   // chained hash of the last one; the partial page, the running state of its hash.
   struct sequence_state {
     std::vector<page_id> pages;
-    std::vector<page_id> host;            // while swapped out
-    std::uint64_t partial_hash = 0;       // hash state over the partial last page's tokens
+    std::vector<page_id> host;       // while swapped out
+    std::uint64_t partial_hash = 0;  // hash state over the partial last page's tokens
     std::size_t num_tokens = 0;
-    std::uint64_t last_hash = 0;          // of the last full page; 0 before the first
+    std::uint64_t last_hash = 0;  // of the last full page; 0 before the first
     std::uint64_t extra_key = 0;
     std::size_t cached_tokens = 0;
-    std::size_t new_begin = 0;            // first token of the last add/append
+    std::size_t new_begin = 0;  // first token of the last add/append
     // Full pages held back from the prefix map until computed (see mark_computed): the hashes
     // of pages [pages_registered, pages_registered + pending.size()), in order.
-    std::size_t register_limit = 0;       // tokens whose full pages may be registered
+    std::size_t register_limit = 0;  // tokens whose full pages may be registered
     std::size_t pages_registered = 0;
     std::vector<std::uint64_t> pending;
     std::uint32_t generation = 0;
@@ -263,7 +263,7 @@ class cache {
   page_pool pages_;
   std::unique_ptr<host_resource> own_host_memory_;
   std::unique_ptr<page_pool> host_;
-  prefix_index index_;  // hash -> page, and the eviction order of cached pages
+  prefix_index index_;               // hash -> page, and the eviction order of cached pages
   std::vector<std::uint16_t> fill_;  // per page (device pool): tokens held
   std::size_t used_fill_ = 0;        // sum of fill_ over pages held by a sequence
   std::vector<sequence_state> sequences_;

@@ -11,7 +11,7 @@
 #include <span>
 
 #if FRUGAL_HAS_CUDA
-#  include <cuda_runtime_api.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace frugal::kv {

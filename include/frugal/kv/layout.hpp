@@ -35,12 +35,18 @@ FRUGAL_HOST_DEVICE constexpr std::size_t element_bytes(dtype t) noexcept {
 /// @brief The stable name of `t` ("fp16", "fp8_e4m3", ...), as the CLI and examples spell it.
 constexpr std::string_view to_string(dtype t) noexcept {
   switch (t) {
-    case dtype::fp16: return "fp16";
-    case dtype::bf16: return "bf16";
-    case dtype::fp8_e4m3: return "fp8_e4m3";
-    case dtype::fp8_e5m2: return "fp8_e5m2";
-    case dtype::int8: return "int8";
-    case dtype::fp32: return "fp32";
+    case dtype::fp16:
+      return "fp16";
+    case dtype::bf16:
+      return "bf16";
+    case dtype::fp8_e4m3:
+      return "fp8_e4m3";
+    case dtype::fp8_e5m2:
+      return "fp8_e5m2";
+    case dtype::int8:
+      return "int8";
+    case dtype::fp32:
+      return "fp32";
   }
   return "?";
 }

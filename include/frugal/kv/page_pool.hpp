@@ -38,8 +38,9 @@ struct page_addressing {
   FRUGAL_HOST_DEVICE std::byte* v_base(std::size_t layer) const noexcept {
     return k_base(layer) + kv_stride;
   }
-  FRUGAL_HOST_DEVICE std::size_t offset(std::size_t layer, page_id page, std::size_t kv, std::size_t slot,
-                     std::size_t head, std::size_t dim = 0) const noexcept {
+  FRUGAL_HOST_DEVICE std::size_t offset(std::size_t layer, page_id page, std::size_t kv,
+                                        std::size_t slot, std::size_t head,
+                                        std::size_t dim = 0) const noexcept {
     return page * page_stride + layer * layer_stride + kv * kv_stride + slot * slot_stride +
            head * head_stride + dim * element_size;
   }
@@ -56,7 +57,8 @@ class page_pool {
   page_pool(const layout& l, std::uint32_t num_pages, any_resource_ref memory)
       : layout_((l.validate(), l)),
         blocks_(memory, checked_page_bytes(l),
-                block_options{.alignment = default_alignment, .initial_blocks = num_pages,
+                block_options{.alignment = default_alignment,
+                              .initial_blocks = num_pages,
                               .max_blocks = num_pages}),
         refcounts_(num_pages, 0) {
     FRUGAL_EXPECTS(num_pages > 0, "kv::page_pool: num_pages is zero", invalid_argument);
@@ -72,8 +74,8 @@ class page_pool {
   page_id allocate() {
     if (auto id = try_allocate()) return *id;
     FRUGAL_OUT_OF_MEMORY(layout_.page_bytes(),
-                        "all " + std::to_string(num_pages()) + " pages are in use",
-                        "kv::page_pool");
+                         "all " + std::to_string(num_pages()) + " pages are in use",
+                         "kv::page_pool");
   }
   /// @brief Adds a holder to a page.
   void retain(page_id id) noexcept { ++refcounts_[id]; }
@@ -140,8 +142,7 @@ class page_pool {
 /// @brief Copies whole pages between two host-accessible pools of the same layout:
 /// dst page `op.dst` = src page `op.src`. The CPU reference for swaps and copy-on-write;
 /// device pools use the batched kernel in cuda/kv_copy.cu.
-inline void copy_pages_host(const page_pool& src, page_pool& dst,
-                            std::span<const copy_op> ops) {
+inline void copy_pages_host(const page_pool& src, page_pool& dst, std::span<const copy_op> ops) {
   FRUGAL_EXPECTS(src.layout() == dst.layout(), "kv::copy_pages_host: layouts differ",
                  invalid_argument);
   const std::size_t bytes = src.layout().page_bytes();

@@ -22,7 +22,9 @@ class sequence {
   sequence(const sequence&) = delete;
   sequence& operator=(const sequence&) = delete;
   sequence(sequence&& other) noexcept
-      : owner_(std::exchange(other.owner_, nullptr)), slot_(other.slot_), generation_(other.generation_) {}
+      : owner_(std::exchange(other.owner_, nullptr)),
+        slot_(other.slot_),
+        generation_(other.generation_) {}
   sequence& operator=(sequence&& other) noexcept {
     if (this != &other) {
       release();

@@ -32,7 +32,7 @@ struct arena_marker {
   std::size_t offset = 0;
   std::size_t bytes_before = 0;  ///< bytes consumed in the chunks before `chunk`
   std::size_t allocations = 0;
-  std::uint64_t epoch = 0;       ///< reset() count when made; older markers are stale
+  std::uint64_t epoch = 0;  ///< reset() count when made; older markers are stale
 };
 
 /// @brief Bump allocator (see docs/concepts.md#resource). allocate is a pointer bump in the
@@ -53,7 +53,7 @@ class arena_resource : public detail::forward_properties<arena_resource<Upstream
                    "arena_resource: initial_size exceeds max_size", invalid_argument);
     if (options_.initial_size > 0 && !add_chunk(options_.initial_size, default_alignment, 0))
       FRUGAL_OUT_OF_MEMORY(options_.initial_size, "the upstream refused the initial reservation",
-                          "arena_resource");
+                           "arena_resource");
   }
 
   arena_resource(const arena_resource&) = delete;
@@ -116,8 +116,9 @@ class arena_resource : public detail::forward_properties<arena_resource<Upstream
   /// position because a release already went past it); nothing changes then.
   void release(const arena_marker& m) {
     const bool behind = m.chunk < current_ || (m.chunk == current_ && m.offset <= top_);
-    FRUGAL_EXPECTS(m.epoch == epoch_ && m.chunk < std::max<std::size_t>(chunks_.size(), 1) && behind,
-                   "arena_resource: release() with a stale marker", invalid_argument);
+    FRUGAL_EXPECTS(
+        m.epoch == epoch_ && m.chunk < std::max<std::size_t>(chunks_.size(), 1) && behind,
+        "arena_resource: release() with a stale marker", invalid_argument);
     note_peak();
     current_ = m.chunk;
     top_ = m.offset;
@@ -231,7 +232,7 @@ class arena_resource : public detail::forward_properties<arena_resource<Upstream
 
   Upstream upstream_;
   arena_options options_;
-  std::vector<chunk> chunks_;     // chunks_[0..current_] hold this cycle's data; later ones wait
+  std::vector<chunk> chunks_;  // chunks_[0..current_] hold this cycle's data; later ones wait
   std::uint32_t current_ = 0;
   std::size_t top_ = 0;           // bytes consumed in chunks_[current_]
   std::size_t bytes_before_ = 0;  // bytes consumed in chunks_[0..current_)
@@ -245,5 +246,5 @@ class arena_resource : public detail::forward_properties<arena_resource<Upstream
 
 }  // namespace frugal
 
-static_assert(frugal::resource_with<frugal::arena_resource<frugal::host_resource>,
-                                    frugal::host_accessible>);
+static_assert(
+    frugal::resource_with<frugal::arena_resource<frugal::host_resource>, frugal::host_accessible>);

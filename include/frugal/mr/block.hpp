@@ -55,13 +55,13 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
                    "block_resource: max_blocks must leave one id free as 'none'", invalid_argument);
     stride_ = detail::align_up(block_size, options_.alignment);
     first_slab_blocks_ = options_.initial_blocks;
-    slab_blocks_ = options_.blocks_per_slab != 0   ? options_.blocks_per_slab
+    slab_blocks_ = options_.blocks_per_slab != 0  ? options_.blocks_per_slab
                    : options_.initial_blocks != 0 ? options_.initial_blocks
                                                   : 64;
     if (first_slab_blocks_ == 0) first_slab_blocks_ = slab_blocks_;
     if (options_.initial_blocks > 0 && !add_slab())
       FRUGAL_OUT_OF_MEMORY(static_cast<std::size_t>(options_.initial_blocks) * stride_,
-                          "the upstream refused the first slab", "block_resource");
+                           "the upstream refused the first slab", "block_resource");
   }
 
   block_resource(const block_resource&) = delete;
@@ -110,10 +110,10 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
   void allocate_n(std::span<block_id> out) {
     if (!try_allocate_n(out))
       FRUGAL_OUT_OF_MEMORY(out.size() * block_size_,
-                          std::to_string(out.size()) + " blocks of " + format_bytes(block_size_) +
-                              " requested, " + std::to_string(num_free()) + " free; " +
-                              describe(stats()),
-                          "block_resource");
+                           std::to_string(out.size()) + " blocks of " + format_bytes(block_size_) +
+                               " requested, " + std::to_string(num_free()) + " free; " +
+                               describe(stats()),
+                           "block_resource");
   }
 
   /// @brief Frees a block by id. An id out of range or already free goes to the misuse handler
@@ -126,8 +126,8 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
       return;
     }
     if (!is_live(id)) [[unlikely]] {
-      detail::report_misuse(misuse_kind::double_free, "block_resource", address_of(id),
-                            block_size_, "double free of block " + std::to_string(id));
+      detail::report_misuse(misuse_kind::double_free, "block_resource", address_of(id), block_size_,
+                            "double free of block " + std::to_string(id));
       return;
     }
     set_live(id, false);
@@ -178,7 +178,8 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
       if (!detail::fits_with_alignment(bytes, alignment))
         FRUGAL_OUT_OF_MEMORY(bytes, describe(stats()), "block_resource");
       FRUGAL_FAIL("block_resource: " + std::to_string(bytes) + " bytes requested from blocks of " +
-              std::to_string(block_size_), invalid_argument);
+                      std::to_string(block_size_),
+                  invalid_argument);
     }
     return address_of(allocate_id());
   }
@@ -304,11 +305,10 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
     const block_id first = capacity_;
     slabs_.push_back(slab_info{p, bytes});
     const slab_ref ref{reinterpret_cast<std::uintptr_t>(p), bytes, first};
-    by_address_.insert(std::upper_bound(by_address_.begin(), by_address_.end(), ref,
-                                        [](const slab_ref& a, const slab_ref& b) {
-                                          return a.base < b.base;
-                                        }),
-                       ref);
+    by_address_.insert(
+        std::upper_bound(by_address_.begin(), by_address_.end(), ref,
+                         [](const slab_ref& a, const slab_ref& b) { return a.base < b.base; }),
+        ref);
     for (std::uint32_t k = blocks; k-- > 0;) free_ids_.push_back(first + k);  // low ids first
     capacity_ += blocks;
     reserved_ += bytes;
@@ -347,5 +347,5 @@ class block_resource : public detail::forward_properties<block_resource<Upstream
 
 }  // namespace frugal
 
-static_assert(frugal::resource_with<frugal::block_resource<frugal::host_resource>,
-                                    frugal::host_accessible>);
+static_assert(
+    frugal::resource_with<frugal::block_resource<frugal::host_resource>, frugal::host_accessible>);

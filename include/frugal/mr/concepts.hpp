@@ -9,7 +9,7 @@
 #include <frugal/error.hpp>
 
 #ifndef LIBCUDACXX_ENABLE_EXPERIMENTAL_MEMORY_RESOURCE
-#  define LIBCUDACXX_ENABLE_EXPERIMENTAL_MEMORY_RESOURCE
+#define LIBCUDACXX_ENABLE_EXPERIMENTAL_MEMORY_RESOURCE
 #endif
 #include <cuda/memory_resource>
 #include <cuda/std/version>
@@ -62,7 +62,8 @@ inline constexpr bool has_property_v = ::cuda::has_property<R, P>;
 /// @brief A resource with a non-throwing allocate: try_allocate returns nullptr on failure.
 template <class R>
 concept try_allocatable = resource<R> && requires(R& r, std::size_t n) {
-  { r.try_allocate(n, n) } noexcept -> std::same_as<void*>;
+  { r.try_allocate(n, n) }
+  noexcept->std::same_as<void*>;
 };
 
 namespace detail {
@@ -74,10 +75,10 @@ constexpr std::size_t align_up(std::size_t x, std::size_t alignment) noexcept {
 }
 
 [[noreturn, gnu::cold, gnu::noinline]] inline void throw_bad_alignment(std::size_t alignment,
-                                                                      const char* who) {
-  FRUGAL_FAIL(std::string(who) + ": alignment " + std::to_string(alignment) +
-                  " is not a power of two",
-              invalid_argument);
+                                                                       const char* who) {
+  FRUGAL_FAIL(
+      std::string(who) + ": alignment " + std::to_string(alignment) + " is not a power of two",
+      invalid_argument);
 }
 
 /// Throws invalid_argument unless alignment is a power of two. Inlines to one test.
@@ -110,8 +111,9 @@ void* try_allocate(R& r, std::size_t bytes, std::size_t alignment) noexcept {
 template <class Derived, class Upstream>
 struct forward_properties {
   template <class Property>
-    requires(::cuda::has_property<Upstream, Property> && std::is_empty_v<Property>)
-  friend constexpr void get_property(const Derived&, Property) noexcept {}
+  requires(::cuda::has_property<Upstream, Property>&&
+               std::is_empty_v<Property>) friend constexpr void get_property(const Derived&,
+                                                                             Property) noexcept {}
 };
 
 }  // namespace detail

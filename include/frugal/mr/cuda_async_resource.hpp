@@ -9,7 +9,8 @@
 #include <frugal/config.hpp>
 
 #if !FRUGAL_HAS_CUDA
-#  error "frugal/mr/cuda_async_resource.hpp needs the CUDA runtime: link frugal::cuda (it defines FRUGAL_HAS_CUDA=1)"
+#error \
+    "frugal/mr/cuda_async_resource.hpp needs the CUDA runtime: link frugal::cuda (it defines FRUGAL_HAS_CUDA=1)"
 #endif
 
 #include <frugal/mr/concepts.hpp>
@@ -63,9 +64,9 @@ class cuda_async_resource {
       (void)cudaFreeAsync(p, stream_);
       (void)cudaGetLastError();
       FRUGAL_FAIL(std::string("cuda_async_resource: cudaStreamSynchronize "
-                                                  "failed: ") +
-                                          cudaGetErrorName(status) + ": " +
-                                          cudaGetErrorString(status), cuda_error);
+                              "failed: ") +
+                      cudaGetErrorName(status) + ": " + cudaGetErrorString(status),
+                  cuda_error);
     }
     return p;
   }

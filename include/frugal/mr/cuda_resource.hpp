@@ -7,7 +7,8 @@
 #include <frugal/config.hpp>
 
 #if !FRUGAL_HAS_CUDA
-#  error "frugal/mr/cuda_resource.hpp needs the CUDA runtime: link frugal::cuda (it defines FRUGAL_HAS_CUDA=1)"
+#error \
+    "frugal/mr/cuda_resource.hpp needs the CUDA runtime: link frugal::cuda (it defines FRUGAL_HAS_CUDA=1)"
 #endif
 
 #include <frugal/mr/concepts.hpp>

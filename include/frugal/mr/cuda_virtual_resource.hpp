@@ -10,7 +10,8 @@
 #include <frugal/config.hpp>
 
 #if !FRUGAL_HAS_CUDA
-#  error "frugal/mr/cuda_virtual_resource.hpp needs the CUDA runtime: link frugal::cuda (it defines FRUGAL_HAS_CUDA=1)"
+#error \
+    "frugal/mr/cuda_virtual_resource.hpp needs the CUDA runtime: link frugal::cuda (it defines FRUGAL_HAS_CUDA=1)"
 #endif
 
 #include <frugal/mr/concepts.hpp>
@@ -87,8 +88,9 @@ class cuda_virtual_resource {
       if (status != cudaSuccess) {
         (void)cudaGetLastError();
         FRUGAL_FAIL(std::string("cuda_virtual_resource: cudaGetDevice "
-                                                    "failed: ") +
-                                            cudaGetErrorName(status), cuda_error);
+                                "failed: ") +
+                        cudaGetErrorName(status),
+                    cuda_error);
       }
     }
     const detail::scoped_device on(s.device, /*bind=*/true);
@@ -98,10 +100,10 @@ class cuda_virtual_resource {
     s.driver->check(s.driver->mem_get_allocation_granularity(&s.granularity, &properties,
                                                              CU_MEM_ALLOC_GRANULARITY_MINIMUM),
                     "cuMemGetAllocationGranularity");
-    FRUGAL_EXPECTS(detail::is_pow2(s.granularity) && s.granularity % unit_bytes == 0,
-                   "cuda_virtual_resource: unexpected allocation granularity " +
-                       std::to_string(s.granularity),
-                   cuda_error);
+    FRUGAL_EXPECTS(
+        detail::is_pow2(s.granularity) && s.granularity % unit_bytes == 0,
+        "cuda_virtual_resource: unexpected allocation granularity " + std::to_string(s.granularity),
+        cuda_error);
     FRUGAL_EXPECTS(options.reserve_bytes <= static_cast<std::size_t>(-1) - s.granularity,
                    "cuda_virtual_resource: reserve_bytes is too large", invalid_argument);
     const std::size_t reserved = detail::align_up(options.reserve_bytes, s.granularity);
@@ -143,16 +145,17 @@ class cuda_virtual_resource {
     if (bytes == 0) return nullptr;
     if (bytes > s.reserved_bytes)
       FRUGAL_OUT_OF_MEMORY(bytes,
-                          describe(stats()) + "; larger than the reserved address space of " +
-                              format_bytes(s.reserved_bytes),
-                          who);
+                           describe(stats()) + "; larger than the reserved address space of " +
+                               format_bytes(s.reserved_bytes),
+                           who);
     const std::size_t units = (bytes + unit_bytes - 1) / unit_bytes;
     const std::size_t unit_alignment = alignment > unit_bytes ? alignment / unit_bytes : 1;
     const auto start = s.ranges.find_first_fit(units, unit_alignment);
     if (!start)
-      FRUGAL_OUT_OF_MEMORY(bytes, describe(stats()) + "; the reserved address space of " +
-                                     format_bytes(s.reserved_bytes) + " has no free range that fits",
-                          who);
+      FRUGAL_OUT_OF_MEMORY(bytes,
+                           describe(stats()) + "; the reserved address space of " +
+                               format_bytes(s.reserved_bytes) + " has no free range that fits",
+                           who);
 
     // Each step undoes itself on failure and the ones before it are undone here, without throwing.
     const auto [live, inserted] = s.live.emplace(*start, live_range{units, bytes});
@@ -322,10 +325,10 @@ class cuda_virtual_resource {
     const detail::cuda_driver_api* driver = nullptr;
     int device = 0;
     std::size_t granularity = 0;
-    CUdeviceptr base = 0;           // 0 until the range is reserved
+    CUdeviceptr base = 0;  // 0 until the range is reserved
     std::size_t reserved_bytes = 0;
-    detail::range_map ranges;       // over [0, reserved_bytes / unit_bytes)
-    std::vector<bool> committed;    // per granule: backed by device memory
+    detail::range_map ranges;     // over [0, reserved_bytes / unit_bytes)
+    std::vector<bool> committed;  // per granule: backed by device memory
     std::size_t committed_granules = 0;
     std::size_t peak_committed_granules = 0;
     std::unordered_map<std::size_t, live_range> live;  // start unit -> range
@@ -367,10 +370,10 @@ class cuda_virtual_resource {
         now.largest_free_block = ranges.largest_free() * unit_bytes;
         now.allocations = live.size();
         FRUGAL_OUT_OF_MEMORY(bytes,
-                            describe(now) + "; " + call + " could not back a " +
-                                format_bytes(granularity) + " granule; " +
-                                detail::device_memory_state(device),
-                            who);
+                             describe(now) + "; " + call + " could not back a " +
+                                 format_bytes(granularity) + " granule; " +
+                                 detail::device_memory_state(device),
+                             who);
       }
       driver->check(result, call);
     }
@@ -409,8 +412,8 @@ class cuda_virtual_resource {
         for (std::size_t i = 0; i < fresh.size();) {
           std::size_t j = i + 1;
           while (j < fresh.size() && fresh[j] == fresh[j - 1] + 1) ++j;
-          check_commit(driver->mem_set_access(base + fresh[i] * granularity,
-                                              (j - i) * granularity, &access, 1),
+          check_commit(driver->mem_set_access(base + fresh[i] * granularity, (j - i) * granularity,
+                                              &access, 1),
                        "cuMemSetAccess", bytes);
           i = j;
         }
@@ -444,8 +447,8 @@ class cuda_virtual_resource {
     try {
       char pointer[32];
       std::snprintf(pointer, sizeof pointer, "%p", p);
-      std::string message = std::string(problem) + " (pointer " + pointer + ", " +
-                            std::to_string(bytes) + " bytes";
+      std::string message =
+          std::string(problem) + " (pointer " + pointer + ", " + std::to_string(bytes) + " bytes";
       if (kind == misuse_kind::size_mismatch)
         message += ", allocated " + std::to_string(allocated_bytes);
       detail::report_misuse(kind, who, p, bytes, message + ")");

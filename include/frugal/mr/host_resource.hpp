@@ -26,13 +26,13 @@ class host_resource {
   void* try_allocate(std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
     if (bytes == 0 || !detail::is_pow2(alignment) || !detail::fits_with_alignment(bytes, alignment))
       return nullptr;
-    return ::operator new(bytes, std::align_val_t{alignment}, std::nothrow);
+    return ::operator new (bytes, std::align_val_t{alignment}, std::nothrow);
   }
 
   void deallocate(void* p, std::size_t /*bytes*/,
                   std::size_t alignment = default_alignment) noexcept {
     if (p == nullptr) return;
-    ::operator delete(p, std::align_val_t{alignment});  // unsized: no -fsized-deallocation needed
+    ::operator delete (p, std::align_val_t{alignment});  // unsized: no -fsized-deallocation needed
   }
 
   friend bool operator==(const host_resource&, const host_resource&) noexcept { return true; }

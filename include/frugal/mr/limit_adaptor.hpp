@@ -3,13 +3,14 @@
 //   capped.allocate(std::size_t{9} << 30);   // throws frugal::out_of_memory, nothing changed
 #pragma once
 
-#include <algorithm>
-#include <cstddef>
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/detail/byte_counter.hpp>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/resource_ref.hpp>
 #include <frugal/mr/resource_stats.hpp>
+
+#include <algorithm>
+#include <cstddef>
 #include <string>
 #include <type_traits>
 #include <utility>

@@ -33,9 +33,8 @@ concept report_target = has_stats<R> || is_tracking_adaptor_v<R>;
 
 /// What memory_report can say something about: a report_target or a frugal::ref to one.
 template <class R>
-concept reportable =
-    report_target<R> ||
-    (is_ref_v<R> && report_target<std::remove_cvref_t<decltype(std::declval<const R&>().get())>>);
+concept reportable = report_target<R> ||
+    (is_ref_v<R>&& report_target<std::remove_cvref_t<decltype(std::declval<const R&>().get())>>);
 
 inline std::string report_row(std::string_view label, std::string_view value,
                               std::string_view detail = {}) {

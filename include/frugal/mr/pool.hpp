@@ -4,8 +4,8 @@
 //   void* p = pool.allocate(1000);  pool.deallocate(p, 1000);
 #pragma once
 
-#include <frugal/mr/concepts.hpp>
 #include <frugal/detail/pointer_map.hpp>
+#include <frugal/mr/concepts.hpp>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/resource_ref.hpp>
 #include <frugal/mr/resource_stats.hpp>
@@ -131,7 +131,8 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
         p = nullptr;
       }
       if (p == nullptr)
-        FRUGAL_OUT_OF_MEMORY(bytes, "the upstream refused the initial reservation", "pool_resource");
+        FRUGAL_OUT_OF_MEMORY(bytes, "the upstream refused the initial reservation",
+                             "pool_resource");
     }
   }
 
@@ -277,9 +278,9 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
  private:
   using index = std::uint32_t;
   static constexpr index npos = detail::pointer_map::npos;
-  static constexpr unsigned sl_bits = 5;                 // 32 classes per power of two
+  static constexpr unsigned sl_bits = 5;  // 32 classes per power of two
   static constexpr unsigned sl_count = 1u << sl_bits;
-  static constexpr unsigned fl_count = 33 - sl_bits;    // granule counts are 32-bit
+  static constexpr unsigned fl_count = 33 - sl_bits;  // granule counts are 32-bit
   static constexpr unsigned granule_shift = 8;
   static_assert((std::size_t{1} << granule_shift) == granularity);
 
@@ -470,7 +471,8 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     }
   }
 
-  [[gnu::always_inline]] index new_node() noexcept {  // capacity was reserved by reserve_bookkeeping
+  [[gnu::always_inline]] index
+  new_node() noexcept {  // capacity was reserved by reserve_bookkeeping
     if (!free_nodes_.empty()) {
       const index i = free_nodes_.back();
       free_nodes_.pop_back();
@@ -809,9 +811,9 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
         const block& b = blocks_[i];
         if (address < b.address || address >= b.address + b.size()) continue;
         if (b.is_free) {
-          detail::report_misuse(misuse_kind::double_free, "pool_resource", p, bytes,
-                                "double free: " + std::to_string(bytes) +
-                                    " bytes at a pointer that is already free");
+          detail::report_misuse(
+              misuse_kind::double_free, "pool_resource", p, bytes,
+              "double free: " + std::to_string(bytes) + " bytes at a pointer that is already free");
         } else {
           detail::report_misuse(misuse_kind::unknown_pointer, "pool_resource", p, bytes,
                                 "pointer into the middle of a live block (not one allocate "
@@ -909,7 +911,7 @@ bool pool_resource<Upstream>::is_valid() const {
 
 }  // namespace frugal
 
-static_assert(frugal::resource_with<frugal::pool_resource<frugal::host_resource>,
-                                    frugal::host_accessible>);
+static_assert(
+    frugal::resource_with<frugal::pool_resource<frugal::host_resource>, frugal::host_accessible>);
 static_assert(!frugal::has_property_v<frugal::pool_resource<frugal::host_resource>,
                                       frugal::device_accessible>);

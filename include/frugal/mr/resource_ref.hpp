@@ -54,16 +54,15 @@ ref_t<R> ref(R& r) noexcept {
 class any_resource_ref {
  public:
   template <resource R>
-    requires(!std::is_same_v<std::remove_cv_t<R>, any_resource_ref>)
-  any_resource_ref(R& target) noexcept : target_(&target), table_(&table_for<R>) {}  // NOLINT
+  requires(!std::is_same_v<std::remove_cv_t<R>, any_resource_ref>) any_resource_ref(R& target)
+  noexcept : target_(&target), table_(&table_for<R>) {}  // NOLINT
 
   /// @brief Allocates through the target; `tag` is passed on when the target takes one.
   void* allocate(std::size_t bytes, std::size_t alignment = default_alignment,
                  std::string_view tag = {}) {
     return table_->allocate(target_, bytes, alignment, tag);
   }
-  void deallocate(void* p, std::size_t bytes,
-                  std::size_t alignment = default_alignment) noexcept {
+  void deallocate(void* p, std::size_t bytes, std::size_t alignment = default_alignment) noexcept {
     table_->deallocate(target_, p, bytes, alignment);
   }
 

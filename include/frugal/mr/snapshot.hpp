@@ -29,9 +29,8 @@ inline constexpr bool is_pool_v<pool_resource<U>> = true;
 
 /// A pool_resource, or a frugal::ref to one: what snapshot::capture(tracker) can find a pool in.
 template <class R>
-concept pool_or_ref_to_pool =
-    is_pool_v<R> ||
-    (is_ref_v<R> && is_pool_v<std::remove_cvref_t<decltype(std::declval<const R&>().get())>>);
+concept pool_or_ref_to_pool = is_pool_v<R> ||
+    (is_ref_v<R>&& is_pool_v<std::remove_cvref_t<decltype(std::declval<const R&>().get())>>);
 }  // namespace detail
 
 /// @brief One block of a snapshot segment: a pool block, used or free.

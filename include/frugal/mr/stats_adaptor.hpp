@@ -3,13 +3,14 @@
 //   void* p = counted.allocate(1 << 20);   // counted.stats().bytes_in_use == 1 << 20
 #pragma once
 
-#include <algorithm>
-#include <cstddef>
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/detail/byte_counter.hpp>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/resource_ref.hpp>
 #include <frugal/mr/resource_stats.hpp>
+
+#include <algorithm>
+#include <cstddef>
 #include <string>
 #include <type_traits>
 #include <utility>

@@ -31,9 +31,9 @@ class synchronized : public detail::forward_properties<synchronized<R>, R> {
 
   /// @brief Builds the upstream in place from `args`, for upstreams that cannot be moved.
   template <class... Args>
-    requires std::is_constructible_v<R, Args&&...>
-  explicit synchronized(std::in_place_t, Args&&... args) noexcept(
-      std::is_nothrow_constructible_v<R, Args&&...>)
+  requires std::is_constructible_v<R, Args&&...>
+  explicit synchronized(std::in_place_t,
+                        Args&&... args) noexcept(std::is_nothrow_constructible_v<R, Args&&...>)
       : upstream_(std::forward<Args>(args)...) {}
 
   synchronized(const synchronized&) = delete;
@@ -68,8 +68,7 @@ class synchronized : public detail::forward_properties<synchronized<R>, R> {
   }
 
   /// @brief The upstream's stats(), read under the lock (only when the upstream has stats()).
-  auto stats() const
-    requires requires(const R& r) { r.stats(); }
+  auto stats() const requires requires(const R& r) { r.stats(); }
   {
     std::lock_guard lock(mutex_);
     return upstream_.stats();

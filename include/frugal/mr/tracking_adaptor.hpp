@@ -29,7 +29,7 @@
 #include <vector>
 
 #if __has_include(<execinfo.h>)
-#  include <execinfo.h>
+#include <execinfo.h>
 #endif
 
 namespace frugal {
@@ -116,12 +116,11 @@ std::optional<resource_stats> stats_of(const R& r) {
 inline std::string tag_row(std::string_view tag, std::string_view count, std::string_view bytes,
                            std::string_view human, std::string_view oldest) {
   char line[160];
-  const int length =
-      std::snprintf(line, sizeof line, "%-24.*s %8.*s %15.*s %-12.*s %8.*s\n",
-                    static_cast<int>(std::min<std::size_t>(tag.size(), 64)), tag.data(),
-                    static_cast<int>(count.size()), count.data(), static_cast<int>(bytes.size()),
-                    bytes.data(), static_cast<int>(human.size()), human.data(),
-                    static_cast<int>(oldest.size()), oldest.data());
+  const int length = std::snprintf(
+      line, sizeof line, "%-24.*s %8.*s %15.*s %-12.*s %8.*s\n",
+      static_cast<int>(std::min<std::size_t>(tag.size(), 64)), tag.data(),
+      static_cast<int>(count.size()), count.data(), static_cast<int>(bytes.size()), bytes.data(),
+      static_cast<int>(human.size()), human.data(), static_cast<int>(oldest.size()), oldest.data());
   return std::string(line, static_cast<std::size_t>(std::clamp(length, 0, 159)));
 }
 
@@ -146,7 +145,7 @@ inline std::string tag_table(const std::vector<tag_usage>& groups) {
 /// @brief One outstanding allocation, as tracking_adaptor recorded it.
 struct allocation_record {
   void* pointer = nullptr;
-  std::size_t bytes = 0;         ///< as requested
+  std::size_t bytes = 0;  ///< as requested
   std::size_t alignment = 0;
   std::string tag;               ///< empty when untagged
   std::uint64_t sequence = 0;    ///< allocation order: the adaptor's first allocation is 0
@@ -630,7 +629,7 @@ class tracking_adaptor : public detail::forward_properties<tracking_adaptor<R>, 
   std::uint64_t next_sequence_ = 0;
   std::size_t outstanding_bytes_ = 0;  // == sum of records_[*].bytes
   std::string default_tag_;
-  leak_handler leak_handler_;  // empty: print to stderr
+  leak_handler leak_handler_;           // empty: print to stderr
   std::vector<timeline_event> events_;  // size() <= options_.max_events
   std::size_t dropped_events_ = 0;
 };

@@ -49,19 +49,18 @@ class virtual_resource {
                    invalid_argument);
     FRUGAL_EXPECTS(options_.reserve_bytes > 0, "virtual_resource: reserve_bytes must be positive",
                    invalid_argument);
-    const std::size_t granules =
-        options_.reserve_bytes / options_.granularity +
-        (options_.reserve_bytes % options_.granularity != 0 ? 1 : 0);
+    const std::size_t granules = options_.reserve_bytes / options_.granularity +
+                                 (options_.reserve_bytes % options_.granularity != 0 ? 1 : 0);
     size_ = granules * options_.granularity;
     // Reserve extra address space so the base can be aligned to max_alignment: alignments up to
     // that are then alignments of granule offsets.
     const std::size_t base_alignment = std::max(options_.granularity, max_alignment);
     const std::size_t mapped = size_ + base_alignment;
-    void* raw = ::mmap(nullptr, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                       -1, 0);
+    void* raw =
+        ::mmap(nullptr, mapped, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (raw == MAP_FAILED)
       FRUGAL_OUT_OF_MEMORY(mapped, std::string("mmap failed: ") + std::strerror(errno),
-                          "virtual_resource");
+                           "virtual_resource");
     const auto start = reinterpret_cast<std::uintptr_t>(raw);
     const std::uintptr_t base = detail::align_up(start, base_alignment);
     if (base > start) ::munmap(raw, base - start);
@@ -88,9 +87,8 @@ class virtual_resource {
     if (bytes == 0) return nullptr;
     void* p = try_allocate(bytes, alignment);
     if (p == nullptr)
-      FRUGAL_OUT_OF_MEMORY(bytes,
-                          describe(stats()) + ", address space " + format_bytes(size_),
-                          "virtual_resource");
+      FRUGAL_OUT_OF_MEMORY(bytes, describe(stats()) + ", address space " + format_bytes(size_),
+                           "virtual_resource");
     return p;
   }
 
@@ -180,12 +178,12 @@ class virtual_resource {
   }
 
   std::size_t reserved_address_space() const noexcept { return size_; }
-  std::size_t committed_bytes() const noexcept { return committed_granules_ * options_.granularity; }
+  std::size_t committed_bytes() const noexcept {
+    return committed_granules_ * options_.granularity;
+  }
   std::size_t granularity() const noexcept { return options_.granularity; }
   /// @brief True when `p` lies inside the reservation.
-  bool contains(const void* p) const noexcept {
-    return p >= base_ && p < base_ + size_;
-  }
+  bool contains(const void* p) const noexcept { return p >= base_ && p < base_ + size_; }
   const std::byte* base() const noexcept { return base_; }
   const virtual_options& options() const noexcept { return options_; }
 
@@ -242,9 +240,9 @@ class virtual_resource {
   virtual_options options_;
   std::byte* base_ = nullptr;
   std::size_t size_ = 0;
-  detail::range_map ranges_;                             // free granules
-  std::unordered_map<std::size_t, live_range> live_;     // first granule -> live range
-  std::vector<bool> committed_;                          // per granule
+  detail::range_map ranges_;                          // free granules
+  std::unordered_map<std::size_t, live_range> live_;  // first granule -> live range
+  std::vector<bool> committed_;                       // per granule
   std::size_t committed_granules_ = 0;
   std::size_t bytes_in_use_ = 0;
 };

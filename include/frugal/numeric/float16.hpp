@@ -10,8 +10,8 @@
 #include <cstdint>
 
 #if FRUGAL_HAS_CUDA
-#  include <cuda_bf16.h>
-#  include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #endif
 
 namespace frugal {
@@ -26,7 +26,7 @@ FRUGAL_HOST_DEVICE constexpr std::uint16_t float_to_half_bits(float value) noexc
   const std::uint32_t x = __builtin_bit_cast(std::uint32_t, value);
   const std::uint32_t sign = (x >> 16) & 0x8000u;
   const std::uint32_t magnitude = x & 0x7FFFFFFFu;
-  if (magnitude > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u);  // NaN
+  if (magnitude > 0x7F800000u) return static_cast<std::uint16_t>(sign | 0x7E00u);   // NaN
   if (magnitude >= 0x477FF000u) return static_cast<std::uint16_t>(sign | 0x7C00u);  // >= 65520
   if (magnitude < 0x38800000u) {  // below the smallest normal half: subnormal or zero
     if (magnitude < 0x33000001u) return static_cast<std::uint16_t>(sign);  // rounds to 0
@@ -110,7 +110,7 @@ struct bfloat16 {
 static_assert(sizeof(float16) == 2 && sizeof(bfloat16) == 2);
 
 #if FRUGAL_HAS_CUDA
-using fp16_t = __half;          ///< the 16-bit float element type: CUDA's when CUDA is found
+using fp16_t = __half;  ///< the 16-bit float element type: CUDA's when CUDA is found
 using bf16_t = __nv_bfloat16;
 #else
 using fp16_t = float16;

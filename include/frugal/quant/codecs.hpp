@@ -24,10 +24,10 @@ inline constexpr int e4m3_emax = 8;
 inline constexpr int e5m2_emax = 15;
 inline constexpr int e2m1_emax = 2;
 
-inline constexpr std::uint8_t e4m3_nan_code = 0x7F;     ///< what to_fp8_e4m3 gives for NaN
-inline constexpr std::uint8_t e5m2_nan_code = 0x7F;     ///< what to_fp8_e5m2 gives for NaN
-inline constexpr std::uint8_t e8m0_nan_code = 0xFF;     ///< the only NaN of E8M0
-inline constexpr int e8m0_bias = 127;                   ///< code c means 2^(c - 127)
+inline constexpr std::uint8_t e4m3_nan_code = 0x7F;  ///< what to_fp8_e4m3 gives for NaN
+inline constexpr std::uint8_t e5m2_nan_code = 0x7F;  ///< what to_fp8_e5m2 gives for NaN
+inline constexpr std::uint8_t e8m0_nan_code = 0xFF;  ///< the only NaN of E8M0
+inline constexpr int e8m0_bias = 127;                ///< code c means 2^(c - 127)
 
 namespace detail {
 
@@ -44,8 +44,7 @@ FRUGAL_HOST_DEVICE constexpr float bits_float(std::uint32_t b) noexcept {
 /// underflow, rounded to nearest even. A carry out of the fraction steps into the exponent
 /// field, which is exactly the next representable value.
 FRUGAL_HOST_DEVICE constexpr std::uint32_t round_magnitude(std::uint32_t magnitude,
-                                                           int mantissa_bits,
-                                                           int bias) noexcept {
+                                                           int mantissa_bits, int bias) noexcept {
   const int exponent = static_cast<int>(magnitude >> 23) - 127;  // float denormals: -127
   const int min_normal_exponent = 1 - bias;
   std::uint32_t significand = magnitude & 0x7FFFFFu;
@@ -57,7 +56,7 @@ FRUGAL_HOST_DEVICE constexpr std::uint32_t round_magnitude(std::uint32_t magnitu
     significand &= 0x7FFFFFu;
   } else {
     shift += min_normal_exponent - exponent;  // subnormal in the target: exponent field 0
-    if (shift > 24) return 0;  // below half the smallest subnormal
+    if (shift > 24) return 0;                 // below half the smallest subnormal
   }
   const std::uint32_t kept = significand >> shift;
   const std::uint32_t rest = significand & ((1u << shift) - 1u);
@@ -136,8 +135,8 @@ FRUGAL_HOST_DEVICE constexpr float from_fp8_e5m2(std::uint8_t code) noexcept {
   const std::uint32_t magnitude = code & 0x7Fu;
   const bool negative = (code & 0x80u) != 0;
   if (magnitude > 0x7Cu) return detail::bits_float(detail::float_quiet_nan_bits);
-  if (magnitude == 0x7Cu) return detail::with_sign(detail::bits_float(detail::float_inf_bits),
-                                                   negative);
+  if (magnitude == 0x7Cu)
+    return detail::with_sign(detail::bits_float(detail::float_inf_bits), negative);
   return detail::with_sign(detail::decode_magnitude(magnitude, 2, 15), negative);
 }
 

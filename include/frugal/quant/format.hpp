@@ -69,8 +69,8 @@ struct format_info {
   element code;
   unsigned element_bits;  // 8 or 4
   granularity shared_by;
-  std::size_t block;      // elements per block when shared_by == block, else 0
-  bool asymmetric;        // stores a zero point per group
+  std::size_t block;  // elements per block when shared_by == block, else 0
+  bool asymmetric;    // stores a zero point per group
   scale_kind scale;
 };
 
@@ -115,17 +115,13 @@ inline constexpr std::array<format_info, format_count> format_table{{
      false, scale_kind::f32},
     {format::fp8_e5m2_channel, "fp8_e5m2_channel", element::fp8_e5m2, 8, granularity::channel, 0,
      false, scale_kind::f32},
-    {format::mxfp8, "mxfp8", element::fp8_e4m3, 8, granularity::block, 32, false,
-     scale_kind::e8m0},
-    {format::mxfp4, "mxfp4", element::fp4_e2m1, 4, granularity::block, 32, false,
-     scale_kind::e8m0},
+    {format::mxfp8, "mxfp8", element::fp8_e4m3, 8, granularity::block, 32, false, scale_kind::e8m0},
+    {format::mxfp4, "mxfp4", element::fp4_e2m1, 4, granularity::block, 32, false, scale_kind::e8m0},
     {format::nvfp4, "nvfp4", element::fp4_e2m1, 4, granularity::block, 16, false,
      scale_kind::e4m3_f32},
     {format::nf4, "nf4", element::nf4, 4, granularity::block, 64, false, scale_kind::f32},
-    {format::q8_0, "q8_0", element::int8, 8, granularity::block, 32, false,
-     scale_kind::f16_inline},
-    {format::q4_0, "q4_0", element::int4, 4, granularity::block, 32, false,
-     scale_kind::f16_inline},
+    {format::q8_0, "q8_0", element::int8, 8, granularity::block, 32, false, scale_kind::f16_inline},
+    {format::q4_0, "q4_0", element::int4, 4, granularity::block, 32, false, scale_kind::f16_inline},
 }};
 }  // namespace detail
 
@@ -160,14 +156,14 @@ format parse_format(std::string_view name);
 struct layout {
   std::size_t rows = 0;
   std::size_t cols = 0;
-  std::size_t groups = 0;           // total groups (scales) in the tensor
-  std::size_t groups_per_row = 0;   // 0 for per-tensor formats
-  std::size_t group_size = 0;       // elements sharing one scale (rows * cols for per-tensor)
+  std::size_t groups = 0;          // total groups (scales) in the tensor
+  std::size_t groups_per_row = 0;  // 0 for per-tensor formats
+  std::size_t group_size = 0;      // elements sharing one scale (rows * cols for per-tensor)
   std::size_t values_offset = 0, values_bytes = 0;
   std::size_t scales_offset = 0, scales_bytes = 0;
   std::size_t zero_points_offset = 0, zero_points_bytes = 0;
   std::size_t tensor_scale_offset = 0, tensor_scale_bytes = 0;
-  std::size_t total_bytes = 0;      // the allocation's size
+  std::size_t total_bytes = 0;  // the allocation's size
 };
 
 /// @brief The layout of `f` for a rows x cols tensor.

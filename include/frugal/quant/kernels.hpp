@@ -1,19 +1,20 @@
 // frugal/quant/kernels.hpp: the CUDA quantization kernels (cuda/quant*.cu, in frugal::cuda). They
 // write the same bytes as the CPU reference quant::quantize, into a buffer laid out by layout_of.
 //   auto l = frugal::quant::layout_of(frugal::quant::format::nvfp4, rows, cols);
-//   frugal::quant::quantize_device(frugal::quant::format::nvfp4, d_weights, rows, cols, d_bytes, stream);
-//   frugal::quant::dequantize_device(frugal::quant::format::nvfp4, d_bytes, rows, cols, d_out, stream);
+//   frugal::quant::quantize_device(frugal::quant::format::nvfp4, d_weights, rows, cols, d_bytes,
+//   stream); frugal::quant::dequantize_device(frugal::quant::format::nvfp4, d_bytes, rows, cols,
+//   d_out, stream);
 #pragma once
 
 #include <frugal/config.hpp>
+#include <frugal/numeric/float16.hpp>
 #include <frugal/quant/format.hpp>
 #include <frugal/quant/quantize.hpp>
-#include <frugal/numeric/float16.hpp>
 
 #include <cstddef>
 
 #if FRUGAL_HAS_CUDA
-#  include <cuda_runtime_api.h>
+#include <cuda_runtime_api.h>
 #endif
 
 namespace frugal::quant {

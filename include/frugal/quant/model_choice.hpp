@@ -7,10 +7,11 @@
 //   });   // choice.uniform_format: one format for all; choice.per_group: a format per group
 #pragma once
 
-#include <algorithm>
-#include <cstddef>
 #include <frugal/error.hpp>
 #include <frugal/quant/format.hpp>
+
+#include <algorithm>
+#include <cstddef>
 #include <functional>
 #include <optional>
 #include <span>

@@ -7,9 +7,9 @@
 #pragma once
 
 #include <frugal/mr/resource_ref.hpp>
+#include <frugal/numeric/float16.hpp>
 #include <frugal/quant/format.hpp>
 #include <frugal/quant/quantized_tensor.hpp>
-#include <frugal/numeric/float16.hpp>
 
 #include <cstddef>
 #include <span>

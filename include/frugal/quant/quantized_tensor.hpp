@@ -76,9 +76,9 @@ class quantized_tensor {
   /// excluded; 0 when empty.
   double bits_per_element() const noexcept {
     if (data_ == nullptr) return 0.0;
-    const double payload = static_cast<double>(layout_.values_bytes + layout_.scales_bytes +
-                                               layout_.zero_points_bytes +
-                                               layout_.tensor_scale_bytes);
+    const double payload =
+        static_cast<double>(layout_.values_bytes + layout_.scales_bytes +
+                            layout_.zero_points_bytes + layout_.tensor_scale_bytes);
     return 8.0 * payload / static_cast<double>(elements());
   }
   bool empty() const noexcept { return data_ == nullptr; }

@@ -19,10 +19,21 @@ namespace frugal::quant {
 /// @brief Element type of a stored tensor: the safetensors dtypes whose elements are whole
 /// bytes. Only f32, f16 and bf16 convert to float (is_float_readable()).
 enum class dtype : std::uint8_t {
-  f32, f16, bf16,                  // "F32", "F16", "BF16": readable as float
-  f64, f8_e4m3, f8_e5m2,           // "F64", "F8_E4M3", "F8_E5M2"
-  i64, i32, i16, i8,               // "I64", "I32", "I16", "I8"
-  u64, u32, u16, u8, boolean       // "U64", "U32", "U16", "U8", "BOOL"
+  f32,
+  f16,
+  bf16,  // "F32", "F16", "BF16": readable as float
+  f64,
+  f8_e4m3,
+  f8_e5m2,  // "F64", "F8_E4M3", "F8_E5M2"
+  i64,
+  i32,
+  i16,
+  i8,  // "I64", "I32", "I16", "I8"
+  u64,
+  u32,
+  u16,
+  u8,
+  boolean  // "U64", "U32", "U16", "U8", "BOOL"
 };
 
 /// @brief The safetensors spelling of `t` ("BF16").

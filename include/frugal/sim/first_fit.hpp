@@ -33,7 +33,8 @@ namespace frugal::sim {
 /// mark; largest_free_block is the largest request that fits now. failures() counts refused
 /// requests. Not thread safe.
 template <resource Upstream>
-class first_fit_device : public frugal::detail::forward_properties<first_fit_device<Upstream>, Upstream> {
+class first_fit_device
+    : public frugal::detail::forward_properties<first_fit_device<Upstream>, Upstream> {
  public:
   static constexpr std::size_t granularity = 256;  ///< every block is a multiple of this
 
@@ -143,7 +144,8 @@ class first_fit_device : public frugal::detail::forward_properties<first_fit_dev
     s.peak_bytes_in_use = peak_in_use_;
     s.peak_bytes_reserved = peak_reserved_;
     s.allocations = live_.size();
-    for (const auto& [offset, size] : free_) s.largest_free_block = std::max(s.largest_free_block, size);
+    for (const auto& [offset, size] : free_)
+      s.largest_free_block = std::max(s.largest_free_block, size);
     return s;
   }
 
@@ -155,7 +157,7 @@ class first_fit_device : public frugal::detail::forward_properties<first_fit_dev
   }
 
   std::size_t capacity() const noexcept { return capacity_; }
-  std::size_t failures() const noexcept { return failures_; }       ///< refused requests so far
+  std::size_t failures() const noexcept { return failures_; }        ///< refused requests so far
   std::size_t free_ranges() const noexcept { return free_.size(); }  ///< length of the free list
 
   /// @brief Checks that free and live blocks tile the range without overlap, free neighbours are
@@ -206,8 +208,8 @@ class first_fit_device : public frugal::detail::forward_properties<first_fit_dev
   Upstream upstream_;
   std::size_t capacity_ = 0;
   std::byte* base_ = nullptr;
-  std::map<std::size_t, std::size_t> free_;           // offset -> size; address order
-  std::unordered_map<std::size_t, block> live_;       // offset -> block
+  std::map<std::size_t, std::size_t> free_;      // offset -> size; address order
+  std::unordered_map<std::size_t, block> live_;  // offset -> block
   std::size_t bytes_in_use_ = 0;
   std::size_t peak_in_use_ = 0;
   std::size_t peak_reserved_ = 0;
@@ -217,4 +219,4 @@ class first_fit_device : public frugal::detail::forward_properties<first_fit_dev
 }  // namespace frugal::sim
 
 static_assert(frugal::resource_with<frugal::sim::first_fit_device<frugal::host_resource>,
-                                   frugal::host_accessible>);
+                                    frugal::host_accessible>);

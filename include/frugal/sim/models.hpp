@@ -23,30 +23,30 @@ namespace frugal::sim {
 /// MLA), and sliding-window layers beside full-attention ones.
 struct model_shape {
   std::string_view name;
-  std::string_view model_type;          ///< config.json's model_type ("llama", "mixtral", ...)
-  std::uint32_t num_layers = 0;         ///< num_hidden_layers
+  std::string_view model_type;   ///< config.json's model_type ("llama", "mixtral", ...)
+  std::uint32_t num_layers = 0;  ///< num_hidden_layers
   std::uint32_t hidden_size = 0;
   std::uint32_t num_heads = 0;          ///< num_attention_heads
   std::uint32_t num_kv_heads = 0;       ///< num_key_value_heads
   std::uint32_t head_dim = 0;           ///< of q and k (MLA: qk_nope_head_dim + qk_rope_head_dim)
   std::uint32_t intermediate_size = 0;  ///< of the dense gated MLP (gate, up, down)
   std::uint32_t vocab_size = 0;
-  std::uint32_t max_context = 0;        ///< max_position_embeddings
-  bool qkv_bias = false;                ///< biases on the q, k and v projections (Qwen2)
-  bool o_bias = false;                  ///< a bias on the output projection (attention_bias)
-  bool qk_norm = false;                 ///< RMSNorms of head_dim on q and k (Qwen3, Gemma-3)
-  std::uint32_t norms_per_layer = 2;    ///< RMSNorms of hidden_size per layer (Gemma-2: 4)
-  bool tied_embeddings = false;         ///< lm_head shares the embedding matrix
-  std::uint64_t num_parameters = 0;     ///< the parameter count (parameters_from_shape())
+  std::uint32_t max_context = 0;      ///< max_position_embeddings
+  bool qkv_bias = false;              ///< biases on the q, k and v projections (Qwen2)
+  bool o_bias = false;                ///< a bias on the output projection (attention_bias)
+  bool qk_norm = false;               ///< RMSNorms of head_dim on q and k (Qwen3, Gemma-3)
+  std::uint32_t norms_per_layer = 2;  ///< RMSNorms of hidden_size per layer (Gemma-2: 4)
+  bool tied_embeddings = false;       ///< lm_head shares the embedding matrix
+  std::uint64_t num_parameters = 0;   ///< the parameter count (parameters_from_shape())
 
   // ---- mixture of experts: num_experts == 0 means every layer has the dense MLP -----------
   std::uint32_t num_experts = 0;               ///< routed experts of each MoE layer
   std::uint32_t experts_per_token = 0;         ///< routed experts a token runs through
   std::uint32_t expert_intermediate_size = 0;  ///< of each routed expert's gated MLP
   std::uint32_t shared_intermediate_size = 0;  ///< of the shared experts together (0: none)
-  bool shared_expert_gate = false;  ///< a hidden -> 1 gate on the shared expert (Qwen2-MoE)
-  bool router_bias = false;         ///< a per-expert score bias in the router (DeepSeek-V3)
-  std::uint32_t num_moe_layers = 0; ///< layers with experts; the others have the dense MLP
+  bool shared_expert_gate = false;   ///< a hidden -> 1 gate on the shared expert (Qwen2-MoE)
+  bool router_bias = false;          ///< a per-expert score bias in the router (DeepSeek-V3)
+  std::uint32_t num_moe_layers = 0;  ///< layers with experts; the others have the dense MLP
 
   // ---- multi-head latent attention (DeepSeek-V2/V3): kv_lora_rank == 0 means none ---------
   std::uint32_t kv_lora_rank = 0;      ///< the cached latent's size
@@ -113,11 +113,16 @@ struct model_shape {
   /// latent per token, laid out as one "head" of half its size for K and for V: the bytes match.
   constexpr kv::layout kv_layout(kv::dtype dtype, std::uint32_t page_size = 16) const noexcept {
     if (kv_lora_rank != 0)
-      return {.num_layers = num_layers, .num_kv_heads = 1,
+      return {.num_layers = num_layers,
+              .num_kv_heads = 1,
               .head_dim = static_cast<std::uint32_t>(kv_elements_per_layer() / 2),
-              .page_size = page_size, .dtype = dtype};
-    return {.num_layers = num_layers, .num_kv_heads = num_kv_heads, .head_dim = head_dim,
-            .page_size = page_size, .dtype = dtype};
+              .page_size = page_size,
+              .dtype = dtype};
+    return {.num_layers = num_layers,
+            .num_kv_heads = num_kv_heads,
+            .head_dim = head_dim,
+            .page_size = page_size,
+            .dtype = dtype};
   }
   /// @brief KV bytes one token holds while it is inside every window: over all layers, 2 (K, V)
   /// x KV heads x head_dim x element size each (MLA: kv_lora_rank + qk_rope_head_dim).
@@ -136,8 +141,8 @@ struct model_shape {
         sliding_window == 0 ? pages
                             : std::min<std::size_t>(pages, (sliding_window + p - 1) / p + 1);
     const std::size_t layer_token = kv_elements_per_layer() * kv::element_bytes(dtype);
-    return ((num_layers - window_layers) * pages + std::size_t{window_layers} * window_pages) *
-           p * layer_token;
+    return ((num_layers - window_layers) * pages + std::size_t{window_layers} * window_pages) * p *
+           layer_token;
   }
 
   /// @brief Activation bytes per token of a step, a rough model of one layer's live
@@ -164,48 +169,123 @@ struct model_shape {
 /// published parameter counts are checked against these shapes in tests/batch/simulator.test.cpp.
 inline constexpr std::array<model_shape, 8> model_presets{{
     // meta-llama/Meta-Llama-3-8B
-    {.name = "llama-3-8b", .model_type = "llama", .num_layers = 32, .hidden_size = 4096,
-     .num_heads = 32, .num_kv_heads = 8, .head_dim = 128, .intermediate_size = 14336,
-     .vocab_size = 128256, .max_context = 8192, .num_parameters = 8'030'261'248},
+    {.name = "llama-3-8b",
+     .model_type = "llama",
+     .num_layers = 32,
+     .hidden_size = 4096,
+     .num_heads = 32,
+     .num_kv_heads = 8,
+     .head_dim = 128,
+     .intermediate_size = 14336,
+     .vocab_size = 128256,
+     .max_context = 8192,
+     .num_parameters = 8'030'261'248},
     // meta-llama/Llama-2-13b-hf (no grouped-query attention: 40 KV heads)
-    {.name = "llama-2-13b", .model_type = "llama", .num_layers = 40, .hidden_size = 5120,
-     .num_heads = 40, .num_kv_heads = 40, .head_dim = 128, .intermediate_size = 13824,
-     .vocab_size = 32000, .max_context = 4096, .num_parameters = 13'015'864'320},
+    {.name = "llama-2-13b",
+     .model_type = "llama",
+     .num_layers = 40,
+     .hidden_size = 5120,
+     .num_heads = 40,
+     .num_kv_heads = 40,
+     .head_dim = 128,
+     .intermediate_size = 13824,
+     .vocab_size = 32000,
+     .max_context = 4096,
+     .num_parameters = 13'015'864'320},
     // mistralai/Mistral-7B-v0.1 (sliding_window 4096 on every layer)
-    {.name = "mistral-7b", .model_type = "mistral", .num_layers = 32, .hidden_size = 4096,
-     .num_heads = 32, .num_kv_heads = 8, .head_dim = 128, .intermediate_size = 14336,
-     .vocab_size = 32000, .max_context = 32768, .num_parameters = 7'241'732'096,
-     .sliding_window = 4096, .window_layers = 32},
+    {.name = "mistral-7b",
+     .model_type = "mistral",
+     .num_layers = 32,
+     .hidden_size = 4096,
+     .num_heads = 32,
+     .num_kv_heads = 8,
+     .head_dim = 128,
+     .intermediate_size = 14336,
+     .vocab_size = 32000,
+     .max_context = 32768,
+     .num_parameters = 7'241'732'096,
+     .sliding_window = 4096,
+     .window_layers = 32},
     // Qwen/Qwen2.5-7B (biases on q, k, v; lm_head not tied)
-    {.name = "qwen2.5-7b", .model_type = "qwen2", .num_layers = 28, .hidden_size = 3584,
-     .num_heads = 28, .num_kv_heads = 4, .head_dim = 128, .intermediate_size = 18944,
-     .vocab_size = 152064, .max_context = 131072, .qkv_bias = true,
+    {.name = "qwen2.5-7b",
+     .model_type = "qwen2",
+     .num_layers = 28,
+     .hidden_size = 3584,
+     .num_heads = 28,
+     .num_kv_heads = 4,
+     .head_dim = 128,
+     .intermediate_size = 18944,
+     .vocab_size = 152064,
+     .max_context = 131072,
+     .qkv_bias = true,
      .num_parameters = 7'615'616'512},
     // Qwen/Qwen2.5-72B (use_sliding_window false: every layer attends to all tokens)
-    {.name = "qwen2.5-72b", .model_type = "qwen2", .num_layers = 80, .hidden_size = 8192,
-     .num_heads = 64, .num_kv_heads = 8, .head_dim = 128, .intermediate_size = 29568,
-     .vocab_size = 152064, .max_context = 131072, .qkv_bias = true,
+    {.name = "qwen2.5-72b",
+     .model_type = "qwen2",
+     .num_layers = 80,
+     .hidden_size = 8192,
+     .num_heads = 64,
+     .num_kv_heads = 8,
+     .head_dim = 128,
+     .intermediate_size = 29568,
+     .vocab_size = 152064,
+     .max_context = 131072,
+     .qkv_bias = true,
      .num_parameters = 72'706'203'648},
     // mistralai/Mixtral-8x7B-v0.1 (8 experts of 14336, 2 per token, in every layer)
-    {.name = "mixtral-8x7b", .model_type = "mixtral", .num_layers = 32, .hidden_size = 4096,
-     .num_heads = 32, .num_kv_heads = 8, .head_dim = 128, .intermediate_size = 14336,
-     .vocab_size = 32000, .max_context = 32768, .num_parameters = 46'702'792'704,
-     .num_experts = 8, .experts_per_token = 2, .expert_intermediate_size = 14336,
+    {.name = "mixtral-8x7b",
+     .model_type = "mixtral",
+     .num_layers = 32,
+     .hidden_size = 4096,
+     .num_heads = 32,
+     .num_kv_heads = 8,
+     .head_dim = 128,
+     .intermediate_size = 14336,
+     .vocab_size = 32000,
+     .max_context = 32768,
+     .num_parameters = 46'702'792'704,
+     .num_experts = 8,
+     .experts_per_token = 2,
+     .expert_intermediate_size = 14336,
      .num_moe_layers = 32},
     // google/gemma-2-9b (head_dim 256, 4 norms per layer, tied embeddings, a 4096-token window
     // on every other layer)
-    {.name = "gemma-2-9b", .model_type = "gemma2", .num_layers = 42, .hidden_size = 3584,
-     .num_heads = 16, .num_kv_heads = 8, .head_dim = 256, .intermediate_size = 14336,
-     .vocab_size = 256000, .max_context = 8192, .norms_per_layer = 4, .tied_embeddings = true,
-     .num_parameters = 9'241'705'984, .sliding_window = 4096, .window_layers = 21},
+    {.name = "gemma-2-9b",
+     .model_type = "gemma2",
+     .num_layers = 42,
+     .hidden_size = 3584,
+     .num_heads = 16,
+     .num_kv_heads = 8,
+     .head_dim = 256,
+     .intermediate_size = 14336,
+     .vocab_size = 256000,
+     .max_context = 8192,
+     .norms_per_layer = 4,
+     .tied_embeddings = true,
+     .num_parameters = 9'241'705'984,
+     .sliding_window = 4096,
+     .window_layers = 21},
     // deepseek-ai/DeepSeek-V2-Lite (MLA with a 512 latent; 64 routed experts of 1408, 6 per
     // token, 2 shared, in every layer but the first)
-    {.name = "deepseek-v2-lite", .model_type = "deepseek_v2", .num_layers = 27,
-     .hidden_size = 2048, .num_heads = 16, .num_kv_heads = 16, .head_dim = 192,
-     .intermediate_size = 10944, .vocab_size = 102400, .max_context = 163840,
-     .num_parameters = 15'706'484'224, .num_experts = 64, .experts_per_token = 6,
-     .expert_intermediate_size = 1408, .shared_intermediate_size = 2 * 1408,
-     .num_moe_layers = 26, .kv_lora_rank = 512, .qk_rope_head_dim = 64, .v_head_dim = 128},
+    {.name = "deepseek-v2-lite",
+     .model_type = "deepseek_v2",
+     .num_layers = 27,
+     .hidden_size = 2048,
+     .num_heads = 16,
+     .num_kv_heads = 16,
+     .head_dim = 192,
+     .intermediate_size = 10944,
+     .vocab_size = 102400,
+     .max_context = 163840,
+     .num_parameters = 15'706'484'224,
+     .num_experts = 64,
+     .experts_per_token = 6,
+     .expert_intermediate_size = 1408,
+     .shared_intermediate_size = 2 * 1408,
+     .num_moe_layers = 26,
+     .kv_lora_rank = 512,
+     .qk_rope_head_dim = 64,
+     .v_head_dim = 128},
 }};
 
 namespace detail {
@@ -228,9 +308,8 @@ inline const model_shape& find_model(std::string_view name) {
   for (const model_shape& m : model_presets)
     if (m.name == name) return m;
   FRUGAL_FAIL("frugal::sim: unknown model \"" + std::string(name) + "\"; known: " +
-                         detail::known_names(model_presets, [](const model_shape& m) {
-                           return m.name;
-                         }), invalid_argument);
+                  detail::known_names(model_presets, [](const model_shape& m) { return m.name; }),
+              invalid_argument);
 }
 
 /// @brief The shape in a Hugging Face config.json. Supported model_type values: llama, mistral,
@@ -267,11 +346,10 @@ inline constexpr std::array<weight_format, 5> weight_formats{
 inline std::uint32_t weight_bits(std::string_view name) {
   for (const weight_format& f : weight_formats)
     if (f.name == name) return f.bits;
-  FRUGAL_FAIL("frugal::sim: unknown weight format \"" + std::string(name) +
-                         "\"; known: " +
-                         detail::known_names(weight_formats, [](const weight_format& f) {
-                           return f.name;
-                         }), invalid_argument);
+  FRUGAL_FAIL(
+      "frugal::sim: unknown weight format \"" + std::string(name) + "\"; known: " +
+          detail::known_names(weight_formats, [](const weight_format& f) { return f.name; }),
+      invalid_argument);
 }
 
 /// @brief Bytes of the model's weights in format `format`: parameters x bits / 8, rounded up.

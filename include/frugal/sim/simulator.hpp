@@ -22,7 +22,7 @@ namespace frugal::sim {
 /// Names (model, weights, workload, policy) are checked by run(), which lists the known ones.
 struct config {
   // ---- model and memory -------------------------------------------------------------------
-  std::string model = "llama-3-8b";                ///< a preset of models.hpp
+  std::string model = "llama-3-8b";  ///< a preset of models.hpp
   /// When set, the model simulated instead of the preset named `model` (e.g. a shape read from
   /// a Hugging Face config.json by read_hf_config()).
   std::optional<model_shape> model_override{};
@@ -52,16 +52,16 @@ struct config {
   std::uint32_t shared_prefix = 0;
 
   // ---- policy -----------------------------------------------------------------------------
-  std::string policy = "dynamic";             ///< "static" or "dynamic"
+  std::string policy = "dynamic";  ///< "static" or "dynamic"
   /// Token budget per step: chunks of prefill (both policies) and the workspace's worst case.
   std::uint32_t max_batched_tokens = 8192;
   /// static: sequences per batch, each reserving max_len tokens of KV; 0: as many as fit
   std::uint32_t max_batch = 0;
-  std::uint32_t max_num_seqs = 1024;          ///< dynamic: scheduler_options::max_num_seqs
-  std::uint32_t page_size = 16;               ///< dynamic: tokens per KV page
-  double watermark = 0.01;                    ///< dynamic: scheduler_options::watermark
-  bool prefix_caching = true;                 ///< dynamic: kv::cache_options
-  std::uint32_t shrink_after_steps = 8;       ///< dynamic: the workspace's
+  std::uint32_t max_num_seqs = 1024;     ///< dynamic: scheduler_options::max_num_seqs
+  std::uint32_t page_size = 16;          ///< dynamic: tokens per KV page
+  double watermark = 0.01;               ///< dynamic: scheduler_options::watermark
+  bool prefix_caching = true;            ///< dynamic: kv::cache_options
+  std::uint32_t shrink_after_steps = 8;  ///< dynamic: the workspace's
   /// dynamic: check cache.is_valid() every this many steps as well as at the end (0: at the
   /// end only); a failed check stops the run with frugal::error.
   std::size_t validate_every = 0;
@@ -89,11 +89,11 @@ struct result {
   std::size_t rejected = 0;
   std::vector<std::pair<batch::request_id, std::string>> rejections;  ///< id, reason
   std::size_t steps = 0;
-  std::size_t computed_tokens = 0;      ///< over all steps (dynamic: recomputation included)
+  std::size_t computed_tokens = 0;  ///< over all steps (dynamic: recomputation included)
   std::size_t output_tokens = 0;
-  std::size_t padding_tokens = 0;       ///< static: decode slots of finished sequences
-  std::size_t prefix_hit_tokens = 0;    ///< prompt tokens served from the prefix cache
-  double mean_prompt = 0;               ///< of the drawn requests
+  std::size_t padding_tokens = 0;     ///< static: decode slots of finished sequences
+  std::size_t prefix_hit_tokens = 0;  ///< prompt tokens served from the prefix cache
+  double mean_prompt = 0;             ///< of the drawn requests
   double mean_output = 0;
 
   // ---- the budget -------------------------------------------------------------------------
@@ -104,25 +104,25 @@ struct result {
   /// KV of one max_len sequence, per layer: sliding-window layers hold at most their window
   /// (static: token by token; dynamic: in pages, the window's pages plus one)
   std::size_t kv_bytes_per_sequence = 0;
-  std::uint32_t kv_pages = 0;              ///< dynamic: pages in the pool
-  std::uint32_t max_batch = 0;             ///< static: sequences per batch
-  std::size_t peak_memory_bytes = 0;       ///< most bytes held from the simulated GPU at once
+  std::uint32_t kv_pages = 0;         ///< dynamic: pages in the pool
+  std::uint32_t max_batch = 0;        ///< static: sequences per batch
+  std::size_t peak_memory_bytes = 0;  ///< most bytes held from the simulated GPU at once
 
   // ---- bookkeeping checks (dynamic) ---------------------------------------------------------
-  bool cache_valid = true;          ///< every cache.is_valid() check passed
-  std::uint32_t leaked_pages = 0;   ///< pages still used by a sequence after the run
+  bool cache_valid = true;         ///< every cache.is_valid() check passed
+  std::uint32_t leaked_pages = 0;  ///< pages still used by a sequence after the run
 };
 
 /// @brief How run() splits the GPU for a config: weights, the worst step's workspace, the KV
 /// pages (dynamic policy) and what is left. The parts add up to gpu_memory exactly.
 struct memory_budget {
   std::size_t gpu_memory = 0;
-  std::size_t weight_bytes = 0;       ///< parameters x bits / 8 (or weight_bytes_override)
-  std::size_t weights_held_bytes = 0; ///< weight_bytes rounded up to the 2 MiB granule
-  std::size_t workspace_bytes = 0;    ///< activations and logits of the worst step
-  std::size_t kv_bytes = 0;           ///< kv_pages x page_bytes
-  std::size_t headroom_bytes = 0;     ///< the rest: rounding and the tail shorter than a page
-  std::size_t page_bytes = 0;         ///< one page of page_size tokens over every layer
+  std::size_t weight_bytes = 0;        ///< parameters x bits / 8 (or weight_bytes_override)
+  std::size_t weights_held_bytes = 0;  ///< weight_bytes rounded up to the 2 MiB granule
+  std::size_t workspace_bytes = 0;     ///< activations and logits of the worst step
+  std::size_t kv_bytes = 0;            ///< kv_pages x page_bytes
+  std::size_t headroom_bytes = 0;      ///< the rest: rounding and the tail shorter than a page
+  std::size_t page_bytes = 0;          ///< one page of page_size tokens over every layer
   std::uint32_t page_size = 0;
   std::uint32_t kv_pages = 0;
   std::size_t kv_bytes_per_token = 0;

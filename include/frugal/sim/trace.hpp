@@ -3,7 +3,8 @@
 // generates a synthetic trace of LLM serving on one GPU for fragmentation studies.
 //   std::ifstream in{"trace.csv"};
 //   frugal::sim::trace t = frugal::sim::parse_rmm_log(in, "trace.csv");
-//   frugal::sim::replay_result r = frugal::sim::replay(t.events, frugal::sim::allocator_kind::pool);
+//   frugal::sim::replay_result r = frugal::sim::replay(t.events,
+//   frugal::sim::allocator_kind::pool);
 #pragma once
 
 #include <cstddef>
@@ -41,11 +42,11 @@ struct trace_event {
 
 /// @brief A parsed log: its events in file order and what the parser counted.
 struct trace {
-  std::string source;                  ///< the name given to the parser, used in messages
-  std::vector<trace_event> events;     ///< allocate, free and allocate_failure rows, in order
-  std::size_t allocations = 0;         ///< "allocate" rows
-  std::size_t frees = 0;               ///< "free" rows
-  std::size_t logged_failures = 0;     ///< "allocate failure" rows (replay skips them)
+  std::string source;               ///< the name given to the parser, used in messages
+  std::vector<trace_event> events;  ///< allocate, free and allocate_failure rows, in order
+  std::size_t allocations = 0;      ///< "allocate" rows
+  std::size_t frees = 0;            ///< "free" rows
+  std::size_t logged_failures = 0;  ///< "allocate failure" rows (replay skips them)
 };
 
 /// @brief The header line of the format: "Thread,Time,Action,Pointer,Size,Stream".
@@ -117,7 +118,7 @@ struct timeline_sample {
 
 /// @brief Settings of a replay beyond the allocator and the cap.
 struct replay_options {
-  std::size_t timeline_points = 1000;  ///< at most this many timeline samples (0: none)
+  std::size_t timeline_points = 1000;     ///< at most this many timeline samples (0: none)
   std::size_t max_warning_messages = 20;  ///< warnings kept as text (all are counted)
   /// pool under a cap: reserve the whole cap up front as one chunk, as a server that sizes itself
   /// for a device does (reserved is then the cap from the first event); false (the default): the
@@ -130,30 +131,30 @@ struct replay_options {
 /// "reserved" counts what the allocator holds from the device (pool and arena: bytes obtained
 /// from their upstream; first-fit: the high-water offset; malloc and cuda: in use).
 struct replay_result {
-  std::string allocator;                 ///< to_string of the kind, or the backend's name
-  std::size_t cap = no_cap;              ///< the cap on reserved bytes replayed under
-  std::size_t events = 0;                ///< allocate and free events replayed
-  std::size_t allocations = 0;           ///< allocate events
-  std::size_t frees = 0;                 ///< free events that released a live allocation
-  std::size_t zero_byte_allocations = 0; ///< allocate events of 0 bytes (counted, not warned)
-  double seconds = 0;                    ///< wall time of the replay loop
-  double events_per_second = 0;          ///< events / seconds
+  std::string allocator;                  ///< to_string of the kind, or the backend's name
+  std::size_t cap = no_cap;               ///< the cap on reserved bytes replayed under
+  std::size_t events = 0;                 ///< allocate and free events replayed
+  std::size_t allocations = 0;            ///< allocate events
+  std::size_t frees = 0;                  ///< free events that released a live allocation
+  std::size_t zero_byte_allocations = 0;  ///< allocate events of 0 bytes (counted, not warned)
+  double seconds = 0;                     ///< wall time of the replay loop
+  double events_per_second = 0;           ///< events / seconds
   std::size_t peak_bytes_in_use = 0;
   std::size_t peak_bytes_reserved = 0;
-  std::size_t failed_allocations = 0;    ///< allocations the allocator refused under the cap
-  std::size_t failed_bytes = 0;          ///< bytes those refused allocations asked for
-  std::size_t first_failure_event = 0;   ///< index of the first refused allocation (if any)
-  std::size_t live_bytes_at_end = 0;     ///< in use after the last event (never freed)
+  std::size_t failed_allocations = 0;   ///< allocations the allocator refused under the cap
+  std::size_t failed_bytes = 0;         ///< bytes those refused allocations asked for
+  std::size_t first_failure_event = 0;  ///< index of the first refused allocation (if any)
+  std::size_t live_bytes_at_end = 0;    ///< in use after the last event (never freed)
   std::size_t live_allocations_at_end = 0;
   std::size_t bytes_reserved_at_end = 0;
-  std::size_t logged_failures = 0;       ///< "allocate failure" rows, skipped
+  std::size_t logged_failures = 0;  ///< "allocate failure" rows, skipped
   /// Warnings: frees of a pointer that is not live (never allocated, or already freed),
   /// allocations of a pointer that is still live (the older block is kept as leaked), and frees
   /// whose size differs from the allocation's (the allocation's size is used).
   std::size_t unknown_frees = 0;
   std::size_t duplicate_allocations = 0;
   std::size_t size_mismatches = 0;
-  std::size_t warnings = 0;              ///< the three above, summed
+  std::size_t warnings = 0;                   ///< the three above, summed
   std::vector<std::string> warning_messages;  ///< "line N: ..." for the first few
   std::vector<timeline_sample> timeline;
 };
@@ -196,9 +197,9 @@ struct serving_trace_options {
   std::size_t gpu_memory = std::size_t{80} << 30;  ///< the device the engine sizes itself for
   /// the engine admits work while bytes in use stay under this share of gpu_memory
   double target_utilization = 0.90;
-  std::size_t steps = 600;          ///< engine steps generated (about 250 events each)
+  std::size_t steps = 600;  ///< engine steps generated (about 250 events each)
   std::uint64_t seed = 1;
-  double arrival_rate = 10.0;       ///< mean requests arriving per step (Poisson; saturates)
+  double arrival_rate = 10.0;  ///< mean requests arriving per step (Poisson; saturates)
   /// ShareGPT-like lengths: lognormal with these means (tokens) and sigma, clipped to max_len
   double mean_prompt = 161, mean_output = 338, length_sigma = 1.0;
   std::uint32_t max_len = 4096;

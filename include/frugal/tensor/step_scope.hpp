@@ -67,5 +67,6 @@ class step_scope : public detail::forward_properties<step_scope<Arena>, Arena> {
 
 }  // namespace frugal
 
-static_assert(frugal::resource_with<frugal::step_scope<frugal::arena_resource<frugal::host_resource>>,
-                                    frugal::host_accessible>);
+static_assert(
+    frugal::resource_with<frugal::step_scope<frugal::arena_resource<frugal::host_resource>>,
+                          frugal::host_accessible>);

@@ -127,7 +127,8 @@ class tensor {
   mdspan_type view() const noexcept { return mdspan_type(data(), mapping_); }
   const Extents& extents() const noexcept { return mapping_.extents(); }
   std::size_t extent(std::size_t r) const noexcept {
-    return static_cast<std::size_t>(mapping_.extents().extent(static_cast<typename Extents::rank_type>(r)));
+    return static_cast<std::size_t>(
+        mapping_.extents().extent(static_cast<typename Extents::rank_type>(r)));
   }
   /// @brief Elements between neighbours along dimension `r` (row-major: the last is 1).
   std::size_t stride(std::size_t r) const noexcept {
@@ -171,9 +172,9 @@ class tensor {
 /// @brief A tensor with dynamic extents n0 x n1 x ...: make_tensor<float>(pool, rows, cols).
 /// @throws invalid_argument for a zero or negative extent or an overflowing size
 template <class T, resource R, class... Sizes>
-  requires(sizeof...(Sizes) > 0 && (std::is_integral_v<Sizes> && ...))
-tensor<T, cuda::std::dextents<std::size_t, sizeof...(Sizes)>> make_tensor(R& resource,
-                                                                         Sizes... sizes) {
+requires(sizeof...(Sizes) > 0 && (std::is_integral_v<Sizes> && ...))
+    tensor<T, cuda::std::dextents<std::size_t, sizeof...(Sizes)>> make_tensor(R& resource,
+                                                                              Sizes... sizes) {
   using extents_type = cuda::std::dextents<std::size_t, sizeof...(Sizes)>;
   const bool positive = ((sizes > 0) && ...);
   FRUGAL_EXPECTS(positive, "make_tensor: every extent must be positive", invalid_argument);
@@ -182,9 +183,9 @@ tensor<T, cuda::std::dextents<std::size_t, sizeof...(Sizes)>> make_tensor(R& res
 
 /// @brief As make_tensor, with a tag recorded by tracking resources.
 template <class T, resource R, class... Sizes>
-  requires(sizeof...(Sizes) > 0 && (std::is_integral_v<Sizes> && ...))
-tensor<T, cuda::std::dextents<std::size_t, sizeof...(Sizes)>> make_tagged_tensor(
-    R& resource, std::string_view tag, Sizes... sizes) {
+requires(sizeof...(Sizes) > 0 && (std::is_integral_v<Sizes> && ...))
+    tensor<T, cuda::std::dextents<std::size_t, sizeof...(Sizes)>> make_tagged_tensor(
+        R& resource, std::string_view tag, Sizes... sizes) {
   using extents_type = cuda::std::dextents<std::size_t, sizeof...(Sizes)>;
   const bool positive = ((sizes > 0) && ...);
   FRUGAL_EXPECTS(positive, "make_tensor: every extent must be positive", invalid_argument);

@@ -6,13 +6,13 @@
 #include <frugal/config.hpp>
 #include <frugal/kv/layout.hpp>
 #include <frugal/kv/page_pool.hpp>
+#include <frugal/numeric/float16.hpp>
 #include <frugal/quant/codecs.hpp>
 #include <frugal/quant/detail/block.hpp>
-#include <frugal/numeric/float16.hpp>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
-#include <cmath>
 #include <cstring>
 
 namespace frugal::kv::detail {
@@ -70,9 +70,12 @@ FRUGAL_HOST_DEVICE inline float load_code(dtype t, const std::byte* p) noexcept 
       return frugal::detail::half_bits_to_float(static_cast<std::uint16_t>(b[0] | (b[1] << 8)));
     case dtype::bf16:
       return frugal::detail::bfloat16_bits_to_float(static_cast<std::uint16_t>(b[0] | (b[1] << 8)));
-    case dtype::fp8_e4m3: return quant::from_fp8_e4m3(b[0]);
-    case dtype::fp8_e5m2: return quant::from_fp8_e5m2(b[0]);
-    case dtype::int8: return static_cast<float>(static_cast<std::int8_t>(b[0]));
+    case dtype::fp8_e4m3:
+      return quant::from_fp8_e4m3(b[0]);
+    case dtype::fp8_e5m2:
+      return quant::from_fp8_e5m2(b[0]);
+    case dtype::int8:
+      return static_cast<float>(static_cast<std::int8_t>(b[0]));
   }
   return 0.0f;
 }
@@ -97,9 +100,8 @@ struct softmax_state {
 
 /// @brief Folds a partial result (state `b`, unnormalised accumulator `acc_b`) into (`a`,
 /// `acc_a`), `dim` values each. Empty states (sum 0) leave the other side unchanged.
-FRUGAL_HOST_DEVICE inline void merge_softmax(softmax_state& a, float* acc_a,
-                                             const softmax_state& b, const float* acc_b,
-                                             std::size_t dim) noexcept {
+FRUGAL_HOST_DEVICE inline void merge_softmax(softmax_state& a, float* acc_a, const softmax_state& b,
+                                             const float* acc_b, std::size_t dim) noexcept {
   if (b.sum == 0.0f) return;
   if (a.sum == 0.0f) {
     a = b;
@@ -152,10 +154,10 @@ FRUGAL_HOST_DEVICE constexpr std::size_t first_key(std::size_t position,
 /// `t`'s K/V rows, encoded into its slot: the work of one thread of write_kv_device, and of the
 /// CPU emulation of that kernel. A negative slot or one past `capacity` slots writes nothing.
 FRUGAL_HOST_DEVICE inline void write_kv_element(const layout& l, const page_addressing& a,
-                                                std::uint32_t layer, const float* k,
-                                                const float* v, std::int64_t slot,
-                                                std::int64_t capacity, std::size_t t,
-                                                std::size_t e, const float* scales) noexcept {
+                                                std::uint32_t layer, const float* k, const float* v,
+                                                std::int64_t slot, std::int64_t capacity,
+                                                std::size_t t, std::size_t e,
+                                                const float* scales) noexcept {
   if (slot < 0 || slot >= capacity) return;
   const std::size_t row = std::size_t{l.num_kv_heads} * l.head_dim;
   const auto page = static_cast<page_id>(slot / l.page_size);
@@ -174,8 +176,7 @@ struct split_keys {
 
 /// @brief split_keys of split `split` for a sequence with `num_pages` pages whose last holds
 /// `last_page_len` tokens; the decode query sits at kv_len - 1.
-FRUGAL_HOST_DEVICE inline split_keys keys_of_split(std::size_t num_pages,
-                                                   std::size_t last_page_len,
+FRUGAL_HOST_DEVICE inline split_keys keys_of_split(std::size_t num_pages, std::size_t last_page_len,
                                                    std::size_t page_size, std::size_t split,
                                                    std::size_t pages_per_split,
                                                    std::int32_t window_left) noexcept {
@@ -183,7 +184,8 @@ FRUGAL_HOST_DEVICE inline split_keys keys_of_split(std::size_t num_pages,
   k.kv_len = num_pages == 0 ? 0 : (num_pages - 1) * page_size + last_page_len;
   k.first = k.kv_len == 0 ? 0 : first_key(k.kv_len - 1, window_left);
   k.page_begin = split * pages_per_split;
-  k.page_end = k.page_begin + pages_per_split < num_pages ? k.page_begin + pages_per_split : num_pages;
+  k.page_end =
+      k.page_begin + pages_per_split < num_pages ? k.page_begin + pages_per_split : num_pages;
   if (k.page_end < k.page_begin) k.page_end = k.page_begin;
   return k;
 }

@@ -55,9 +55,8 @@ template <int N, class Word>
 FRUGAL_HOST_DEVICE inline void copy_pages_thread(
     const std::byte* __restrict__ src_base, std::byte* __restrict__ dst_base,
     std::size_t src_stride, std::size_t dst_stride, std::size_t page_bytes,
-    const copy_op* __restrict__ ops, std::size_t num_ops, std::size_t chunk_bytes,
-    unsigned block_x, unsigned block_y, unsigned grid_x, unsigned grid_y, unsigned thread,
-    unsigned threads) {
+    const copy_op* __restrict__ ops, std::size_t num_ops, std::size_t chunk_bytes, unsigned block_x,
+    unsigned block_y, unsigned grid_x, unsigned grid_y, unsigned thread, unsigned threads) {
   static_assert(sizeof(Word) == N, "Word is one N-byte access");
   const std::size_t vecs = page_bytes / N;
   const std::size_t vecs_per_chunk = chunk_bytes / N;
@@ -79,7 +78,8 @@ FRUGAL_HOST_DEVICE inline void copy_pages_thread(
 }
 
 /// @brief An N-byte word for the host emulation (may_alias: it reads and writes byte storage).
-template <int N> struct
+template <int N>
+struct
 #if defined(__GNUC__) || defined(__clang__)
     __attribute__((may_alias))
 #endif
@@ -108,10 +108,9 @@ inline void copy_pages_emulated(const std::byte* src_base, std::byte* dst_base,
                                 std::size_t page_bytes, const copy_op* ops, std::size_t num_ops,
                                 const copy_kernel_tuning& tuning = {}) {
   if (num_ops == 0 || page_bytes == 0) return;
-  const int width =
-      copy_access_width(reinterpret_cast<std::uintptr_t>(src_base),
-                        reinterpret_cast<std::uintptr_t>(dst_base), src_stride, dst_stride,
-                        tuning.vec_bytes);
+  const int width = copy_access_width(reinterpret_cast<std::uintptr_t>(src_base),
+                                      reinterpret_cast<std::uintptr_t>(dst_base), src_stride,
+                                      dst_stride, tuning.vec_bytes);
   const copy_launch shape = plan_copy(page_bytes, num_ops, width, tuning);
   switch (width) {
     case 16:

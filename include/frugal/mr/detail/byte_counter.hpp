@@ -2,10 +2,11 @@
 // and limit_adaptor keep, with the over-free check both apply before passing a free upstream.
 #pragma once
 
-#include <algorithm>
-#include <cstddef>
 #include <frugal/mr/concepts.hpp>
 #include <frugal/mr/resource_stats.hpp>
+
+#include <algorithm>
+#include <cstddef>
 #include <string>
 
 namespace frugal::detail {

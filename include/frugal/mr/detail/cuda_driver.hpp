@@ -8,7 +8,8 @@
 #include <frugal/config.hpp>
 
 #if !FRUGAL_HAS_CUDA
-#  error "frugal/mr/detail/cuda_driver.hpp needs the CUDA runtime: link frugal::cuda (it defines FRUGAL_HAS_CUDA=1)"
+#error \
+    "frugal/mr/detail/cuda_driver.hpp needs the CUDA runtime: link frugal::cuda (it defines FRUGAL_HAS_CUDA=1)"
 #endif
 
 #include <frugal/error.hpp>
@@ -66,8 +67,7 @@ struct cuda_driver_api {
              int line = __builtin_LINE()) const {
     if (result == CUDA_SUCCESS) [[likely]]
       return;
-    throw_error<cuda_error>(file, line,
-                            std::string(call) + " failed: " + describe(result));
+    throw_error<cuda_error>(file, line, std::string(call) + " failed: " + describe(result));
   }
 
  private:
@@ -89,8 +89,8 @@ struct cuda_driver_api {
   static void lookup(const char* symbol, Function& function) {
     void* address = nullptr;
     cudaDriverEntryPointQueryResult found = cudaDriverEntryPointSymbolNotFound;
-    const cudaError_t status = cudaGetDriverEntryPointByVersion(
-        symbol, &address, requested_version, cudaEnableDefault, &found);
+    const cudaError_t status = cudaGetDriverEntryPointByVersion(symbol, &address, requested_version,
+                                                                cudaEnableDefault, &found);
     if (status == cudaSuccess && found == cudaDriverEntryPointSuccess && address != nullptr) {
       function = reinterpret_cast<Function>(address);
       return;
@@ -104,8 +104,8 @@ struct cuda_driver_api {
     } else {
       reason = "the driver does not provide it";
     }
-    FRUGAL_FAIL(std::string("CUDA driver function ") + symbol +
-                                " is unavailable (" + reason + ")", cuda_error);
+    FRUGAL_FAIL(std::string("CUDA driver function ") + symbol + " is unavailable (" + reason + ")",
+                cuda_error);
   }
 };
 

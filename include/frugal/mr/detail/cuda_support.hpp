@@ -7,7 +7,8 @@
 #include <frugal/config.hpp>
 
 #if !FRUGAL_HAS_CUDA
-#  error "frugal/mr/detail/cuda_support.hpp needs the CUDA runtime: link frugal::cuda (it defines FRUGAL_HAS_CUDA=1)"
+#error \
+    "frugal/mr/detail/cuda_support.hpp needs the CUDA runtime: link frugal::cuda (it defines FRUGAL_HAS_CUDA=1)"
 #endif
 
 #include <frugal/error.hpp>
@@ -113,9 +114,11 @@ inline void* allocation_or_null(cudaError_t status, void* p) noexcept {
 
 /// Turns the failed `status` of allocation call `call` into an exception and clears the error:
 /// cudaErrorMemoryAllocation becomes out_of_memory(bytes, state, who), anything else cuda_error.
-[[noreturn]] inline void throw_allocation_failure(
-    cudaError_t status, const char* call, std::size_t bytes, const char* who,
-    const std::string& state, const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+[[noreturn]] inline void throw_allocation_failure(cudaError_t status, const char* call,
+                                                  std::size_t bytes, const char* who,
+                                                  const std::string& state,
+                                                  const char* file = __builtin_FILE(),
+                                                  int line = __builtin_LINE()) {
   (void)cudaGetLastError();
   if (status == cudaErrorMemoryAllocation) FRUGAL_OUT_OF_MEMORY(bytes, state, who);
   throw_error<cuda_error>(file, line,

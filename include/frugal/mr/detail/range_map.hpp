@@ -34,8 +34,7 @@ class range_map {
   /// @returns the offset, or nullopt when no free range fits (or length is 0)
   std::optional<std::size_t> find_first_fit(std::size_t length,
                                             std::size_t alignment = 1) const noexcept {
-    if (length == 0 || length > free_units_ || alignment == 0 ||
-        (alignment & (alignment - 1)) != 0)
+    if (length == 0 || length > free_units_ || alignment == 0 || (alignment & (alignment - 1)) != 0)
       return std::nullopt;
     for (const auto& [offset, free_length] : free_) {
       const std::size_t padding = (alignment - offset % alignment) % alignment;

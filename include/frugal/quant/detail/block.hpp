@@ -79,8 +79,8 @@
 #pragma once
 
 #include <frugal/config.hpp>
-#include <frugal/quant/codecs.hpp>
 #include <frugal/numeric/float16.hpp>
+#include <frugal/quant/codecs.hpp>
 
 #include <cmath>
 #include <cstddef>
@@ -99,23 +99,22 @@ inline constexpr float float_max = 3.40282347e+38f;
 /// @brief bitsandbytes' NF4 codebook (QLoRA, Dettmers et al. 2023): the value of code 0..15.
 /// (A function-local table, so device code can use it without a __constant__ symbol.)
 FRUGAL_HOST_DEVICE constexpr float nf4_value(int code) noexcept {
-  constexpr float codebook[16] = {
-      -1.0f,
-      -0.6961928009986877f,
-      -0.5250730514526367f,
-      -0.39491748809814453f,
-      -0.28444138169288635f,
-      -0.18477343022823334f,
-      -0.09105003625154495f,
-      0.0f,
-      0.07958029955625534f,
-      0.16093020141124725f,
-      0.24611230194568634f,
-      0.33791524171829224f,
-      0.44070982933044434f,
-      0.5626170039176941f,
-      0.7229568362236023f,
-      1.0f};
+  constexpr float codebook[16] = {-1.0f,
+                                  -0.6961928009986877f,
+                                  -0.5250730514526367f,
+                                  -0.39491748809814453f,
+                                  -0.28444138169288635f,
+                                  -0.18477343022823334f,
+                                  -0.09105003625154495f,
+                                  0.0f,
+                                  0.07958029955625534f,
+                                  0.16093020141124725f,
+                                  0.24611230194568634f,
+                                  0.33791524171829224f,
+                                  0.44070982933044434f,
+                                  0.5626170039176941f,
+                                  0.7229568362236023f,
+                                  1.0f};
   return codebook[code & 0xF];
 }
 
@@ -125,10 +124,9 @@ FRUGAL_HOST_DEVICE constexpr float nf4_value(int code) noexcept {
 /// `x > threshold` tree does.
 FRUGAL_HOST_DEVICE constexpr float nf4_threshold(int t) noexcept {
   constexpr float thresholds[15] = {
-      -0.8480964004993439f,  -0.6106329262256622f,  -0.4599952697753906f,
-      -0.33967943489551544f, -0.23460740596055984f, -0.13791173323988914f,
-      -0.045525018125772476f, 0.03979014977812767f,  0.1202552504837513f,
-      0.2035212516784668f,   0.2920137718319893f,   0.3893125355243683f,
+      -0.8480964004993439f,  -0.6106329262256622f,  -0.4599952697753906f,   -0.33967943489551544f,
+      -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
+      0.1202552504837513f,   0.2035212516784668f,   0.2920137718319893f,    0.3893125355243683f,
       0.5016634166240692f,   0.6427869200706482f,   0.8614784181118011f};
   return thresholds[t];
 }
@@ -260,7 +258,7 @@ FRUGAL_HOST_DEVICE inline int_params int_asymmetric_params(min_max r, int qmax) 
 template <int Qmin, int Qmax>
 FRUGAL_HOST_DEVICE inline int int_code(float x, float inv_scale, int zero_point) noexcept {
   float v = x * inv_scale;
-  v = v == v ? v : 0.0f;                       // NaN -> 0 (the zero point)
+  v = v == v ? v : 0.0f;                   // NaN -> 0 (the zero point)
   v = min_of(max_of(v, -512.0f), 512.0f);  // ±inf and far values: keep the conversion defined
   int q = static_cast<int>(round_half_even(v)) + zero_point;
   q = q < Qmin ? Qmin : q;
@@ -365,7 +363,8 @@ FRUGAL_HOST_DEVICE inline void decode_fp8_e5m2(const std::uint8_t* in, std::size
   for (std::size_t i = 0; i < n; ++i) out[i] = canonical_nan(from_fp8_e5m2(in[i]) * scale);
 }
 
-// ---- MX (OCP Microscaling v1.0): E8M0 block scales -----------------------------------------------
+// ---- MX (OCP Microscaling v1.0): E8M0 block scales
+// -----------------------------------------------
 
 /// @brief The E8M0 scale code of an MX block.
 /// @param amax the block's block_amax
@@ -415,7 +414,8 @@ FRUGAL_HOST_DEVICE inline void decode_fp4(const std::uint8_t* in, std::size_t n,
   }
 }
 
-// ---- NVFP4: E4M3 block scales under an FP32 tensor scale (TransformerEngine's order) -------------
+// ---- NVFP4: E4M3 block scales under an FP32 tensor scale (TransformerEngine's order)
+// -------------
 
 /// @brief The per-tensor scales: encode = 448 * 6 / tensor_amax (capped at the largest float;
 /// 1 when tensor_amax is 0 or the quotient underflows to 0), decode = 1 / encode (what the
@@ -459,7 +459,8 @@ FRUGAL_HOST_DEVICE inline float nvfp4_decode_scale(std::uint8_t block_code,
   return from_fp8_e4m3(block_code) * tensor_decode;
 }
 
-// ---- NF4 (bitsandbytes codebook, FP32 absmax per block of 64) ------------------------------------
+// ---- NF4 (bitsandbytes codebook, FP32 absmax per block of 64)
+// ------------------------------------
 
 /// @brief The NF4 code of a normalised value v = x / absmax: the number of thresholds below v.
 /// NaN gives 7 (0.0).
@@ -491,9 +492,10 @@ FRUGAL_HOST_DEVICE inline void decode_nf4(const std::uint8_t* in, std::size_t n,
   }
 }
 
-// ---- GGUF q8_0 / q4_0 (ggml's reference quantizers) ----------------------------------------------
+// ---- GGUF q8_0 / q4_0 (ggml's reference quantizers)
+// ----------------------------------------------
 
-inline constexpr std::size_t gguf_block = 32;        ///< elements per q8_0 / q4_0 record
+inline constexpr std::size_t gguf_block = 32;         ///< elements per q8_0 / q4_0 record
 inline constexpr std::size_t q8_0_record_bytes = 34;  ///< FP16 d, then 32 int8
 inline constexpr std::size_t q4_0_record_bytes = 18;  ///< FP16 d, then 16 bytes of nibbles
 

@@ -15,14 +15,15 @@
 
 namespace frugal::quant::detail {
 
-// ---- element encoders ----------------------------------------------------------------------------
+// ---- element encoders
+// ----------------------------------------------------------------------------
 
 /// @brief condition ? a : b as mask arithmetic. Written out so that compilers keep both operands
 /// computed and the loop free of branches (a conditional expression around a float operation
 /// may be turned into a branch, since the float operation is not speculated under trapping
 /// math).
 FRUGAL_HOST_DEVICE constexpr std::uint32_t select_bits(bool condition, std::uint32_t a,
-                                                      std::uint32_t b) noexcept {
+                                                       std::uint32_t b) noexcept {
   const std::uint32_t mask = 0u - static_cast<std::uint32_t>(condition);
   return b ^ ((a ^ b) & mask);
 }
@@ -83,7 +84,8 @@ FRUGAL_HOST_DEVICE constexpr std::uint32_t fast_fp8_e5m2_bits(float x) noexcept 
 FRUGAL_HOST_DEVICE constexpr std::uint32_t fast_fp4_e2m1_bits(float x) noexcept {
   const std::uint32_t bits = float_bits(x);
   const std::uint32_t magnitude = bits & 0x7FFFFFFFu;
-  const std::uint32_t code = ((bits >> 28) & 0x8u) | fast_round_magnitude<1, 1, 0x40C00000u>(magnitude);
+  const std::uint32_t code =
+      ((bits >> 28) & 0x8u) | fast_round_magnitude<1, 1, 0x40C00000u>(magnitude);
   return select_bits(is_nan_magnitude(magnitude), 0x7u, code);
 }
 
@@ -100,7 +102,8 @@ FRUGAL_HOST_DEVICE constexpr std::uint8_t fast_to_fp4_e2m1(float x) noexcept {
   return static_cast<std::uint8_t>(fast_fp4_e2m1_bits(x));
 }
 
-// ---- element decoders ----------------------------------------------------------------------------
+// ---- element decoders
+// ----------------------------------------------------------------------------
 
 /// @brief from_fp8_e4m3(code) without branches or loops: normal codes move their exponent and
 /// fraction into binary32 fields; subnormal codes are fraction * 2^-9 (exact).
@@ -134,7 +137,8 @@ FRUGAL_HOST_DEVICE constexpr float fast_from_fp4_e2m1(std::uint32_t code) noexce
   return bits_float(value | ((code & 0x8u) << 28));
 }
 
-// ---- integer codes -------------------------------------------------------------------------------
+// ---- integer codes
+// -------------------------------------------------------------------------------
 
 /// @brief int_code<Qmin, Qmax>(x, inv_scale, zero_point) with one clamp: x * inv_scale (NaN -> 0)
 /// clamped to [Qmin - zero_point, Qmax - zero_point], whose ends are integers, so clamping
@@ -142,7 +146,8 @@ FRUGAL_HOST_DEVICE constexpr float fast_from_fp4_e2m1(std::uint32_t code) noexce
 /// v + 1.5 * 2^23 (the same sum round_half_even forms).
 /// @param lo, hi the float bounds Qmin - zero_point and Qmax - zero_point (from int_code_bounds).
 FRUGAL_HOST_DEVICE constexpr std::int32_t fast_int_code(float x, float inv_scale, float lo,
-                                                        float hi, std::int32_t zero_point) noexcept {
+                                                        float hi,
+                                                        std::int32_t zero_point) noexcept {
   constexpr float magic = 12582912.0f;  // 1.5 * 2^23
   float v = x * inv_scale;
   v = v == v ? v : 0.0f;
@@ -164,7 +169,8 @@ FRUGAL_HOST_DEVICE constexpr int_code_bounds int_bounds(int zero_point) noexcept
   return {static_cast<float>(Qmin - zero_point), static_cast<float>(Qmax - zero_point)};
 }
 
-// ---- reductions ----------------------------------------------------------------------------------
+// ---- reductions
+// ----------------------------------------------------------------------------------
 
 /// Independent accumulators of the reductions: enough to fill a vector register several times
 /// over and hide the latency of max.
@@ -229,13 +235,13 @@ FRUGAL_HOST_DEVICE inline min_max fast_block_min_max(const float* x, std::size_t
   return {lo + 0.0f, hi + 0.0f};
 }
 
-// ---- block encoders ------------------------------------------------------------------------------
+// ---- block encoders
+// ------------------------------------------------------------------------------
 
 /// Elements per step of the encoders: codes are formed as 32-bit values into a
 /// small buffer, then narrowed to bytes in a second loop. Narrowing inside the first loop makes
 /// compilers demote every select to 8- or 16-bit lanes, which costs more than it saves.
 inline constexpr std::size_t fast_chunk = 64;
-
 
 /// @brief encode_int8<Asymmetric>(x, n, p, out), byte for byte.
 template <bool Asymmetric>
@@ -318,7 +324,8 @@ FRUGAL_HOST_DEVICE inline void fast_encode_fp4(const float* x, std::size_t n, fl
   }
 }
 
-// ---- block decoders ------------------------------------------------------------------------------
+// ---- block decoders
+// ------------------------------------------------------------------------------
 
 /// @brief decode_fp8_e4m3(in, n, scale, out), bit for bit.
 FRUGAL_HOST_DEVICE inline void fast_decode_fp8_e4m3(const std::uint8_t* in, std::size_t n,
@@ -337,7 +344,8 @@ FRUGAL_HOST_DEVICE inline void fast_decode_fp4(const std::uint8_t* in, std::size
                                                float* out) noexcept {
   for (std::size_t k = 0; k < n / 2; ++k) {
     out[2 * k] = canonical_nan(fast_from_fp4_e2m1(in[k]) * scale);
-    out[2 * k + 1] = canonical_nan(fast_from_fp4_e2m1(static_cast<std::uint32_t>(in[k]) >> 4) * scale);
+    out[2 * k + 1] =
+        canonical_nan(fast_from_fp4_e2m1(static_cast<std::uint32_t>(in[k]) >> 4) * scale);
   }
 }
 
