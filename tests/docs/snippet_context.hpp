@@ -1,0 +1,71 @@
+// The names the documentation's code blocks assume, declared once so that every block compiles
+// (tests/docs/extract_snippets.py). A block's own declarations shadow these. Nothing here runs:
+// the generated functions are compiled, never called.
+#pragma once
+
+#include <frugal/frugal.hpp>
+#include <frugal/sim/simulator.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace frugal_doc_snippets {
+
+// The memory a block allocates from, and a tracker over a pool (tensor.md).
+inline frugal::host_resource gpu;
+inline frugal::pool_resource<frugal::host_resource> pool{frugal::host_resource{}};
+inline frugal::tracking_adaptor<frugal::ref_t<frugal::pool_resource<frugal::host_resource>>>
+    tracker{frugal::ref(pool)};
+
+// A KV cache's shape and a sequence's tokens (kv.md, batch.md).
+inline const frugal::kv::layout layout{
+    .num_layers = 2, .num_kv_heads = 2, .head_dim = 64, .page_size = 16};
+inline std::uint32_t num_pages = 64;
+inline std::uint32_t pages = 64;
+inline std::vector<frugal::kv::token_id> tokens, prompt, generated;
+
+// One scheduler step and its results (batch.md).
+inline frugal::batch::step_plan plan;
+inline std::vector<std::pair<frugal::batch::request_id, frugal::kv::token_id>> sampled;
+inline std::size_t samplers = 1, logits_bytes = 4096, vocab = 1024;
+
+// A weight matrix on the host (formats.md).
+inline std::vector<float> weights(1024), restored(1024);
+inline std::size_t rows = 16, cols = 64;
+
+// What a model comparison returns (embed.md).
+struct embedding_agreement {
+  double mean_cosine = 0, min_cosine = 0;
+};
+struct embeddings {};
+inline embeddings reference;
+inline std::vector<frugal::quant::format> candidates;
+inline embeddings run_model_with(const frugal::quant::format_assignment&) { return {}; }
+inline embedding_agreement compare_embeddings(const embeddings&, const embeddings&) { return {}; }
+
+// Batches of a serving loop (tensor.md).
+struct batch_shape {
+  std::size_t tokens = 1;
+};
+inline std::vector<batch_shape> batches;
+
+}  // namespace frugal_doc_snippets
+
+#if FRUGAL_HAS_CUDA
+#include <frugal/quant/kernels.hpp>
+
+#include <cuda_runtime_api.h>
+
+namespace frugal_doc_snippets {
+
+// Device buffers and streams of the CUDA blocks (kernels.md, mr.md).
+inline const float* d_weights = nullptr;
+inline std::byte* d_packed = nullptr;
+inline float* d_restored = nullptr;
+inline cudaStream_t stream = nullptr, compute = nullptr, copy = nullptr;
+inline std::size_t bytes = 1 << 20;
+
+}  // namespace frugal_doc_snippets
+#endif
