@@ -225,7 +225,7 @@ TEST_CASE("transfer: pages written to another process arrive intact, notificatio
   CHECK(decode.wait() == 0);
 }
 
-TEST_CASE("transfer: pages read from another process arrive intact; the owner is notified",
+TEST_CASE("transfer: pages read from another process arrive intact, the owner is notified",
           "[kv][transfer][loopback]") {
   REQUIRE_UCX();
   const std::string transports = GENERATE("tcp", "shm");
@@ -359,7 +359,7 @@ TEST_CASE("transfer: refusals happen before anything moves", "[kv][transfer][loo
   CHECK(c.take_notifications().empty());
 }
 
-TEST_CASE("transfer: the receiver dies mid-transfer; the sender's handle names it",
+TEST_CASE("transfer: the receiver dies mid-transfer, the sender handle names it",
           "[kv][transfer][loopback]") {
   REQUIRE_UCX();
   const std::string transports = GENERATE("tcp", "shm");
@@ -401,7 +401,7 @@ TEST_CASE("transfer: the receiver dies mid-transfer; the sender's handle names i
   CHECK_FALSE(agent.has_peer("decode"));
 }
 
-TEST_CASE("transfer: the sender dies mid-transfer; the cache releases the reserved pages",
+TEST_CASE("transfer: the sender dies mid-transfer, the cache releases the reserved pages",
           "[kv][transfer][loopback]") {
   REQUIRE_UCX();
   const std::string transports = GENERATE("tcp", "shm");
@@ -452,7 +452,7 @@ TEST_CASE("transfer: the sender dies mid-transfer; the cache releases the reserv
   CHECK(cache.is_valid());
 }
 
-TEST_CASE("transfer: a sequence moves between two caches; prefix registration after arrival",
+TEST_CASE("transfer: a sequence moves between two caches, prefix registration after arrival",
           "[kv][transfer][loopback]") {
   REQUIRE_UCX();
   const std::string transports = GENERATE("tcp", "shm");
