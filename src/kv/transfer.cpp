@@ -287,8 +287,8 @@ struct transfer_agent::impl {
   void probe_processes() {
     const auto now = std::chrono::steady_clock::now();
     if (now < next_probe) return;
-    next_probe = now + (options.keepalive.count() > 0 ? options.keepalive
-                                                      : std::chrono::milliseconds(20000));
+    next_probe =
+        now + (options.keepalive.count() > 0 ? options.keepalive : std::chrono::milliseconds(100));
     for (auto& p : peers) {
       if (!p->error.empty() || p->pid == 0) continue;
       FILE* f = std::fopen(("/proc/" + std::to_string(p->pid) + "/stat").c_str(), "r");

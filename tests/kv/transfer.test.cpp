@@ -369,8 +369,8 @@ TEST_CASE("transfer: the receiver dies mid-transfer, the sender handle names it"
                            .num_kv_heads = 8,
                            .head_dim = 64,
                            .page_size = 8,
-                           .dtype = kv::dtype::fp16};  // 64 KiB pages
-  constexpr std::uint32_t n = 512;                     // 32 MiB
+                           .dtype = kv::dtype::fp16};  // 128 KiB pages
+  constexpr std::uint32_t n = 512;                     // 64 MiB
 
   child_process decode = spawn([&](int fd) -> int {
     kv::page_pool pool{big, n, host};

@@ -46,9 +46,11 @@ struct transfer_options {
   /// the environment, else all. Both ends must share at least one.
   std::string transports;
   peer_failure_detection failure_detection = peer_failure_detection::ucx;
-  /// How often a peer is probed for liveness (UCX's keepalive, or the process probe): a dead
-  /// peer is reported within about two intervals. 0: UCX's default (20 s).
-  std::chrono::milliseconds keepalive{500};
+  /// How often a peer is probed for liveness: UCX's keepalive (failure_detection ucx; 0: UCX's
+  /// default, 20 s; a peer whose connection closes is reported at once anyway), or the process
+  /// probe (failure_detection process; 0: every 100 ms). Short UCX keepalives report healthy
+  /// peers of a loaded machine as failed.
+  std::chrono::milliseconds keepalive{0};
 };
 
 /// @brief A notification from a peer: the data of a write into this agent's pages has arrived
