@@ -15,6 +15,11 @@
 //     layer-major cache's K and V per layer per page, what an engine without page-major pages
 //     posts), merged_fresh (after merging, both caches empty before), merged_churned (after
 //     merging, both caches fragmented by 2,000 random sequences first).
+#include <frugal/kv/cache.hpp>
+#include <frugal/kv/transfer.hpp>
+#include <frugal/mr/host_resource.hpp>
+#include <frugal/mr/virtual_resource.hpp>
+
 #include <benchmark/benchmark.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -23,10 +28,6 @@
 
 #include <chrono>
 #include <cstring>
-#include <frugal/kv/cache.hpp>
-#include <frugal/kv/transfer.hpp>
-#include <frugal/mr/host_resource.hpp>
-#include <frugal/mr/virtual_resource.hpp>
 #include <map>
 #include <numeric>
 #include <random>
@@ -183,6 +184,7 @@ receiver spawn_receiver(const std::string& transport, void (*body)(const std::st
   r.pid = ::fork();
   if (r.pid == 0) {
     ::close(sv[0]);
+    for (auto& [name, other] : receivers()) ::close(other.fd);  // else their EOF never comes
     body(transport, sv[1]);
     ::_exit(0);
   }
@@ -234,7 +236,7 @@ struct sender {
       agent.progress();
       ucp_worker_progress(raw.worker);
       char byte;
-      if (::recv(fd, &byte, 1, MSG_DONTWAIT) == 0) break;
+      if (::recv(fd, &byte, 1, MSG_DONTWAIT) == 0) ::_exit(0);  // no teardown to wait on
     }
   }
 };

@@ -14,6 +14,9 @@
 // the first token once the write is complete.
 #include "disaggregated.hpp"
 
+#include <frugal/batch/workspace.hpp>
+#include <frugal/kv/transfer.hpp>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -28,8 +31,6 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
-#include <frugal/batch/workspace.hpp>
-#include <frugal/kv/transfer.hpp>
 #include <map>
 #include <optional>
 

@@ -6,11 +6,11 @@
 //                                                      {.transport = "shm"});
 #pragma once
 
+#include "serve.hpp"
+
 #include <cstddef>
 #include <stdexcept>
 #include <string>
-
-#include "serve.hpp"
 
 namespace llama {
 

@@ -1,11 +1,12 @@
 // KV page transfers over UCX (UCP): one worker per agent, the pool registered once, puts or gets
 // per contiguous run of pages, an endpoint flush, then a notification as an active message.
 // Built without UCX (FRUGAL_HAS_UCX unset), the agent's constructor throws.
+#include <frugal/kv/transfer.hpp>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <frugal/kv/transfer.hpp>
 #include <thread>
 
 #if FRUGAL_HAS_UCX
@@ -344,7 +345,8 @@ transfer_agent::transfer_agent(std::string name, const page_pool& pool, transfer
   } guard{&m};
   auto check = [&](ucs_status_t status, const char* call) {
     if (status != UCS_OK)
-      throw transfer_error("kv::transfer_agent '" + m.name + "': " + ucx_message(call, status));
+      FRUGAL_FAIL("kv::transfer_agent '" + m.name + "': " + ucx_message(call, status),
+                  transfer_error);
   };
 
   ucp_config_t* config = nullptr;
@@ -522,8 +524,9 @@ std::string transfer_agent::load_peer(std::string_view metadata) {
   ep_params.err_handler.arg = p.get();
   ucs_status_t status = ucp_ep_create(m.worker, &ep_params, &p->ep);
   if (status != UCS_OK)
-    throw transfer_error("kv::transfer_agent::load_peer: peer '" + p->name +
-                         "': " + ucx_message("ucp_ep_create", status));
+    FRUGAL_FAIL("kv::transfer_agent::load_peer: peer '" + p->name +
+                    "': " + ucx_message("ucp_ep_create", status),
+                transfer_error);
   status = ucp_ep_rkey_unpack(p->ep, rkey.data(), &p->rkey);
   if (status != UCS_OK) {
     ucp_request_param_t close{};
@@ -533,8 +536,9 @@ std::string transfer_agent::load_peer(std::string_view metadata) {
     while (r2 != nullptr && !UCS_PTR_IS_ERR(r2) && ucp_request_check_status(r2) == UCS_INPROGRESS)
       ucp_worker_progress(m.worker);
     if (r2 != nullptr && !UCS_PTR_IS_ERR(r2)) ucp_request_free(r2);
-    throw transfer_error("kv::transfer_agent::load_peer: peer '" + p->name +
-                         "': " + ucx_message("ucp_ep_rkey_unpack", status));
+    FRUGAL_FAIL("kv::transfer_agent::load_peer: peer '" + p->name +
+                    "': " + ucx_message("ucp_ep_rkey_unpack", status),
+                transfer_error);
   }
   std::string name = p->name;
   m.peers.push_back(std::move(p));
@@ -581,8 +585,9 @@ transfer transfer_agent::impl::post(bool is_write, std::span<const page_id> loca
   const char* op = is_write ? "kv::transfer_agent::write" : "kv::transfer_agent::read";
   peer* p = find(peer_name);
   if (p == nullptr)
-    throw transfer_error(std::string(op) + ": unknown peer '" + std::string(peer_name) + "'");
-  if (!p->error.empty()) throw transfer_error(std::string(op) + ": " + p->error);
+    FRUGAL_FAIL(std::string(op) + ": unknown peer '" + std::string(peer_name) + "'",
+                transfer_error);
+  if (!p->error.empty()) FRUGAL_FAIL(std::string(op) + ": " + p->error, transfer_error);
   FRUGAL_EXPECTS(!local.empty() && local.size() == remote.size(),
                  std::string(op) + ": " + std::to_string(local.size()) + " local and " +
                      std::to_string(remote.size()) + " remote pages (equal and non-zero needed)",
@@ -707,7 +712,8 @@ bool transfer_available() noexcept { return false; }
 struct transfer_agent::impl {};
 
 transfer_agent::transfer_agent(std::string, const page_pool&, transfer_options) {
-  throw transfer_error("kv::transfer_agent: this build of frugal has no UCX (FRUGAL_ENABLE_UCX)");
+  FRUGAL_FAIL("kv::transfer_agent: this build of frugal has no UCX (FRUGAL_ENABLE_UCX)",
+              transfer_error);
 }
 transfer_agent::~transfer_agent() = default;
 const std::string& transfer_agent::name() const noexcept {
@@ -761,8 +767,7 @@ std::optional<std::vector<page_id>> sequence_receiver::reserve(std::uint64_t id,
 std::size_t sequence_receiver::cached_tokens(std::uint64_t id) const {
   for (const waiting& w : pending_)
     if (w.id == id) return w.sequence.cached_tokens();
-  FRUGAL_EXPECTS(false, "kv::sequence_receiver: no reservation " + std::to_string(id),
-                 invalid_argument);
+  FRUGAL_FAIL("kv::sequence_receiver: no reservation " + std::to_string(id), invalid_argument);
   return 0;
 }
 

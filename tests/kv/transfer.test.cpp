@@ -2,18 +2,19 @@
 // shared-memory transports, and within one process over self: data intact, the notification
 // after the data, descriptor merging, every refusal, a peer dying mid-transfer, and the cache's
 // receiving and sending ends.
+#include <frugal/kv/transfer.hpp>
+#include <frugal/mr/host_resource.hpp>
+
+#include <catch2/catch.hpp>
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <frugal/kv/transfer.hpp>
-#include <frugal/mr/host_resource.hpp>
 #include <functional>
 #include <numeric>
 #include <string>

@@ -7,11 +7,12 @@
 //   t.wait(std::chrono::seconds(5));
 #pragma once
 
+#include <frugal/kv/cache.hpp>
+#include <frugal/kv/page_pool.hpp>
+
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <frugal/kv/cache.hpp>
-#include <frugal/kv/page_pool.hpp>
 #include <memory>
 #include <optional>
 #include <span>
