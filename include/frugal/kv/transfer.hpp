@@ -45,7 +45,7 @@ enum class peer_failure_detection : std::uint8_t { ucx = 0, process = 1 };
 struct transfer_options {
   /// UCX transports (UCX_TLS syntax: "tcp", "shm", "self", "tcp,self"...); empty: UCX_TLS from
   /// the environment, else all. Both ends must share at least one.
-  std::string transports;
+  std::string transports{};
   peer_failure_detection failure_detection = peer_failure_detection::ucx;
   /// How often a peer is probed for liveness: UCX's keepalive (failure_detection ucx; 0: UCX's
   /// default, 20 s; a peer whose connection closes is reported at once anyway), or the process
