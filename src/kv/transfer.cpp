@@ -328,6 +328,8 @@ transfer_agent::transfer_agent(std::string name, const page_pool& pool, transfer
     : impl_(std::make_unique<impl>()) {
   FRUGAL_EXPECTS(!name.empty() && name.size() <= 255,
                  "kv::transfer_agent: the name must be 1 to 255 bytes", invalid_argument);
+  FRUGAL_EXPECTS(options.max_put_bytes > 0, "kv::transfer_agent: max_put_bytes is zero",
+                 invalid_argument);
   impl& m = *impl_;
   m.name = std::move(name);
   m.pool = &pool;
@@ -630,18 +632,22 @@ transfer transfer_agent::impl::post(bool is_write, std::span<const page_id> loca
   s->descriptors = runs.size();
   const std::size_t stride = pool->page_stride(), page_bytes = pool->layout().page_bytes();
   for (const page_run& run : runs) {
-    // A run covers the padding between its pages too: one contiguous range on both sides.
+    // A run covers the padding between its pages too: one contiguous range on both sides,
+    // posted in pieces of at most max_put_bytes.
     const std::size_t bytes = (run.count - 1) * stride + page_bytes;
     s->bytes += bytes;
-    std::byte* here = pool->page_address(run.local);
-    const std::uint64_t there = p->base + std::uint64_t{run.remote} * p->page_stride;
-    ucp_request_param_t param = request_param(*s);
-    param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
-    param.memh = memh;
-    if (is_write)
-      account(*s, ucp_put_nbx(p->ep, here, bytes, there, p->rkey, &param), "ucp_put_nbx");
-    else
-      account(*s, ucp_get_nbx(p->ep, here, bytes, there, p->rkey, &param), "ucp_get_nbx");
+    for (std::size_t at = 0; at < bytes && s->error.empty(); at += options.max_put_bytes) {
+      const std::size_t piece = std::min(options.max_put_bytes, bytes - at);
+      std::byte* here = pool->page_address(run.local) + at;
+      const std::uint64_t there = p->base + std::uint64_t{run.remote} * p->page_stride + at;
+      ucp_request_param_t param = request_param(*s);
+      param.op_attr_mask |= UCP_OP_ATTR_FIELD_MEMH;
+      param.memh = memh;
+      if (is_write)
+        account(*s, ucp_put_nbx(p->ep, here, piece, there, p->rkey, &param), "ucp_put_nbx");
+      else
+        account(*s, ucp_get_nbx(p->ep, here, piece, there, p->rkey, &param), "ucp_get_nbx");
+    }
     if (!s->error.empty()) break;
   }
   // Remote completion of every put (or arrival of every get) before the notification.

@@ -205,7 +205,9 @@ TEST_CASE("transfer: pages written to another process arrive intact, notificatio
   });
 
   kv::page_pool pool{small_layout, 64, host};
-  kv::transfer_agent agent{"prefill", pool, options_for(transports)};
+  kv::transfer_options chunked = options_for(transports);
+  chunked.max_put_bytes = 20000;  // runs go out in pieces that split pages
+  kv::transfer_agent agent{"prefill", pool, chunked};
   CHECK(exchange_metadata(agent, decode.fd) == "decode");
   const std::vector<page_id> remote = blob_pages(recv_blob(decode.fd));
   REQUIRE(remote.size() == 40);
@@ -348,6 +350,8 @@ TEST_CASE("transfer: refusals happen before anything moves", "[kv][transfer][loo
   CHECK_THROWS_WITH(a.load_peer(blob + "x"), Catch::Contains("1 bytes after the metadata"));
   CHECK_THROWS_WITH(a.load_peer(blob), Catch::Contains("peer 'b' is already loaded"));
   CHECK_THROWS_AS(kv::transfer_agent("", a_pool), frugal::invalid_argument);
+  CHECK_THROWS_WITH(kv::transfer_agent("e", a_pool, {.max_put_bytes = 0}),
+                    Catch::Contains("max_put_bytes is zero"));
   kv::transfer_agent d{"d", c_pool, options_for("shm")};
   CHECK_THROWS_WITH(a.load_peer(d.metadata()),
                     Catch::Contains("peer 'd' detects failures another way"));

@@ -47,6 +47,9 @@ struct transfer_options {
   /// the environment, else all. Both ends must share at least one.
   std::string transports{};
   peer_failure_detection failure_detection = peer_failure_detection::ucx;
+  /// Largest single put or get: a merged run longer than this is posted in pieces (still one
+  /// descriptor in descriptors()), so one huge run does not hold a lane for its whole length.
+  std::size_t max_put_bytes = std::size_t{4} << 20;
   /// How often a peer is probed for liveness: UCX's keepalive (failure_detection ucx; 0: UCX's
   /// default, 20 s; a peer whose connection closes is reported at once anyway), or the process
   /// probe (failure_detection process; 0: every 100 ms). Short UCX keepalives report healthy
@@ -129,7 +132,7 @@ class transfer_agent {
   /// @param name this agent's name as peers see it (in their errors and notifications)
   /// @param pool the pages to register; must outlive the agent and stay where it is
   /// @throws transfer_error when UCX is missing or cannot be set up; invalid_argument for an
-  ///   empty name or one over 255 bytes
+  ///   empty name or one over 255 bytes, or a zero max_put_bytes
   transfer_agent(std::string name, const page_pool& pool, transfer_options options = {});
   ~transfer_agent();
   transfer_agent(const transfer_agent&) = delete;
