@@ -50,6 +50,7 @@ struct transfer_state {
 };
 }  // namespace detail
 
+#if FRUGAL_HAS_UCX
 namespace {
 std::string describe(const detail::transfer_state& s) {
   return std::string(s.is_write ? "write" : "read") + " " + std::to_string(s.id) + " (" +
@@ -57,6 +58,7 @@ std::string describe(const detail::transfer_state& s) {
          "'";
 }
 }  // namespace
+#endif
 
 // ---- transfer handle ----------------------------------------------------------------------------
 

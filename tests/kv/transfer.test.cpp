@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -95,6 +96,9 @@ struct child_process {
 
 /// Runs `body(fd)` in a forked process; its return value is the exit code (2: it threw).
 child_process spawn(const std::function<int(int)>& body) {
+  // A child writing into this process over shm uses cma (process_vm_writev): where Yama's
+  // ptrace_scope is 1 only ancestors may, unless this process allows it.
+  ::prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY);
   int sv[2];
   REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
   const pid_t pid = ::fork();
