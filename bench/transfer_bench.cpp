@@ -8,7 +8,8 @@
 //       ucp_put_loop     1,000 ucp_put_nbx of 64 KiB in the same reversed order, then a flush
 //     frugal's numbers include the completion notification after the data. Transports: tcp
 //     (UCX's peer-failure handling; UCX 1.13 then moves RMA as active messages) and shm
-//     (process probes, no UCX error handling: cma puts). Counter: bytes_per_second.
+//     (process probes, no UCX error handling: cma puts). Counter: bytes_per_second. Only the
+//     receiver of the transport being measured runs; the other one waits.
 //   BM_descriptors: descriptors to move one 8,192-token request between two caches, page sizes
 //     16 and 64, with Llama-3-8B-shaped pages (32 layers) over never-backed address space:
 //     pages (frugal's page-major pages, one descriptor each before merging), layer_split (a
@@ -231,12 +232,19 @@ struct sender {
     agent.load_peer(recv_blob(fd));
     send_blob(fd, agent.metadata());
     send_blob(fd, raw.describe(pool.memory().data()));
-    // Until the parent closes the side channel.
+    // Until the parent closes the side channel. 'p' pauses (blocks on the channel, so a
+    // receiver of another transport does not take a core from the one being measured), 'r'
+    // resumes progressing.
+    bool paused = false;
     for (;;) {
-      agent.progress();
-      ucp_worker_progress(raw.worker);
-      char byte;
-      if (::recv(fd, &byte, 1, MSG_DONTWAIT) == 0) ::_exit(0);  // no teardown to wait on
+      if (!paused) {
+        agent.progress();
+        ucp_worker_progress(raw.worker);
+      }
+      char byte = 0;
+      const ssize_t n = ::recv(fd, &byte, 1, paused ? 0 : MSG_DONTWAIT);
+      if (n == 0) ::_exit(0);  // no teardown to wait on
+      if (n == 1) paused = byte == 'p';
     }
   }
 };
@@ -249,6 +257,10 @@ std::map<std::string, std::unique_ptr<sender>>& senders() {
 sender& sender_for(const std::string& transport) {
   auto& s = senders()[transport];
   if (!s) s = std::make_unique<sender>(transport, receivers().at(transport));
+  // Only the receiver of the transport measured progresses; the others wait on their channel.
+  // (A receiver whose sender is not made yet waits for its metadata, not spinning.)
+  for (auto& [name, other] : senders())
+    if (other) (void)!::write(other->peer.fd, name == transport ? "r" : "p", 1);
   return *s;
 }
 
