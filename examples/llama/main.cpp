@@ -214,7 +214,8 @@ int main(int argc, char** argv) {
     llama::serve_result result;
     llama::serve_result baseline;
     if (disaggregated) {
-      if (run_static || bench) throw std::invalid_argument("--disaggregated cannot be combined with --static or --bench");
+      if (run_static || bench)
+        throw std::invalid_argument("--disaggregated cannot be combined with --static or --bench");
       result = llama::serve_disaggregated(m, memory, options, prompts, split_options);
     } else if (run_static) {
       result = llama::serve_static(m, memory, prompts, options.max_new_tokens, options.sample);
