@@ -1,6 +1,8 @@
 // llama_serve: serves a Llama-architecture model through frugal (see docs/llama.md).
 //   llama_serve --model tests/data/stories260K/stories260K.bin --prompts prompts.txt --json
 //   llama_serve --model ... --prompts ... --compare int8_channel,q4_0,nvfp4
+//   llama_serve --model ... --prompts ... --disaggregated --transport shm
+#include "disaggregated.hpp"
 #include "llama.hpp"
 #include "serve.hpp"
 
@@ -126,6 +128,15 @@ int main(int argc, char** argv) {
   app.add_flag("--choose", choose, "pick the lowest-bit format whose mean KL stays under --max-kl");
   app.add_option("--max-kl", max_kl, "bound on mean KL divergence for --choose")
       ->check(CLI::PositiveNumber);
+  bool disaggregated = false;
+  llama::disaggregated_options split_options;
+  app.add_flag("--disaggregated", disaggregated,
+               "prefill in this process, decode in a second one it starts; KV pages move over UCX");
+  app.add_option("--transport", split_options.transport, "with --disaggregated: tcp or shm")
+      ->check(CLI::IsMember({"tcp", "shm"}));
+  app.add_option("--kill-decode-after", split_options.kill_decode_after,
+                 "with --disaggregated, for tests: the decode process kills itself after "
+                 "receiving this many sequences");
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -202,7 +213,11 @@ int main(int argc, char** argv) {
 
     llama::serve_result result;
     llama::serve_result baseline;
-    if (run_static) {
+    if (disaggregated) {
+      if (run_static || bench)
+        throw std::invalid_argument("--disaggregated cannot be combined with --static or --bench");
+      result = llama::serve_disaggregated(m, memory, options, prompts, split_options);
+    } else if (run_static) {
       result = llama::serve_static(m, memory, prompts, options.max_new_tokens, options.sample);
     } else {
       llama::engine e{m, memory, options};

@@ -30,11 +30,6 @@ std::uint64_t next_random(std::uint64_t& state) noexcept {
   return z ^ (z >> 31);
 }
 
-std::uint64_t request_seed(std::uint64_t seed, std::size_t index) noexcept {
-  std::uint64_t state = seed ^ (0xD1B54A32D192ED03ull * (index + 1));
-  return next_random(state);
-}
-
 kv::layout layout_for(const model& m, kv::dtype dtype, std::uint32_t page_size) {
   const config& c = m.config();
   return {.num_layers = c.n_layers,
@@ -50,6 +45,11 @@ float code_max(kv::dtype t) {
 }
 
 }  // namespace
+
+std::uint64_t request_seed(std::uint64_t seed, std::size_t index) noexcept {
+  std::uint64_t state = seed ^ (0xD1B54A32D192ED03ull * (index + 1));
+  return next_random(state);
+}
 
 void check_prompts(const model& m, std::span<const prompt> prompts) {
   const config& c = m.config();

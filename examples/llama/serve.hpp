@@ -117,6 +117,9 @@ serve_result serve_static(const model& m, frugal::any_resource_ref memory,
                           std::span<const prompt> prompts, std::uint32_t max_new_tokens,
                           const sampling& s);
 
+/// @brief The generator state request `index` starts from under `seed`.
+std::uint64_t request_seed(std::uint64_t seed, std::size_t index) noexcept;
+
 /// @brief Picks the next token from one row of logits (see sampling); `rng_state` is the
 /// request's generator state.
 std::int32_t sample_token(std::span<const float> logits, const sampling& s,
