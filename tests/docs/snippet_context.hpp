@@ -4,10 +4,13 @@
 #pragma once
 
 #include <frugal/frugal.hpp>
+#include <frugal/kv/transfer.hpp>
 #include <frugal/sim/simulator.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -44,6 +47,22 @@ inline embeddings reference;
 inline std::vector<frugal::quant::format> candidates;
 inline embeddings run_model_with(const frugal::quant::format_assignment&) { return {}; }
 inline embedding_agreement compare_embeddings(const embeddings&, const embeddings&) { return {}; }
+
+// Two processes' agents and caches, and the side channel between them (transfer.md).
+namespace kv = frugal::kv;
+using namespace std::chrono_literals;
+using clock = kv::sequence_receiver::clock;
+struct side_channel_type {
+  void send(const std::string&) {}
+  std::string receive() { return {}; }
+};
+inline side_channel_type side_channel;
+extern kv::cache& cache;  // declared, never defined: the blocks compile, nothing runs
+extern kv::cache& decode_cache;
+extern kv::transfer_agent& agent;
+inline std::vector<kv::page_id> local_pages, remote_pages;
+inline std::uint64_t request = 1;
+inline void start_decoding(kv::sequence) {}
 
 // Batches of a serving loop (tensor.md).
 struct batch_shape {
