@@ -4,7 +4,7 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
 set(FRUGAL_CONFIG_INSTALL_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/frugal")
-set(_frugal_targets frugal frugal_ucx)
+set(_frugal_targets frugal frugal_sim frugal_ucx)
 if(TARGET frugal_cuda)
   list(APPEND _frugal_targets frugal_cuda)
 endif()

@@ -36,8 +36,6 @@
 #include <frugal/quant/quantize.hpp>
 #include <frugal/quant/quantized_tensor.hpp>
 #include <frugal/quant/safetensors.hpp>
-#include <frugal/sim/models.hpp>
-#include <frugal/sim/simulator.hpp>
 #include <frugal/tensor/step_scope.hpp>
 #include <frugal/tensor/tensor.hpp>
 

@@ -173,6 +173,17 @@ setup prepare(const config& c, bool draw_requests = true) {
   return s;
 }
 
+/// What one step did, as the meter counts it.
+struct step_figures {
+  std::size_t computed = 0;         // tokens computed
+  std::size_t sampled = 0;          // tokens sampled
+  std::size_t running = 0;          // sequences in the step
+  double slots_held = 0;            // KV slots held
+  double slots_filled = 0;          // KV slots holding a token
+  std::size_t workspace_bytes = 0;  // workspace bytes held
+  bool saturated = false;           // arrived requests were left waiting
+};
+
 /// Accumulates the per-step figures.
 struct meter {
   result& r;
@@ -180,22 +191,19 @@ struct meter {
   double saturated_concurrency = 0;
   std::size_t saturated_steps = 0;
 
-  /// One step: tokens computed and sampled, sequences in it, KV slots held and filled, workspace
-  /// bytes held, and whether arrived requests were left waiting.
-  void step(std::size_t computed, std::size_t sampled, std::size_t running, double held,
-            double filled, std::size_t workspace_bytes, bool saturated) {
+  void step(const step_figures& f) {
     ++r.steps;
-    workspace += static_cast<double>(workspace_bytes);
-    if (saturated) {
+    workspace += static_cast<double>(f.workspace_bytes);
+    if (f.saturated) {
       ++saturated_steps;
-      saturated_concurrency += static_cast<double>(running);
+      saturated_concurrency += static_cast<double>(f.running);
     }
-    r.computed_tokens += computed;
-    r.output_tokens += sampled;
-    r.max_concurrent = std::max(r.max_concurrent, running);
-    concurrency += static_cast<double>(running);
-    slots_held += held;
-    slots_empty += held - filled;
+    r.computed_tokens += f.computed;
+    r.output_tokens += f.sampled;
+    r.max_concurrent = std::max(r.max_concurrent, f.running);
+    concurrency += static_cast<double>(f.running);
+    slots_held += f.slots_held;
+    slots_empty += f.slots_held - f.slots_filled;
   }
   void finish() {
     const double steps = static_cast<double>(r.steps);
@@ -274,8 +282,13 @@ result run_static(const config& c, setup& s, device_type& device) {
       const std::size_t chunk = std::min<std::size_t>(left, c.max_batched_tokens);
       left -= chunk;
       kv_tokens += chunk;
-      m.step(chunk, left == 0 ? size : 0, size, static_cast<double>(reserved_slots),
-             static_cast<double>(kv_tokens), s.workspace_budget, saturated());
+      m.step({.computed = chunk,
+              .sampled = left == 0 ? size : 0,
+              .running = size,
+              .slots_held = static_cast<double>(reserved_slots),
+              .slots_filled = static_cast<double>(kv_tokens),
+              .workspace_bytes = s.workspace_budget,
+              .saturated = saturated()});
       now += 1;
     }
     // Decode: step d samples token d of every sequence whose output has at least d tokens.
@@ -285,8 +298,13 @@ result run_static(const config& c, setup& s, device_type& device) {
       const std::size_t active = size - done;
       kv_tokens += active;  // each appends the token it sampled last step
       r.padding_tokens += done;
-      m.step(active, active, active, static_cast<double>(reserved_slots),
-             static_cast<double>(kv_tokens), s.workspace_budget, saturated());
+      m.step({.computed = active,
+              .sampled = active,
+              .running = active,
+              .slots_held = static_cast<double>(reserved_slots),
+              .slots_filled = static_cast<double>(kv_tokens),
+              .workspace_bytes = s.workspace_budget,
+              .saturated = saturated()});
       now += 1;
     }
     r.finished += size;
@@ -398,9 +416,13 @@ result run_dynamic(const config& c, setup& s, device_type& device) {
     peak_pages = std::max<std::size_t>(peak_pages, st.used_pages);
     const bool saturated =
         sched.num_waiting() > 0 || (next < c.num_requests && q.arrival[next] <= now);
-    m.step(plan.num_batched_tokens, samplers, sched.num_running(),
-           static_cast<double>(st.slots_allocated), static_cast<double>(st.slots_used),
-           workspace_held, saturated);
+    m.step({.computed = plan.num_batched_tokens,
+            .sampled = samplers,
+            .running = sched.num_running(),
+            .slots_held = static_cast<double>(st.slots_allocated),
+            .slots_filled = static_cast<double>(st.slots_used),
+            .workspace_bytes = workspace_held,
+            .saturated = saturated});
 
     sampled.clear();
     for (const batch::scheduled_sequence& seq : plan.sequences)
