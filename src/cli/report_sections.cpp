@@ -214,16 +214,8 @@ json fragmentation_section(const options& o, const sim::model_shape& m, progress
   t.gpu_memory = o.gpu_bytes;
   t.steps = o.trace_steps;
   t.seed = o.seed;
-  t.max_len = o.max_len;
   t.layers = m.num_layers;
-  if (o.workload == "alpaca") {
-    t.mean_prompt = 19.31;
-    t.mean_output = 58.45;
-  } else if (o.workload == "fixed") {
-    t.mean_prompt = 512;
-    t.mean_output = 128;
-    t.length_sigma = 0.01;
-  }
+  t.lengths = {.kind = sim::parse_workload(o.workload), .max_len = o.max_len};
   const std::vector<sim::trace_event> events = sim::serving_trace(t);
   json out{{"events", events.size()},
            {"steps", o.trace_steps},

@@ -24,25 +24,7 @@ constexpr std::size_t granule = vmm_granule;
 
 std::size_t round_up(std::size_t bytes) { return (bytes + granule - 1) / granule * granule; }
 
-/// A length distribution; means from the vLLM paper (Kwon et al., SOSP 2023, section 6.1 and
-/// figure 11): ShareGPT 161.31 prompt and 337.99 output tokens, Alpaca 19.31 and 58.45.
-struct workload_spec {
-  std::string_view name;
-  double mean_prompt;
-  double mean_output;
-};
-constexpr std::array<workload_spec, 3> workload_specs{
-    {{"sharegpt", 161.31, 337.99}, {"alpaca", 19.31, 58.45}, {"fixed", 0, 0}}};
 constexpr std::array<std::string_view, 2> policy_names{"static", "dynamic"};
-
-const workload_spec& find_workload(std::string_view name) {
-  for (const workload_spec& w : workload_specs)
-    if (w.name == name) return w;
-  FRUGAL_FAIL(
-      "frugal::sim: unknown workload \"" + std::string(name) + "\"; known: " +
-          detail::known_names(workload_specs, [](const workload_spec& w) { return w.name; }),
-      invalid_argument);
-}
 
 /// The drawn request stream: lengths and arrival steps, the same for both policies.
 struct stream {
@@ -50,34 +32,21 @@ struct stream {
   std::vector<double> arrival;
 };
 
-/// Lognormal lengths with the workload's means (mu = ln(mean) - sigma^2 / 2), rounded and
-/// clipped to [1, max_len - 1] for the prompt and to max_len in total; "fixed" is not clipped
-/// (a fixed request beyond max_len is rejected). Poisson arrivals: exponential gaps.
-stream draw(const config& c, const workload_spec& w) {
+/// Lengths from the workload (frugal/sim/workload.hpp: lognormal ones clipped to max_len;
+/// "fixed" exact, so a fixed request beyond max_len is rejected), Poisson arrivals: exponential
+/// gaps.
+stream draw(const config& c, length_sampler& lengths) {
   std::mt19937_64 rng(c.seed);
   stream s;
   s.prompt.resize(c.num_requests);
   s.output.resize(c.num_requests);
   s.arrival.resize(c.num_requests);
-  const bool fixed = w.name == "fixed";
-  const double sigma = c.length_sigma;
-  const double shift = sigma * sigma / 2;  // the lognormal's mean is exp(mu + sigma^2 / 2)
-  const double mean_prompt = fixed ? 1 : w.mean_prompt, mean_output = fixed ? 1 : w.mean_output;
-  std::lognormal_distribution<double> prompt_len(std::log(mean_prompt) - shift, sigma);
-  std::lognormal_distribution<double> output_len(std::log(mean_output) - shift, sigma);
   std::exponential_distribution<double> gap(c.arrival_rate > 0 ? c.arrival_rate : 1.0);
-  const auto clip = [](double x, std::uint32_t hi) {
-    return static_cast<std::uint32_t>(std::clamp<double>(std::round(x), 1.0, hi));
-  };
   double now = 0;
   for (std::size_t i = 0; i < c.num_requests; ++i) {
-    if (fixed) {
-      s.prompt[i] = c.fixed_prompt;
-      s.output[i] = c.fixed_output;
-    } else {
-      s.prompt[i] = clip(prompt_len(rng), c.max_len - 1);
-      s.output[i] = clip(output_len(rng), c.max_len - s.prompt[i]);
-    }
+    const request_lengths r = lengths(rng);
+    s.prompt[i] = r.prompt;
+    s.output[i] = r.output;
     if (c.arrival_rate > 0) now += gap(rng);
     s.arrival[i] = now;
   }
@@ -118,7 +87,7 @@ struct setup {
 setup prepare(const config& c, bool draw_requests = true) {
   setup s;
   s.model = c.model_override ? &*c.model_override : &find_model(c.model);
-  const workload_spec& w = find_workload(c.workload);
+  const workload kind = parse_workload(c.workload);
   if (std::find(policy_names.begin(), policy_names.end(), c.policy) == policy_names.end())
     FRUGAL_FAIL("frugal::sim: unknown policy \"" + c.policy + "\"; known: " +
                     detail::known_names(policy_names, [](std::string_view p) { return p; }),
@@ -133,12 +102,13 @@ setup prepare(const config& c, bool draw_requests = true) {
                      std::string(s.model->name) + "'s context of " +
                      std::to_string(s.model->max_context),
                  invalid_argument);
-  FRUGAL_EXPECTS(w.name != "fixed" || (c.fixed_prompt > 0 && c.fixed_output > 0),
-                 "frugal::sim: fixed_prompt and fixed_output must be positive", invalid_argument);
+  length_sampler lengths{{.kind = kind,
+                          .sigma = c.length_sigma,
+                          .max_len = c.max_len,
+                          .fixed_prompt = c.fixed_prompt,
+                          .fixed_output = c.fixed_output}};
   FRUGAL_EXPECTS(c.arrival_rate >= 0 && std::isfinite(c.arrival_rate),
                  "frugal::sim: arrival_rate must be finite and not negative", invalid_argument);
-  FRUGAL_EXPECTS(c.length_sigma > 0 && std::isfinite(c.length_sigma),
-                 "frugal::sim: length_sigma must be positive", invalid_argument);
   FRUGAL_EXPECTS(c.max_batched_tokens > 0 && c.max_num_seqs > 0 && c.page_size > 0,
                  "frugal::sim: max_batched_tokens, max_num_seqs and page_size must be positive",
                  invalid_argument);
@@ -169,7 +139,7 @@ setup prepare(const config& c, bool draw_requests = true) {
                      "-token sequence of KV (" + format_bytes(one_sequence) + ")",
                  invalid_argument);
   s.kv_budget = s.usable - s.weights - s.workspace_budget;
-  if (draw_requests) s.requests = draw(c, w);
+  if (draw_requests) s.requests = draw(c, lengths);
   return s;
 }
 
@@ -444,12 +414,6 @@ result run_dynamic(const config& c, setup& s, device_type& device) {
 }
 
 }  // namespace
-
-std::vector<std::string> workloads() {
-  std::vector<std::string> names;
-  for (const workload_spec& w : workload_specs) names.emplace_back(w.name);
-  return names;
-}
 
 std::vector<std::string> policies() {
   return std::vector<std::string>(policy_names.begin(), policy_names.end());

@@ -8,6 +8,7 @@
 #include <frugal/batch/scheduler.hpp>
 #include <frugal/kv/layout.hpp>
 #include <frugal/sim/models.hpp>
+#include <frugal/sim/workload.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -34,8 +35,9 @@ struct config {
   std::size_t weight_bytes_override = 0;
 
   // ---- request stream ---------------------------------------------------------------------
-  /// "sharegpt" (mean prompt 161, output 338 tokens), "alpaca" (19.31 and 58.45), both
-  /// lognormal with length_sigma; or "fixed" (fixed_prompt and fixed_output)
+  /// "sharegpt" (mean prompt 161.31, output 337.99 tokens), "alpaca" (19.31 and 58.45), both
+  /// lognormal with length_sigma; or "fixed" (fixed_prompt and fixed_output exactly): see
+  /// frugal/sim/workload.hpp
   std::string workload = "sharegpt";
   std::size_t num_requests = 1000;
   /// Longest prompt + output a request may have: drawn lengths are clipped to it, and it is the
@@ -45,9 +47,9 @@ struct config {
   /// Mean requests arriving per step (Poisson arrivals: exponential gaps, in steps); 0: every
   /// request is there at step 0 (a saturated server).
   double arrival_rate = 0;
-  double length_sigma = 1.0;         ///< sigma of the lognormal length draws
-  std::uint32_t fixed_prompt = 512;  ///< "fixed": prompt tokens
-  std::uint32_t fixed_output = 128;  ///< "fixed": output tokens
+  double length_sigma = length_options{}.sigma;                ///< of the lognormal draws
+  std::uint32_t fixed_prompt = length_options{}.fixed_prompt;  ///< "fixed": prompt tokens
+  std::uint32_t fixed_output = length_options{}.fixed_output;  ///< "fixed": output tokens
   /// Tokens every prompt starts with (a shared system prompt): prefix-cache hits.
   std::uint32_t shared_prefix = 0;
 
@@ -136,8 +138,7 @@ struct memory_budget {
 /// @throws invalid_argument as run() does
 memory_budget budget(const config& c);
 
-/// @brief Known names, for help texts.
-std::vector<std::string> workloads();
+/// @brief Known policy names, for help texts (workloads(): frugal/sim/workload.hpp).
 std::vector<std::string> policies();
 
 /// @brief Runs one simulation (see docs/batch.md#simulator). Deterministic for a given config.
