@@ -215,7 +215,7 @@ json fragmentation_section(const options& o, const sim::model_shape& m, progress
   t.steps = o.trace_steps;
   t.seed = o.seed;
   t.layers = m.num_layers;
-  t.lengths = {.kind = sim::parse_workload(o.workload), .max_len = o.max_len};
+  t.lengths = {.kind = o.workload_kind, .max_len = o.max_len};
   const std::vector<sim::trace_event> events = sim::serving_trace(t);
   json out{{"events", events.size()},
            {"steps", o.trace_steps},
@@ -294,17 +294,17 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
   sim::config c;
   c.model_override = m.shape;
   c.gpu_memory = o.gpu_bytes;
-  c.workload = o.workload;
+  c.workload = o.workload_kind;
   c.num_requests = o.requests;
   c.max_len = o.max_len;
   c.seed = o.seed;
   c.max_num_seqs = o.max_num_seqs;
   if (!fp16_fits) c.weight_bytes_override = planned_weight_bytes;  // FP16 does not fit
   p.phase("KV cache and batching: static batching");
-  c.policy = "static";
+  c.policy = sim::policy::static_batching;
   const sim::result fixed = sim::run(c);
   p.phase("KV cache and batching: frugal's scheduler");
-  c.policy = "dynamic";
+  c.policy = sim::policy::dynamic;
   const sim::result dynamic = sim::run(c);
   p.phase("KV cache and batching: frugal with the planned weights");
   c.weight_bytes_override = planned_weight_bytes;
@@ -341,7 +341,7 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
       static_cast<double>(fixed.peak_workspace_bytes) - dynamic.mean_workspace_bytes;
   json batching{{"weights", fp16_fits ? "fp16" : "planned"},
                 {"requests", o.requests},
-                {"workload", o.workload},
+                {"workload", std::string(sim::to_string(o.workload_kind))},
                 {"mean_prompt", dynamic.mean_prompt},
                 {"mean_output", dynamic.mean_output},
                 {"static", sim_json(fixed)},

@@ -24,7 +24,13 @@ constexpr std::size_t granule = vmm_granule;
 
 std::size_t round_up(std::size_t bytes) { return (bytes + granule - 1) / granule * granule; }
 
-constexpr std::array<std::string_view, 2> policy_names{"static", "dynamic"};
+/// The policies and their names, in the order help texts list them.
+struct policy_spec {
+  policy kind;
+  std::string_view name;
+};
+constexpr std::array<policy_spec, 2> policy_specs{
+    {{policy::static_batching, "static"}, {policy::dynamic, "dynamic"}}};
 
 /// The drawn request stream: lengths and arrival steps, the same for both policies.
 struct stream {
@@ -87,11 +93,6 @@ struct setup {
 setup prepare(const config& c, bool draw_requests = true) {
   setup s;
   s.model = c.model_override ? &*c.model_override : &find_model(c.model);
-  const workload kind = parse_workload(c.workload);
-  if (std::find(policy_names.begin(), policy_names.end(), c.policy) == policy_names.end())
-    FRUGAL_FAIL("frugal::sim: unknown policy \"" + c.policy + "\"; known: " +
-                    detail::known_names(policy_names, [](std::string_view p) { return p; }),
-                invalid_argument);
   const std::size_t weight_bytes_exact =
       c.weight_bytes_override != 0 ? c.weight_bytes_override : weight_bytes(*s.model, c.weights);
   s.weights_exact = weight_bytes_exact;
@@ -102,7 +103,7 @@ setup prepare(const config& c, bool draw_requests = true) {
                      std::string(s.model->name) + "'s context of " +
                      std::to_string(s.model->max_context),
                  invalid_argument);
-  length_sampler lengths{{.kind = kind,
+  length_sampler lengths{{.kind = c.workload,
                           .sigma = c.length_sigma,
                           .max_len = c.max_len,
                           .fixed_prompt = c.fixed_prompt,
@@ -129,11 +130,14 @@ setup prepare(const config& c, bool draw_requests = true) {
   s.kv_bytes_per_sequence = s.model->kv_bytes_per_sequence(c.kv_dtype, c.max_len, c.page_size);
   s.static_sequence_bytes = s.model->kv_bytes_per_sequence(c.kv_dtype, c.max_len, 1);
   const std::size_t one_sequence =
-      c.policy == "static" ? s.static_sequence_bytes : s.kv_bytes_per_sequence;
+      c.policy == policy::static_batching ? s.static_sequence_bytes : s.kv_bytes_per_sequence;
+  const std::string weights_name = c.weight_bytes_override != 0 && !c.weights_label.empty()
+                                       ? c.weights_label
+                                       : std::string(to_string(c.weights));
   FRUGAL_EXPECTS(s.usable > s.weights + s.workspace_budget &&
                      s.usable - s.weights - s.workspace_budget >= one_sequence,
                  "frugal::sim: gpu_memory " + format_bytes(c.gpu_memory) + " does not hold " +
-                     std::string(s.model->name) + "'s " + c.weights + " weights (" +
+                     std::string(s.model->name) + "'s " + weights_name + " weights (" +
                      format_bytes(s.weights) + "), the workspace (" +
                      format_bytes(s.workspace_budget) + ") and one " + std::to_string(c.max_len) +
                      "-token sequence of KV (" + format_bytes(one_sequence) + ")",
@@ -415,8 +419,24 @@ result run_dynamic(const config& c, setup& s, device_type& device) {
 
 }  // namespace
 
+std::string_view to_string(policy p) noexcept {
+  for (const policy_spec& s : policy_specs)
+    if (s.kind == p) return s.name;
+  return policy_specs.front().name;  // unreachable for a valid enumerator
+}
+
+policy parse_policy(std::string_view name) {
+  for (const policy_spec& s : policy_specs)
+    if (s.name == name) return s.kind;
+  FRUGAL_FAIL("frugal::sim: unknown policy \"" + std::string(name) + "\"; known: " +
+                  detail::known_names(policy_specs, [](const policy_spec& s) { return s.name; }),
+              invalid_argument);
+}
+
 std::vector<std::string> policies() {
-  return std::vector<std::string>(policy_names.begin(), policy_names.end());
+  std::vector<std::string> names;
+  for (const policy_spec& s : policy_specs) names.emplace_back(s.name);
+  return names;
 }
 
 memory_budget budget(const config& c) {
@@ -443,12 +463,13 @@ result run(const config& c) {
   setup s = prepare(c);
   virtual_resource gpu{{.reserve_bytes = s.usable, .commit = false, .granularity = granule}};
   device_type device{ref(gpu)};
-  result r = c.policy == "static" ? run_static(c, s, device) : run_dynamic(c, s, device);
+  result r =
+      c.policy == policy::static_batching ? run_static(c, s, device) : run_dynamic(c, s, device);
   r.weight_bytes = s.weights_exact;
   r.workspace_budget_bytes = s.workspace_budget;
   r.kv_bytes_per_token = s.kv_bytes_per_token;
   r.kv_bytes_per_sequence =
-      c.policy == "static" ? s.static_sequence_bytes : s.kv_bytes_per_sequence;
+      c.policy == policy::static_batching ? s.static_sequence_bytes : s.kv_bytes_per_sequence;
   r.peak_memory_bytes = device.stats().peak_bytes_in_use;
   double prompt = 0, output = 0;
   for (std::size_t i = 0; i < c.num_requests; ++i) {
