@@ -419,25 +419,13 @@ result run_dynamic(const config& c, setup& s, device_type& device) {
 
 }  // namespace
 
-std::string_view to_string(policy p) noexcept {
-  for (const policy_spec& s : policy_specs)
-    if (s.kind == p) return s.name;
-  return policy_specs.front().name;  // unreachable for a valid enumerator
-}
+std::string_view to_string(policy p) noexcept { return detail::entry_of(policy_specs, p).name; }
 
 policy parse_policy(std::string_view name) {
-  for (const policy_spec& s : policy_specs)
-    if (s.name == name) return s.kind;
-  FRUGAL_FAIL("frugal::sim: unknown policy \"" + std::string(name) + "\"; known: " +
-                  detail::known_names(policy_specs, [](const policy_spec& s) { return s.name; }),
-              invalid_argument);
+  return detail::kind_named(policy_specs, name, "policy");
 }
 
-std::vector<std::string> policies() {
-  std::vector<std::string> names;
-  for (const policy_spec& s : policy_specs) names.emplace_back(s.name);
-  return names;
-}
+std::vector<std::string> policies() { return detail::names_of(policy_specs); }
 
 memory_budget budget(const config& c) {
   const setup s = prepare(c, false);

@@ -8,28 +8,15 @@
 
 namespace frugal::sim {
 
-const workload_spec& spec_of(workload w) noexcept {
-  for (const workload_spec& s : workload_specs)
-    if (s.kind == w) return s;
-  return workload_specs.front();  // unreachable for a valid enumerator
-}
+const workload_spec& spec_of(workload w) noexcept { return detail::entry_of(workload_specs, w); }
 
 std::string_view to_string(workload w) noexcept { return spec_of(w).name; }
 
 workload parse_workload(std::string_view name) {
-  for (const workload_spec& s : workload_specs)
-    if (s.name == name) return s.kind;
-  FRUGAL_FAIL(
-      "frugal::sim: unknown workload \"" + std::string(name) + "\"; known: " +
-          detail::known_names(workload_specs, [](const workload_spec& s) { return s.name; }),
-      invalid_argument);
+  return detail::kind_named(workload_specs, name, "workload");
 }
 
-std::vector<std::string> workloads() {
-  std::vector<std::string> names;
-  for (const workload_spec& s : workload_specs) names.emplace_back(s.name);
-  return names;
-}
+std::vector<std::string> workloads() { return detail::names_of(workload_specs); }
 
 namespace {
 

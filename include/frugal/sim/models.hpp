@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace frugal::sim {
 
@@ -300,6 +301,34 @@ std::string known_names(const Range& range, Name name) {
   }
   return out;
 }
+
+/// Name tables of an enum: arrays of entries with a `kind` (the enumerator) and a `name`.
+/// The entry of `table` for `kind` (the first entry for a value no entry has).
+template <class Table, class Kind>
+const auto& entry_of(const Table& table, Kind kind) noexcept {
+  for (const auto& e : table)
+    if (e.kind == kind) return e;
+  return table.front();
+}
+
+/// The kind of the entry of `table` called `name`.
+/// @throws invalid_argument "frugal::sim: unknown WHAT "NAME"; known: ..." listing the table
+template <class Table>
+auto kind_named(const Table& table, std::string_view name, std::string_view what) {
+  for (const auto& e : table)
+    if (e.name == name) return e.kind;
+  FRUGAL_FAIL("frugal::sim: unknown " + std::string(what) + " \"" + std::string(name) +
+                  "\"; known: " + known_names(table, [](const auto& e) { return e.name; }),
+              invalid_argument);
+}
+
+/// The names of `table`, in its order.
+template <class Table>
+std::vector<std::string> names_of(const Table& table) {
+  std::vector<std::string> names;
+  for (const auto& e : table) names.emplace_back(e.name);
+  return names;
+}
 }  // namespace detail
 
 /// @brief The preset called `name`.
@@ -352,9 +381,7 @@ inline constexpr std::array<weight_format_spec, 5> weight_formats{
 
 /// @brief The entry of weight_formats for `f`.
 inline const weight_format_spec& spec_of(weight_format f) noexcept {
-  for (const weight_format_spec& s : weight_formats)
-    if (s.kind == f) return s;
-  return weight_formats.front();  // unreachable for a valid enumerator
+  return detail::entry_of(weight_formats, f);
 }
 
 /// @brief "fp16", "bf16", "fp8", "int8" or "int4".
@@ -363,12 +390,7 @@ inline std::string_view to_string(weight_format f) noexcept { return spec_of(f).
 /// @brief The weight format called `name` (as to_string writes it).
 /// @throws invalid_argument for an unknown name, listing the known ones
 inline weight_format parse_weight_format(std::string_view name) {
-  for (const weight_format_spec& f : weight_formats)
-    if (f.name == name) return f.kind;
-  FRUGAL_FAIL(
-      "frugal::sim: unknown weight format \"" + std::string(name) + "\"; known: " +
-          detail::known_names(weight_formats, [](const weight_format_spec& f) { return f.name; }),
-      invalid_argument);
+  return detail::kind_named(weight_formats, name, "weight format");
 }
 
 /// @brief Bits per parameter of weight format `f`.
