@@ -107,19 +107,19 @@ BENCHMARK_CAPTURE(BM_plan_step, 1024_decoding, 1024)
 
 // ---- BM_simulation -----------------------------------------------------------------------------
 
-frugal::sim::config simulation(const char* policy) {
+frugal::sim::config simulation(frugal::sim::policy policy) {
   return {.model = "llama-3-8b",
           .gpu_memory = std::size_t{80} << 30,
-          .weights = "fp16",
+          .weights = frugal::sim::weight_format::fp16,
           .kv_dtype = frugal::kv::dtype::fp16,
-          .workload = "sharegpt",
+          .workload = frugal::sim::workload::sharegpt,
           .num_requests = 10000,
           .max_len = 4096,
           .seed = 2026,
           .policy = policy};
 }
 
-void BM_simulation(benchmark::State& state, const char* policy) {
+void BM_simulation(benchmark::State& state, frugal::sim::policy policy) {
   const frugal::sim::config c = simulation(policy);
   frugal::sim::result r;
   for (auto _ : state) r = frugal::sim::run(c);
@@ -146,10 +146,10 @@ void BM_simulation(benchmark::State& state, const char* policy) {
   state.counters["mean_prompt"] = r.mean_prompt;
   state.counters["mean_output"] = r.mean_output;
 }
-BENCHMARK_CAPTURE(BM_simulation, static_batching, "static")
+BENCHMARK_CAPTURE(BM_simulation, static_batching, frugal::sim::policy::static_batching)
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(BM_simulation, frugal_dynamic, "dynamic")
+BENCHMARK_CAPTURE(BM_simulation, frugal_dynamic, frugal::sim::policy::dynamic)
     ->Iterations(1)
     ->Unit(benchmark::kMillisecond);
 

@@ -28,21 +28,21 @@ struct trace_shape {
   double gib;
   std::uint64_t seed;
   double arrival_rate;
-  double mean_prompt, mean_output;
+  double mean_prompt, mean_output;  // lognormal means in tokens; 0: ShareGPT's
   std::uint32_t max_batched_tokens;
 };
 
 // The synthetic trace of `frugal replay --synthetic` (80 GiB, seed 1) and traces shaped like it
 // with other devices, seeds and batch dynamics.
 const trace_shape shapes[] = {
-    {"synthetic_80GiB", 80, 1, 10, 161, 338, 8192},
-    {"synthetic_80GiB_seed2", 80, 2, 10, 161, 338, 8192},
-    {"synthetic_24GiB", 24, 1, 10, 161, 338, 8192},
-    {"quiet_40GiB", 40, 3, 4, 161, 338, 8192},
+    {"synthetic_80GiB", 80, 1, 10, 0, 0, 8192},
+    {"synthetic_80GiB_seed2", 80, 2, 10, 0, 0, 8192},
+    {"synthetic_24GiB", 24, 1, 10, 0, 0, 8192},
+    {"quiet_40GiB", 40, 3, 4, 0, 0, 8192},
     {"busy_long_prompts_40GiB", 40, 4, 20, 500, 200, 8192},
     {"few_long_requests_80GiB", 80, 5, 2, 1000, 1000, 16384},
     {"many_short_requests_24GiB", 24, 6, 30, 100, 50, 2048},
-    {"small_prefill_budget_80GiB", 80, 7, 10, 161, 338, 4096},
+    {"small_prefill_budget_80GiB", 80, 7, 10, 0, 0, 4096},
 };
 
 const std::vector<frugal::sim::trace_event>& events_of(int shape) {
@@ -54,8 +54,8 @@ const std::vector<frugal::sim::trace_event>& events_of(int shape) {
   o.gpu_memory = static_cast<std::size_t>(s.gib * double(std::size_t{1} << 30));
   o.seed = s.seed;
   o.arrival_rate = s.arrival_rate;
-  o.mean_prompt = s.mean_prompt;
-  o.mean_output = s.mean_output;
+  o.lengths.mean_prompt = s.mean_prompt;  // 0: ShareGPT's (frugal/sim/workload.hpp)
+  o.lengths.mean_output = s.mean_output;
   o.max_batched_tokens = s.max_batched_tokens;
   return cache.emplace(shape, frugal::sim::serving_trace(o)).first->second;
 }

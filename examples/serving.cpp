@@ -24,8 +24,8 @@ int main() {
   // static batching fits only a few 4,096-token reservations.
   frugal::sim::config c{.model = "llama-2-13b",
                         .gpu_memory = std::size_t{40} << 30,
-                        .weights = "fp16",
-                        .workload = "sharegpt",
+                        .weights = frugal::sim::weight_format::fp16,
+                        .workload = frugal::sim::workload::sharegpt,
                         .num_requests = 300,
                         .max_len = 4096,
                         .seed = 1};
@@ -34,16 +34,16 @@ int main() {
   std::printf("%-22s %15s %9s %9s %8s %11s %11s %8s %8s\n", "policy", "seqs max/mean", "tok/step",
               "out/step", "KV waste", "peak ws", "mean ws", "preempt", "steps");
 
-  c.policy = "static";
+  c.policy = frugal::sim::policy::static_batching;
   const frugal::sim::result fixed = frugal::sim::run(c);
   print("static (fp16 weights)", fixed);
 
-  c.policy = "dynamic";
+  c.policy = frugal::sim::policy::dynamic;
   const frugal::sim::result dynamic = frugal::sim::run(c);
   print("frugal (fp16 weights)", dynamic);
 
   // Smaller weights leave more of the same GPU to the KV cache.
-  c.weights = "int4";
+  c.weights = frugal::sim::weight_format::int4;
   const frugal::sim::result int4 = frugal::sim::run(c);
   print("frugal (int4 weights)", int4);
 

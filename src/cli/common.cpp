@@ -164,8 +164,18 @@ std::vector<matrix_kind> matrices(const sim::model_shape& m) {
   return out;
 }
 
+sim::workload parse_workload(std::string_view name) {
+  for (const sim::workload_spec& w : sim::workload_specs)
+    if (w.name == name) return w.kind;
+  std::string names;
+  for (const sim::workload_spec& w : sim::workload_specs)
+    names += (names.empty() ? "" : ", ") + std::string(w.name);
+  FRUGAL_FAIL("--workload: unknown workload \"" + std::string(name) + "\"; known: " + names,
+              usage_error);
+}
+
 bool is_weight_format(std::string_view format) {
-  for (const sim::weight_format& f : sim::weight_formats)
+  for (const sim::weight_format_spec& f : sim::weight_formats)
     if (f.name == format) return true;
   for (const quant::format_info& f : quant::all_formats())
     if (f.name == format) return true;
@@ -178,7 +188,7 @@ std::string weight_format_names() {
   const auto add = [&](std::string_view name) {
     if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
   };
-  for (const sim::weight_format& f : sim::weight_formats) add(f.name);
+  for (const sim::weight_format_spec& f : sim::weight_formats) add(f.name);
   for (const quant::format_info& f : quant::all_formats()) add(f.name);
   std::string out;
   for (const std::string_view name : names) out += (out.empty() ? "" : ", ") + std::string(name);
@@ -186,8 +196,8 @@ std::string weight_format_names() {
 }
 
 std::size_t weight_bytes(const sim::model_shape& m, std::string_view format) {
-  for (const sim::weight_format& f : sim::weight_formats)
-    if (f.name == format) return sim::weight_bytes(m, format);
+  for (const sim::weight_format_spec& f : sim::weight_formats)
+    if (f.name == format) return sim::weight_bytes(m, f.kind);
   for (const quant::format_info& f : quant::all_formats()) {
     if (f.name != format) continue;
     long double bytes = 0;

@@ -10,6 +10,7 @@
 #include <frugal/kv/layout.hpp>
 #include <frugal/quant/safetensors.hpp>
 #include <frugal/sim/models.hpp>
+#include <frugal/sim/workload.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -63,6 +64,10 @@ struct matrix_kind {
 /// (unless tied) the LM head. What is left of num_parameters (norms, biases, the routers, small
 /// and kept precise) stays in 16 bits in weight_bytes().
 std::vector<matrix_kind> matrices(const sim::model_shape& m);
+
+/// @brief The workload `--workload` names (sim::parse_workload's table).
+/// @throws usage_error "--workload: unknown workload "NAME"; known: sharegpt, alpaca, fixed"
+sim::workload parse_workload(std::string_view name);
 
 /// @brief Whether `format` is a weight format frugal knows: a simulator format (fp16, bf16, fp8,
 /// int8, int4) or a quantization format name (int4_g64, nvfp4, ...).

@@ -110,7 +110,7 @@ void run_plan(const plan_options& o) {
       c.model_override = model.shape;
       c.gpu_memory = gpu_memory - reserve;  // the budget's headroom adds the reserve back
       c.weight_bytes_override = weights;
-      c.weights = f;  // named in the reason when it does not fit
+      c.weights_label = f;  // named in the reason when it does not fit
       c.kv_dtype = d;
       c.max_len = context;
       c.page_size = o.page_size;

@@ -218,13 +218,7 @@ void print_text(const json& r) {
 void run_report(options o) {
   const model_choice model = resolve_model(o.model);
   o.gpu_bytes = parse_size(o.gpu_memory);
-  const std::vector<std::string> known = sim::workloads();
-  if (std::find(known.begin(), known.end(), o.workload) == known.end()) {
-    std::string names;
-    for (const std::string& n : known) names += (names.empty() ? "" : ", ") + n;
-    FRUGAL_FAIL("--workload: unknown workload \"" + o.workload + "\"; known: " + names,
-                usage_error);
-  }
+  o.workload_kind = parse_workload(o.workload);
   if (o.max_len < 2 || o.max_len > model.shape.max_context)
     FRUGAL_FAIL("--max-len " + std::to_string(o.max_len) + " is outside 2.." +
                     std::to_string(model.shape.max_context) + ", " + std::string(model.shape.name) +
@@ -242,7 +236,7 @@ void run_report(options o) {
   fit.model_override = model.shape;
   fit.gpu_memory = o.gpu_bytes;
   fit.max_len = o.max_len;
-  fit.workload = o.workload;
+  fit.workload = o.workload_kind;
   fit.max_num_seqs = o.max_num_seqs;
   std::string fp16_problem;
   try {
@@ -258,7 +252,7 @@ void run_report(options o) {
                         {"parameters", model.shape.num_parameters},
                         {"active_parameters", model.shape.active_parameters()},
                         {"gpu_memory", o.gpu_bytes},
-                        {"workload", o.workload},
+                        {"workload", std::string(sim::to_string(o.workload_kind))},
                         {"requests", o.requests},
                         {"max_len", o.max_len},
                         {"seed", o.seed},

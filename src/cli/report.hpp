@@ -28,8 +28,9 @@ struct options {
   std::string svg_dir;  ///< where the pictures go; empty: none
   bool json = false;
 
-  // Resolved by run(): the sizes and the model.
+  // Resolved by run(): the sizes and the workload.
   std::size_t gpu_bytes = 0;
+  sim::workload workload_kind = sim::workload::sharegpt;
 };
 
 /// @brief 1. Weights: FP16 versus the cheapest format per matrix that meets min_sqnr_db, on

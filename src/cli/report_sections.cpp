@@ -214,16 +214,8 @@ json fragmentation_section(const options& o, const sim::model_shape& m, progress
   t.gpu_memory = o.gpu_bytes;
   t.steps = o.trace_steps;
   t.seed = o.seed;
-  t.max_len = o.max_len;
   t.layers = m.num_layers;
-  if (o.workload == "alpaca") {
-    t.mean_prompt = 19.31;
-    t.mean_output = 58.45;
-  } else if (o.workload == "fixed") {
-    t.mean_prompt = 512;
-    t.mean_output = 128;
-    t.length_sigma = 0.01;
-  }
+  t.lengths = {.kind = o.workload_kind, .max_len = o.max_len};
   const std::vector<sim::trace_event> events = sim::serving_trace(t);
   json out{{"events", events.size()},
            {"steps", o.trace_steps},
@@ -302,17 +294,17 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
   sim::config c;
   c.model_override = m.shape;
   c.gpu_memory = o.gpu_bytes;
-  c.workload = o.workload;
+  c.workload = o.workload_kind;
   c.num_requests = o.requests;
   c.max_len = o.max_len;
   c.seed = o.seed;
   c.max_num_seqs = o.max_num_seqs;
   if (!fp16_fits) c.weight_bytes_override = planned_weight_bytes;  // FP16 does not fit
   p.phase("KV cache and batching: static batching");
-  c.policy = "static";
+  c.policy = sim::policy::static_batching;
   const sim::result fixed = sim::run(c);
   p.phase("KV cache and batching: frugal's scheduler");
-  c.policy = "dynamic";
+  c.policy = sim::policy::dynamic;
   const sim::result dynamic = sim::run(c);
   p.phase("KV cache and batching: frugal with the planned weights");
   c.weight_bytes_override = planned_weight_bytes;
@@ -349,7 +341,7 @@ json serving_sections(const options& o, const model_choice& m, std::size_t plann
       static_cast<double>(fixed.peak_workspace_bytes) - dynamic.mean_workspace_bytes;
   json batching{{"weights", fp16_fits ? "fp16" : "planned"},
                 {"requests", o.requests},
-                {"workload", o.workload},
+                {"workload", std::string(sim::to_string(o.workload_kind))},
                 {"mean_prompt", dynamic.mean_prompt},
                 {"mean_output", dynamic.mean_output},
                 {"static", sim_json(fixed)},

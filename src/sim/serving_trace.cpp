@@ -23,6 +23,7 @@ class serving_engine {
   explicit serving_engine(const serving_trace_options& o)
       : o_(o),
         rng_(o.seed),
+        lengths_(o.lengths),
         scale_(static_cast<double>(o.gpu_memory) / double(std::size_t{80} << 30)) {
     budget_ = static_cast<std::size_t>(o.target_utilization * static_cast<double>(o.gpu_memory));
     kv_per_token_ = bytes(2.0 * o.layers * kv_width * 2);  // K and V, FP16
@@ -120,23 +121,13 @@ class serving_engine {
     return bytes(t * hidden * 2) + std::max(layer, 2 * bytes(double(seqs) * vocab * 4));
   }
 
-  // Lognormal with the given mean (tokens), ShareGPT-like; Box-Muller keeps it portable.
-  std::uint32_t draw_length(double mean, std::uint32_t limit) {
-    std::uniform_real_distribution<double> u(1e-12, 1.0);
-    const double z = std::sqrt(-2 * std::log(u(rng_))) * std::cos(2 * 3.14159265358979 * u(rng_));
-    const double mu = std::log(mean) - o_.length_sigma * o_.length_sigma / 2;
-    const double v = std::exp(mu + o_.length_sigma * z);
-    return static_cast<std::uint32_t>(std::clamp(v, 1.0, double(limit)));
-  }
-
   void arrive() {
     // Poisson(arrival_rate) by counting exponential gaps within one step.
     std::uniform_real_distribution<double> u(1e-12, 1.0);
     double t = -std::log(u(rng_)) / o_.arrival_rate;
     while (t < 1.0) {
-      const std::uint32_t prompt = draw_length(o_.mean_prompt, o_.max_len - 1);
-      const std::uint32_t output = draw_length(o_.mean_output, o_.max_len - prompt);
-      waiting_.push_back({prompt, output});
+      const request_lengths r = lengths_(rng_);
+      waiting_.push_back({r.prompt, r.output});
       t += -std::log(u(rng_)) / o_.arrival_rate;
     }
   }
@@ -246,6 +237,7 @@ class serving_engine {
 
   serving_trace_options o_;
   std::mt19937_64 rng_;
+  length_sampler lengths_;
   double scale_;
   std::size_t budget_ = 0;
   std::size_t kv_per_token_ = 0;
@@ -261,11 +253,16 @@ class serving_engine {
 }  // namespace
 
 std::vector<trace_event> serving_trace(const serving_trace_options& options) {
-  FRUGAL_EXPECTS(options.gpu_memory > 0 && options.layers > 0 && options.max_len > 1 &&
-                     options.arrival_rate > 0 && options.mean_prompt >= 1 &&
-                     options.mean_output >= 1 && options.target_utilization > 0 &&
-                     options.target_utilization <= 1 && options.max_batched_tokens > 0,
+  FRUGAL_EXPECTS(options.gpu_memory > 0 && options.layers > 0 && options.arrival_rate > 0 &&
+                     options.target_utilization > 0 && options.target_utilization <= 1 &&
+                     options.max_batched_tokens > 0,
                  "serving_trace: options out of range", invalid_argument);
+  const length_options& l = options.lengths;
+  FRUGAL_EXPECTS(
+      l.kind != workload::fixed || std::uint64_t{l.fixed_prompt} + l.fixed_output <= l.max_len,
+      "serving_trace: fixed lengths " + std::to_string(l.fixed_prompt) + " + " +
+          std::to_string(l.fixed_output) + " exceed max_len " + std::to_string(l.max_len),
+      invalid_argument);
   return serving_engine(options).run();
 }
 

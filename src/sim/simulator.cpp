@@ -24,25 +24,13 @@ constexpr std::size_t granule = vmm_granule;
 
 std::size_t round_up(std::size_t bytes) { return (bytes + granule - 1) / granule * granule; }
 
-/// A length distribution; means from the vLLM paper (Kwon et al., SOSP 2023, section 6.1 and
-/// figure 11): ShareGPT 161.31 prompt and 337.99 output tokens, Alpaca 19.31 and 58.45.
-struct workload_spec {
+/// The policies and their names, in the order help texts list them.
+struct policy_spec {
+  policy kind;
   std::string_view name;
-  double mean_prompt;
-  double mean_output;
 };
-constexpr std::array<workload_spec, 3> workload_specs{
-    {{"sharegpt", 161.31, 337.99}, {"alpaca", 19.31, 58.45}, {"fixed", 0, 0}}};
-constexpr std::array<std::string_view, 2> policy_names{"static", "dynamic"};
-
-const workload_spec& find_workload(std::string_view name) {
-  for (const workload_spec& w : workload_specs)
-    if (w.name == name) return w;
-  FRUGAL_FAIL(
-      "frugal::sim: unknown workload \"" + std::string(name) + "\"; known: " +
-          detail::known_names(workload_specs, [](const workload_spec& w) { return w.name; }),
-      invalid_argument);
-}
+constexpr std::array<policy_spec, 2> policy_specs{
+    {{policy::static_batching, "static"}, {policy::dynamic, "dynamic"}}};
 
 /// The drawn request stream: lengths and arrival steps, the same for both policies.
 struct stream {
@@ -50,34 +38,21 @@ struct stream {
   std::vector<double> arrival;
 };
 
-/// Lognormal lengths with the workload's means (mu = ln(mean) - sigma^2 / 2), rounded and
-/// clipped to [1, max_len - 1] for the prompt and to max_len in total; "fixed" is not clipped
-/// (a fixed request beyond max_len is rejected). Poisson arrivals: exponential gaps.
-stream draw(const config& c, const workload_spec& w) {
+/// Lengths from the workload (frugal/sim/workload.hpp: lognormal ones clipped to max_len;
+/// "fixed" exact, so a fixed request beyond max_len is rejected), Poisson arrivals: exponential
+/// gaps.
+stream draw(const config& c, length_sampler& lengths) {
   std::mt19937_64 rng(c.seed);
   stream s;
   s.prompt.resize(c.num_requests);
   s.output.resize(c.num_requests);
   s.arrival.resize(c.num_requests);
-  const bool fixed = w.name == "fixed";
-  const double sigma = c.length_sigma;
-  const double shift = sigma * sigma / 2;  // the lognormal's mean is exp(mu + sigma^2 / 2)
-  const double mean_prompt = fixed ? 1 : w.mean_prompt, mean_output = fixed ? 1 : w.mean_output;
-  std::lognormal_distribution<double> prompt_len(std::log(mean_prompt) - shift, sigma);
-  std::lognormal_distribution<double> output_len(std::log(mean_output) - shift, sigma);
   std::exponential_distribution<double> gap(c.arrival_rate > 0 ? c.arrival_rate : 1.0);
-  const auto clip = [](double x, std::uint32_t hi) {
-    return static_cast<std::uint32_t>(std::clamp<double>(std::round(x), 1.0, hi));
-  };
   double now = 0;
   for (std::size_t i = 0; i < c.num_requests; ++i) {
-    if (fixed) {
-      s.prompt[i] = c.fixed_prompt;
-      s.output[i] = c.fixed_output;
-    } else {
-      s.prompt[i] = clip(prompt_len(rng), c.max_len - 1);
-      s.output[i] = clip(output_len(rng), c.max_len - s.prompt[i]);
-    }
+    const request_lengths r = lengths(rng);
+    s.prompt[i] = r.prompt;
+    s.output[i] = r.output;
     if (c.arrival_rate > 0) now += gap(rng);
     s.arrival[i] = now;
   }
@@ -118,11 +93,6 @@ struct setup {
 setup prepare(const config& c, bool draw_requests = true) {
   setup s;
   s.model = c.model_override ? &*c.model_override : &find_model(c.model);
-  const workload_spec& w = find_workload(c.workload);
-  if (std::find(policy_names.begin(), policy_names.end(), c.policy) == policy_names.end())
-    FRUGAL_FAIL("frugal::sim: unknown policy \"" + c.policy + "\"; known: " +
-                    detail::known_names(policy_names, [](std::string_view p) { return p; }),
-                invalid_argument);
   const std::size_t weight_bytes_exact =
       c.weight_bytes_override != 0 ? c.weight_bytes_override : weight_bytes(*s.model, c.weights);
   s.weights_exact = weight_bytes_exact;
@@ -133,12 +103,13 @@ setup prepare(const config& c, bool draw_requests = true) {
                      std::string(s.model->name) + "'s context of " +
                      std::to_string(s.model->max_context),
                  invalid_argument);
-  FRUGAL_EXPECTS(w.name != "fixed" || (c.fixed_prompt > 0 && c.fixed_output > 0),
-                 "frugal::sim: fixed_prompt and fixed_output must be positive", invalid_argument);
+  length_sampler lengths{{.kind = c.workload,
+                          .sigma = c.length_sigma,
+                          .max_len = c.max_len,
+                          .fixed_prompt = c.fixed_prompt,
+                          .fixed_output = c.fixed_output}};
   FRUGAL_EXPECTS(c.arrival_rate >= 0 && std::isfinite(c.arrival_rate),
                  "frugal::sim: arrival_rate must be finite and not negative", invalid_argument);
-  FRUGAL_EXPECTS(c.length_sigma > 0 && std::isfinite(c.length_sigma),
-                 "frugal::sim: length_sigma must be positive", invalid_argument);
   FRUGAL_EXPECTS(c.max_batched_tokens > 0 && c.max_num_seqs > 0 && c.page_size > 0,
                  "frugal::sim: max_batched_tokens, max_num_seqs and page_size must be positive",
                  invalid_argument);
@@ -159,17 +130,20 @@ setup prepare(const config& c, bool draw_requests = true) {
   s.kv_bytes_per_sequence = s.model->kv_bytes_per_sequence(c.kv_dtype, c.max_len, c.page_size);
   s.static_sequence_bytes = s.model->kv_bytes_per_sequence(c.kv_dtype, c.max_len, 1);
   const std::size_t one_sequence =
-      c.policy == "static" ? s.static_sequence_bytes : s.kv_bytes_per_sequence;
+      c.policy == policy::static_batching ? s.static_sequence_bytes : s.kv_bytes_per_sequence;
+  const std::string weights_name = c.weight_bytes_override != 0 && !c.weights_label.empty()
+                                       ? c.weights_label
+                                       : std::string(to_string(c.weights));
   FRUGAL_EXPECTS(s.usable > s.weights + s.workspace_budget &&
                      s.usable - s.weights - s.workspace_budget >= one_sequence,
                  "frugal::sim: gpu_memory " + format_bytes(c.gpu_memory) + " does not hold " +
-                     std::string(s.model->name) + "'s " + c.weights + " weights (" +
+                     std::string(s.model->name) + "'s " + weights_name + " weights (" +
                      format_bytes(s.weights) + "), the workspace (" +
                      format_bytes(s.workspace_budget) + ") and one " + std::to_string(c.max_len) +
                      "-token sequence of KV (" + format_bytes(one_sequence) + ")",
                  invalid_argument);
   s.kv_budget = s.usable - s.weights - s.workspace_budget;
-  if (draw_requests) s.requests = draw(c, w);
+  if (draw_requests) s.requests = draw(c, lengths);
   return s;
 }
 
@@ -445,15 +419,13 @@ result run_dynamic(const config& c, setup& s, device_type& device) {
 
 }  // namespace
 
-std::vector<std::string> workloads() {
-  std::vector<std::string> names;
-  for (const workload_spec& w : workload_specs) names.emplace_back(w.name);
-  return names;
+std::string_view to_string(policy p) noexcept { return detail::entry_of(policy_specs, p).name; }
+
+policy parse_policy(std::string_view name) {
+  return detail::kind_named(policy_specs, name, "policy");
 }
 
-std::vector<std::string> policies() {
-  return std::vector<std::string>(policy_names.begin(), policy_names.end());
-}
+std::vector<std::string> policies() { return detail::names_of(policy_specs); }
 
 memory_budget budget(const config& c) {
   const setup s = prepare(c, false);
@@ -479,12 +451,13 @@ result run(const config& c) {
   setup s = prepare(c);
   virtual_resource gpu{{.reserve_bytes = s.usable, .commit = false, .granularity = granule}};
   device_type device{ref(gpu)};
-  result r = c.policy == "static" ? run_static(c, s, device) : run_dynamic(c, s, device);
+  result r =
+      c.policy == policy::static_batching ? run_static(c, s, device) : run_dynamic(c, s, device);
   r.weight_bytes = s.weights_exact;
   r.workspace_budget_bytes = s.workspace_budget;
   r.kv_bytes_per_token = s.kv_bytes_per_token;
   r.kv_bytes_per_sequence =
-      c.policy == "static" ? s.static_sequence_bytes : s.kv_bytes_per_sequence;
+      c.policy == policy::static_batching ? s.static_sequence_bytes : s.kv_bytes_per_sequence;
   r.peak_memory_bytes = device.stats().peak_bytes_in_use;
   double prompt = 0, output = 0;
   for (std::size_t i = 0; i < c.num_requests; ++i) {

@@ -32,7 +32,7 @@ void check_accounting(const config& c, const result& r) {
 std::size_t budget_with_kv(config c, std::size_t kv_bytes) {
   c.num_requests = 1;
   c.gpu_memory = 80 * gib;
-  c.workload = "fixed";
+  c.workload = frugal::sim::workload::fixed;
   c.fixed_prompt = 1;
   c.fixed_output = 1;
   const result probe = frugal::sim::run(c);
@@ -53,11 +53,16 @@ TEST_CASE("sim: model presets match their published parameter counts") {
   CHECK(llama3.kv_layout(frugal::kv::dtype::fp16).page_bytes() == 2 * mib);
   CHECK(frugal::sim::find_model("llama-2-13b").kv_bytes_per_token(frugal::kv::dtype::fp16) ==
         800 * 1024);  // no GQA: 40 x 40 x 128 x 2 x 2
-  CHECK(frugal::sim::weight_bytes(llama3, "fp16") == 2 * llama3.num_parameters);
-  CHECK(frugal::sim::weight_bytes(llama3, "bf16") == 2 * llama3.num_parameters);
-  CHECK(frugal::sim::weight_bytes(llama3, "fp8") == llama3.num_parameters);
-  CHECK(frugal::sim::weight_bytes(llama3, "int8") == llama3.num_parameters);
-  CHECK(frugal::sim::weight_bytes(llama3, "int4") == llama3.num_parameters / 2);
+  CHECK(frugal::sim::weight_bytes(llama3, frugal::sim::weight_format::fp16) ==
+        2 * llama3.num_parameters);
+  CHECK(frugal::sim::weight_bytes(llama3, frugal::sim::weight_format::bf16) ==
+        2 * llama3.num_parameters);
+  CHECK(frugal::sim::weight_bytes(llama3, frugal::sim::weight_format::fp8) ==
+        llama3.num_parameters);
+  CHECK(frugal::sim::weight_bytes(llama3, frugal::sim::weight_format::int8) ==
+        llama3.num_parameters);
+  CHECK(frugal::sim::weight_bytes(llama3, frugal::sim::weight_format::int4) ==
+        llama3.num_parameters / 2);
 }
 
 TEST_CASE("sim: unknown names and impossible budgets are refused, listing what is known") {
@@ -75,30 +80,70 @@ TEST_CASE("sim: unknown names and impossible budgets are refused, listing what i
   bad.model = "gpt-5";
   refuses(bad, "\"llama-3-8b\", \"llama-2-13b\", \"mistral-7b\", \"qwen2.5-7b\"");
   bad = c;
-  bad.workload = "lmsys";
-  refuses(bad, "\"sharegpt\", \"alpaca\", \"fixed\"");
-  bad = c;
-  bad.policy = "greedy";
-  refuses(bad, "\"static\", \"dynamic\"");
-  bad = c;
-  bad.weights = "fp4";
-  refuses(bad, "\"fp16\", \"bf16\", \"fp8\", \"int8\", \"int4\"");
-  bad = c;
   bad.model = "llama-2-13b";
   bad.max_len = 8192;
   refuses(bad, "context of 4096");
   bad = c;
   bad.gpu_memory = 16 * gib;  // 8B parameters in fp16 alone are 15 GiB
   refuses(bad, "does not hold");
+  refuses(bad, "llama-3-8b's fp16 weights");
+  bad.weights = frugal::sim::weight_format::bf16;
+  refuses(bad, "llama-3-8b's bf16 weights");
+  bad.weight_bytes_override = 15 * gib;
+  bad.weights_label = "int4_g64";
+  refuses(bad, "llama-3-8b's int4_g64 weights");
   bad = c;
   bad.num_requests = 0;
   refuses(bad, "num_requests");
   bad = c;
-  bad.policy = "static";
+  bad.policy = frugal::sim::policy::static_batching;
   bad.max_batch = 1000;  // x 4,096 tokens x 128 KiB = 500 GiB
   refuses(bad, "does not fit");
+}
+
+TEST_CASE("sim: the names of policies, workloads and weight formats parse and print back") {
+  using frugal::sim::parse_policy;
+  using frugal::sim::parse_weight_format;
+  using frugal::sim::parse_workload;
   CHECK(frugal::sim::workloads() == std::vector<std::string>{"sharegpt", "alpaca", "fixed"});
   CHECK(frugal::sim::policies() == std::vector<std::string>{"static", "dynamic"});
+  for (const std::string& name : frugal::sim::policies())
+    CHECK(frugal::sim::to_string(parse_policy(name)) == name);
+  CHECK(parse_policy("static") == frugal::sim::policy::static_batching);
+  CHECK(parse_policy("dynamic") == frugal::sim::policy::dynamic);
+  for (const auto& f : frugal::sim::weight_formats) {
+    CHECK(parse_weight_format(f.name) == f.kind);
+    CHECK(frugal::sim::to_string(f.kind) == f.name);
+    CHECK(frugal::sim::weight_bits(f.kind) == f.bits);
+  }
+  CHECK(parse_workload("alpaca") == frugal::sim::workload::alpaca);
+
+  // An unknown name: invalid_argument listing the known ones, and the config keeps its value.
+  const auto refuses = [](auto parse, const std::string& name, const std::string& known) {
+    try {
+      (void)parse(name);
+      FAIL("accepted \"" + name + "\"");
+    } catch (const frugal::invalid_argument& e) {
+      INFO(e.what());
+      CHECK(mentions(e, "\"" + name + "\""));
+      CHECK(mentions(e, known));
+    }
+  };
+  config c;
+  const config before = c;
+  refuses([&](const std::string& n) { return c.workload = parse_workload(n); }, "lmsys",
+          "known: \"sharegpt\", \"alpaca\", \"fixed\"");
+  refuses([&](const std::string& n) { return c.policy = parse_policy(n); }, "greedy",
+          "known: \"static\", \"dynamic\"");
+  refuses([&](const std::string& n) { return c.policy = parse_policy(n); }, "Static",
+          "known: \"static\", \"dynamic\"");
+  refuses([&](const std::string& n) { return c.weights = parse_weight_format(n); }, "fp4",
+          "known: \"fp16\", \"bf16\", \"fp8\", \"int8\", \"int4\"");
+  refuses([&](const std::string& n) { return c.weights = parse_weight_format(n); }, "",
+          "known: \"fp16\"");
+  CHECK(c.workload == before.workload);
+  CHECK(c.policy == before.policy);
+  CHECK(c.weights == before.weights);
 }
 
 TEST_CASE("sim: static batching, fixed lengths, counted by hand") {
@@ -107,12 +152,12 @@ TEST_CASE("sim: static batching, fixed lengths, counted by hand") {
   // tokens; the batch of 2 prefills in one step, then 9 steps of 2.
   const config c{.model = "llama-3-8b",
                  .gpu_memory = 20 * gib,
-                 .workload = "fixed",
+                 .workload = frugal::sim::workload::fixed,
                  .num_requests = 10,
                  .max_len = 128,
                  .fixed_prompt = 100,
                  .fixed_output = 10,
-                 .policy = "static",
+                 .policy = frugal::sim::policy::static_batching,
                  .max_batched_tokens = 256,
                  .max_batch = 4};
   const result r = frugal::sim::run(c);
@@ -139,12 +184,12 @@ TEST_CASE("sim: static batching, fixed lengths, counted by hand") {
 
 TEST_CASE("sim: static batching pads finished sequences and rejects what cannot fit") {
   config c{.gpu_memory = 40 * gib,
-           .workload = "fixed",
+           .workload = frugal::sim::workload::fixed,
            .num_requests = 3,
            .max_len = 64,
            .fixed_prompt = 60,
            .fixed_output = 10,
-           .policy = "static",
+           .policy = frugal::sim::policy::static_batching,
            .max_batch = 2};
   const result r = frugal::sim::run(c);
   check_accounting(c, r);
@@ -153,7 +198,7 @@ TEST_CASE("sim: static batching pads finished sequences and rejects what cannot 
   CHECK(mentions(std::runtime_error(r.rejections.at(0).second), "exceeds max_len 64"));
 
   // Uneven outputs: the batch runs to its longest request, the others ride along as padding.
-  c.workload = "sharegpt";
+  c.workload = frugal::sim::workload::sharegpt;
   c.max_len = 4096;
   c.num_requests = 200;
   c.max_batch = 16;
@@ -169,12 +214,12 @@ TEST_CASE("sim: dynamic batching, fixed lengths, counted by hand") {
   // each sampling its first token), steps 2-4 decode 4 tokens each.
   const config c{.model = "llama-3-8b",
                  .gpu_memory = 20 * gib,
-                 .workload = "fixed",
+                 .workload = frugal::sim::workload::fixed,
                  .num_requests = 4,
                  .max_len = 64,
                  .fixed_prompt = 16,
                  .fixed_output = 4,
-                 .policy = "dynamic",
+                 .policy = frugal::sim::policy::dynamic,
                  .max_batched_tokens = 2048,
                  .max_num_seqs = 8};
   const result r = frugal::sim::run(c);
@@ -202,7 +247,7 @@ TEST_CASE("sim: dynamic batching serves a shared prompt prefix from the cache") 
   // 48-token prompts whose first 32 tokens are the same: the first request computes them, the
   // other three find its two full pages (they are registered as they fill, at admission).
   const config c{.gpu_memory = 20 * gib,
-                 .workload = "fixed",
+                 .workload = frugal::sim::workload::fixed,
                  .num_requests = 4,
                  .max_len = 64,
                  .fixed_prompt = 48,
@@ -218,7 +263,7 @@ TEST_CASE("sim: dynamic batching serves a shared prompt prefix from the cache") 
 
 TEST_CASE("sim: dynamic batching preempts when pages run out and still finishes everything") {
   config c{.gpu_memory = 0,
-           .workload = "sharegpt",
+           .workload = frugal::sim::workload::sharegpt,
            .num_requests = 400,
            .max_len = 2048,
            .max_batched_tokens = 2048,
@@ -259,9 +304,9 @@ TEST_CASE("sim: at the same budget, dynamic batching runs 3x the sequences of st
   // Llama-2-13B keeps 800 KiB of KV per token (no grouped-query attention): 40 GiB leaves room
   // for 4 static sequences of 4,096 tokens, while short ShareGPT-like requests need far less.
   config c{.model = "llama-2-13b", .gpu_memory = 40 * gib, .num_requests = 1000, .max_len = 4096};
-  c.policy = "static";
+  c.policy = frugal::sim::policy::static_batching;
   const result s = frugal::sim::run(c);
-  c.policy = "dynamic";
+  c.policy = frugal::sim::policy::dynamic;
   const result d = frugal::sim::run(c);
   check_accounting(c, s);
   check_accounting(c, d);
@@ -287,7 +332,7 @@ TEST_CASE("sim: at the same budget, dynamic batching runs 3x the sequences of st
 namespace {
 /// Many requests with random lengths through a tight budget: preemptions, page churn, prefix
 /// hits on recomputation. Every request must finish; the cache is checked every 1,000 steps.
-result long_run(const char* workload, std::size_t num_requests, std::uint32_t max_len,
+result long_run(frugal::sim::workload workload, std::size_t num_requests, std::uint32_t max_len,
                 std::size_t pages) {
   config c{.gpu_memory = 0,
            .workload = workload,
@@ -309,19 +354,20 @@ result long_run(const char* workload, std::size_t num_requests, std::uint32_t ma
 }  // namespace
 
 TEST_CASE("sim: 2,000 ShareGPT-like requests finish with no leaked pages") {
-  const result r = long_run("sharegpt", 2000, 2048, 256);  // 4,096 token slots
+  const result r = long_run(frugal::sim::workload::sharegpt, 2000, 2048, 256);  // 4,096 token slots
   CHECK(r.mean_prompt == Approx(161.31).epsilon(0.1));
 }
 
 TEST_CASE("sim: 20,000 ShareGPT-like requests finish with no leaked pages", FRUGAL_SIM_LONG) {
-  const result r = long_run("sharegpt", 20000, 4096, 1024);  // 16,384 token slots
+  const result r =
+      long_run(frugal::sim::workload::sharegpt, 20000, 4096, 1024);  // 16,384 token slots
   // The lognormal draws keep the published means (clipping to 4,096 tokens moves them < 1%).
   CHECK(r.mean_prompt == Approx(161.31).epsilon(0.03));
   CHECK(r.mean_output == Approx(337.99).epsilon(0.03));
 }
 
 TEST_CASE("sim: 100,000 Alpaca-like requests finish with no leaked pages", FRUGAL_SIM_LONG) {
-  const result r = long_run("alpaca", 100000, 1024, 512);  // 8,192 token slots
+  const result r = long_run(frugal::sim::workload::alpaca, 100000, 1024, 512);  // 8,192 token slots
   CHECK(r.mean_prompt == Approx(19.31).epsilon(0.02));
   CHECK(r.mean_output == Approx(58.45).epsilon(0.02));
 }

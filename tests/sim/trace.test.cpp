@@ -301,6 +301,37 @@ TEST_CASE("serving_trace is deterministic, balanced and within its budget", "[si
   o.target_utilization = 0.9;
   o.gpu_memory = 0;
   CHECK_THROWS_AS(serving_trace(o), frugal::invalid_argument);
+  o.gpu_memory = 24 * gib;
+  // Fixed lengths are exact: a request beyond max_len is refused, not clipped.
+  o.lengths = {.kind = frugal::sim::workload::fixed, .max_len = 600};
+  CHECK_THROWS_WITH(serving_trace(o),
+                    Catch::Contains("fixed lengths 512 + 128 exceed max_len 600"));
+  o.lengths.max_len = 640;
+  CHECK(serving_trace(o).size() > 150 * 4 * o.layers);
+  o.lengths = {.sigma = 0};
+  CHECK_THROWS_AS(serving_trace(o), frugal::invalid_argument);
+}
+
+TEST_CASE("serving_trace draws its lengths from the workload", "[sim][trace]") {
+  serving_trace_options o;
+  o.gpu_memory = 24 * gib;
+  o.steps = 100;
+  const auto sharegpt = serving_trace(o);
+  o.lengths.kind = frugal::sim::workload::alpaca;
+  const auto alpaca = serving_trace(o);
+  o.lengths.kind = frugal::sim::workload::fixed;
+  const auto fixed = serving_trace(o);
+  CHECK(sharegpt != alpaca);
+  CHECK(alpaca != fixed);
+  // Per request, a state of (prompt + output) x 4 + 256 bytes is allocated, scaled with the
+  // device; fixed requests all have the same one.
+  const auto count_sizes = [](const std::vector<trace_event>& events) {
+    std::unordered_map<std::size_t, std::size_t> sizes;
+    for (const trace_event& e : events)
+      if (e.action == trace_action::allocate) ++sizes[e.size];
+    return sizes.size();
+  };
+  CHECK(count_sizes(fixed) < count_sizes(sharegpt));
 }
 
 TEST_CASE("serving_trace fragments first-fit at the budget more than frugal's pool",

@@ -15,6 +15,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace frugal::sim {
 
@@ -300,6 +301,34 @@ std::string known_names(const Range& range, Name name) {
   }
   return out;
 }
+
+/// Name tables of an enum: arrays of entries with a `kind` (the enumerator) and a `name`.
+/// The entry of `table` for `kind` (the first entry for a value no entry has).
+template <class Table, class Kind>
+const auto& entry_of(const Table& table, Kind kind) noexcept {
+  for (const auto& e : table)
+    if (e.kind == kind) return e;
+  return table.front();
+}
+
+/// The kind of the entry of `table` called `name`.
+/// @throws invalid_argument "frugal::sim: unknown WHAT "NAME"; known: ..." listing the table
+template <class Table>
+auto kind_named(const Table& table, std::string_view name, std::string_view what) {
+  for (const auto& e : table)
+    if (e.name == name) return e.kind;
+  FRUGAL_FAIL("frugal::sim: unknown " + std::string(what) + " \"" + std::string(name) +
+                  "\"; known: " + known_names(table, [](const auto& e) { return e.name; }),
+              invalid_argument);
+}
+
+/// The names of `table`, in its order.
+template <class Table>
+std::vector<std::string> names_of(const Table& table) {
+  std::vector<std::string> names;
+  for (const auto& e : table) names.emplace_back(e.name);
+  return names;
+}
 }  // namespace detail
 
 /// @brief The preset called `name`.
@@ -333,28 +362,43 @@ model_shape read_hf_config(const std::filesystem::path& file);
 /// @brief As read_hf_config, from the text of a config.json; `source` names it in errors.
 model_shape parse_hf_config(std::string_view json, std::string_view source);
 
-/// @brief A weight format and its storage cost in bits per parameter (scales not counted).
-struct weight_format {
+/// @brief The weight formats the simulator prices by their bits per parameter.
+enum class weight_format : std::uint8_t { fp16, bf16, fp8, int8, int4 };
+
+/// @brief A weight format, its name and its storage cost in bits per parameter (scales not
+/// counted).
+struct weight_format_spec {
+  weight_format kind;
   std::string_view name;
   std::uint32_t bits = 16;
 };
-inline constexpr std::array<weight_format, 5> weight_formats{
-    {{"fp16", 16}, {"bf16", 16}, {"fp8", 8}, {"int8", 8}, {"int4", 4}}};
+inline constexpr std::array<weight_format_spec, 5> weight_formats{
+    {{weight_format::fp16, "fp16", 16},
+     {weight_format::bf16, "bf16", 16},
+     {weight_format::fp8, "fp8", 8},
+     {weight_format::int8, "int8", 8},
+     {weight_format::int4, "int4", 4}}};
 
-/// @brief Bits per parameter of the weight format called `name`.
-/// @throws invalid_argument for an unknown name, listing the known ones
-inline std::uint32_t weight_bits(std::string_view name) {
-  for (const weight_format& f : weight_formats)
-    if (f.name == name) return f.bits;
-  FRUGAL_FAIL(
-      "frugal::sim: unknown weight format \"" + std::string(name) + "\"; known: " +
-          detail::known_names(weight_formats, [](const weight_format& f) { return f.name; }),
-      invalid_argument);
+/// @brief The entry of weight_formats for `f`.
+inline const weight_format_spec& spec_of(weight_format f) noexcept {
+  return detail::entry_of(weight_formats, f);
 }
 
-/// @brief Bytes of the model's weights in format `format`: parameters x bits / 8, rounded up.
-inline std::size_t weight_bytes(const model_shape& m, std::string_view format) {
-  return static_cast<std::size_t>((m.num_parameters * weight_bits(format) + 7) / 8);
+/// @brief "fp16", "bf16", "fp8", "int8" or "int4".
+inline std::string_view to_string(weight_format f) noexcept { return spec_of(f).name; }
+
+/// @brief The weight format called `name` (as to_string writes it).
+/// @throws invalid_argument for an unknown name, listing the known ones
+inline weight_format parse_weight_format(std::string_view name) {
+  return detail::kind_named(weight_formats, name, "weight format");
+}
+
+/// @brief Bits per parameter of weight format `f`.
+inline std::uint32_t weight_bits(weight_format f) noexcept { return spec_of(f).bits; }
+
+/// @brief Bytes of the model's weights in format `f`: parameters x bits / 8, rounded up.
+inline std::size_t weight_bytes(const model_shape& m, weight_format f) noexcept {
+  return static_cast<std::size_t>((m.num_parameters * weight_bits(f) + 7) / 8);
 }
 
 }  // namespace frugal::sim

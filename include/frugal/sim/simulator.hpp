@@ -1,42 +1,67 @@
 // frugal/sim/simulator.hpp: a serving simulator. It plays a request stream against a GPU memory
 // budget under static batching or frugal's scheduler, stepping without running a model, and
 // reports what the memory policy costs: tokens per step, concurrency, peak KV and workspace bytes.
-//   frugal::sim::result r = frugal::sim::run({.model = "llama-3-8b", .policy = "dynamic"});
+//   frugal::sim::result r =
+//       frugal::sim::run({.model = "llama-3-8b", .policy = frugal::sim::policy::dynamic});
 //   std::printf("%.1f tokens per step, %zu at once\n", r.tokens_per_step, r.max_concurrent);
 #pragma once
 
 #include <frugal/batch/scheduler.hpp>
 #include <frugal/kv/layout.hpp>
 #include <frugal/sim/models.hpp>
+#include <frugal/sim/workload.hpp>
 
 #include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 namespace frugal::sim {
 
+/// @brief How requests share the GPU (see docs/batch.md#simulator).
+enum class policy : std::uint8_t {
+  static_batching,  ///< "static": batches reserve max_len tokens of KV per sequence
+  dynamic,          ///< "dynamic": frugal's scheduler over a paged KV cache
+};
+
+/// @brief "static" or "dynamic".
+std::string_view to_string(policy p) noexcept;
+
+/// @brief The policy called `name` (as to_string writes it).
+/// @throws invalid_argument for an unknown name, listing the known ones
+policy parse_policy(std::string_view name);
+
+/// @brief Known policy names, for help texts (workloads(): frugal/sim/workload.hpp).
+std::vector<std::string> policies();
+
 /// @brief One simulation: the model and its memory, the request stream and the policy.
-/// Names (model, weights, workload, policy) are checked by run(), which lists the known ones.
+/// The model is named (a preset, checked by run(), which lists the known ones); the weight
+/// format, workload and policy are typed: parse_weight_format, parse_workload and parse_policy
+/// read their names.
 struct config {
   // ---- model and memory -------------------------------------------------------------------
   std::string model = "llama-3-8b";  ///< a preset of models.hpp
   /// When set, the model simulated instead of the preset named `model` (e.g. a shape read from
   /// a Hugging Face config.json by read_hf_config()).
   std::optional<model_shape> model_override{};
-  std::size_t gpu_memory = std::size_t{80} << 30;  ///< bytes: weights + workspace + KV
-  std::string weights = "fp16";                    ///< fp16, bf16, fp8, int8 or int4
+  std::size_t gpu_memory = std::size_t{80} << 30;         ///< bytes: weights + workspace + KV
+  sim::weight_format weights = sim::weight_format::fp16;  ///< priced by bits per parameter
   kv::dtype kv_dtype = kv::dtype::fp16;
   /// When nonzero, the weights' size in bytes instead of parameters x bits of `weights` (a
   /// mixed-precision plan, say, whose size is no whole number of bits per parameter).
   std::size_t weight_bytes_override = 0;
+  /// Names the weights in messages when weight_bytes_override is set (e.g. "int4_g64"); empty:
+  /// to_string(weights).
+  std::string weights_label{};
 
   // ---- request stream ---------------------------------------------------------------------
-  /// "sharegpt" (mean prompt 161, output 338 tokens), "alpaca" (19.31 and 58.45), both
-  /// lognormal with length_sigma; or "fixed" (fixed_prompt and fixed_output)
-  std::string workload = "sharegpt";
+  /// "sharegpt" (mean prompt 161.31, output 337.99 tokens), "alpaca" (19.31 and 58.45), both
+  /// lognormal with length_sigma; or "fixed" (fixed_prompt and fixed_output exactly): see
+  /// frugal/sim/workload.hpp
+  sim::workload workload = sim::workload::sharegpt;
   std::size_t num_requests = 1000;
   /// Longest prompt + output a request may have: drawn lengths are clipped to it, and it is the
   /// static policy's per-sequence reservation and the scheduler's max_model_len.
@@ -45,14 +70,14 @@ struct config {
   /// Mean requests arriving per step (Poisson arrivals: exponential gaps, in steps); 0: every
   /// request is there at step 0 (a saturated server).
   double arrival_rate = 0;
-  double length_sigma = 1.0;         ///< sigma of the lognormal length draws
-  std::uint32_t fixed_prompt = 512;  ///< "fixed": prompt tokens
-  std::uint32_t fixed_output = 128;  ///< "fixed": output tokens
+  double length_sigma = length_options{}.sigma;                ///< of the lognormal draws
+  std::uint32_t fixed_prompt = length_options{}.fixed_prompt;  ///< "fixed": prompt tokens
+  std::uint32_t fixed_output = length_options{}.fixed_output;  ///< "fixed": output tokens
   /// Tokens every prompt starts with (a shared system prompt): prefix-cache hits.
   std::uint32_t shared_prefix = 0;
 
   // ---- policy -----------------------------------------------------------------------------
-  std::string policy = "dynamic";  ///< "static" or "dynamic"
+  sim::policy policy = sim::policy::dynamic;
   /// Token budget per step: chunks of prefill (both policies) and the workspace's worst case.
   std::uint32_t max_batched_tokens = 8192;
   /// static: sequences per batch, each reserving max_len tokens of KV; 0: as many as fit
@@ -136,14 +161,10 @@ struct memory_budget {
 /// @throws invalid_argument as run() does
 memory_budget budget(const config& c);
 
-/// @brief Known names, for help texts.
-std::vector<std::string> workloads();
-std::vector<std::string> policies();
-
 /// @brief Runs one simulation (see docs/batch.md#simulator). Deterministic for a given config.
-/// @throws invalid_argument for an unknown model, weight format, workload or policy (listing
-/// the known ones), zero num_requests or max_len, a max_len beyond the model's context, or a
-/// budget that does not hold the weights, the workspace and one max_len sequence of KV
+/// @throws invalid_argument for an unknown model (listing the known ones), zero num_requests or
+/// max_len, a max_len beyond the model's context, or a budget that does not hold the weights, the
+/// workspace and one max_len sequence of KV
 /// @throws frugal::error when a run stops making progress or the cache's bookkeeping breaks
 result run(const config& c);
 

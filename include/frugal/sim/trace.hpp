@@ -7,6 +7,8 @@
 //   frugal::sim::allocator_kind::pool);
 #pragma once
 
+#include <frugal/sim/workload.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <iosfwd>
@@ -200,9 +202,9 @@ struct serving_trace_options {
   std::size_t steps = 600;  ///< engine steps generated (about 250 events each)
   std::uint64_t seed = 1;
   double arrival_rate = 10.0;  ///< mean requests arriving per step (Poisson; saturates)
-  /// ShareGPT-like lengths: lognormal with these means (tokens) and sigma, clipped to max_len
-  double mean_prompt = 161, mean_output = 338, length_sigma = 1.0;
-  std::uint32_t max_len = 4096;
+  /// Request lengths (frugal/sim/workload.hpp): ShareGPT's by default, lognormal draws clipped
+  /// to lengths.max_len tokens. A workload::fixed request beyond max_len is refused.
+  length_options lengths{};
   std::uint32_t max_batched_tokens = 8192;  ///< prefill tokens per step
   std::uint32_t layers = 32;                ///< transformer layers (events per step scale with it)
 };
@@ -216,7 +218,8 @@ struct serving_trace_options {
 /// under a cap of gpu_memory fails because of fragmentation, not demand. Pointers are
 /// identifiers (1, 2, 3, ...), times are the step number.
 /// @throws frugal::invalid_argument for options out of range (gpu_memory 0, a utilization outside
-///   (0, 1], ...), or a target_utilization x gpu_memory too small for the weights and one step
+///   (0, 1], lengths length_sampler refuses, fixed lengths beyond lengths.max_len, ...), or a
+///   target_utilization x gpu_memory too small for the weights and one step
 std::vector<trace_event> serving_trace(const serving_trace_options& options = {});
 
 }  // namespace frugal::sim
