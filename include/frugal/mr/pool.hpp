@@ -389,11 +389,10 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     // Best fit first: the first few blocks of the request's own class (exact below 32 granules),
     // so that a block freed at one size serves the next request of that size without splitting
     // a larger one.
-    if (units < sl_count) {
-      int near = 4;
-      for (index i = heads_[units]; i != npos && near-- > 0; i = blocks_[i].next_free)
-        if (blocks_[i].size() >= bytes) return i;
-    }
+    mapping(units, fl, sl);
+    int near = 4;
+    for (index i = heads_[fl * sl_count + sl]; i != npos && near-- > 0; i = blocks_[i].next_free)
+      if (blocks_[i].size() >= bytes) return i;
     if (units >= sl_count) {
       const unsigned msb = static_cast<unsigned>(std::bit_width(units)) - 1;
       mapping(units + (std::size_t{1} << (msb - sl_bits)) - 1, fl, sl);
