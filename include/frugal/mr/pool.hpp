@@ -385,36 +385,50 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   index find_free(std::size_t bytes) const noexcept {
     if (bytes > max_block_bytes) return npos;
     const std::size_t units = bytes >> granule_shift;
-    unsigned fl, sl;
+    unsigned own_fl, own_sl;
+    mapping(units, own_fl, own_sl);
+    const index own_head = heads_[own_fl * sl_count + own_sl];
+    // The good fit comes from the bitmaps alone; its record starts loading now, while the walk
+    // below waits for the records of the request's own class.
+    const index good = good_fit(units);
+    if (good != npos) prefetch_record(good);
     // Best fit first: the first few blocks of the request's own class (exact below 32 granules),
     // so that a block freed at one size serves the next request of that size without splitting
     // a larger one.
-    mapping(units, fl, sl);
     int near = 4;
-    for (index i = heads_[fl * sl_count + sl]; i != npos && near-- > 0; i = blocks_[i].next_free)
-      if (blocks_[i].size() >= bytes) return i;
+    for (index i = own_head; i != npos && near-- > 0; i = blocks_[i].next_free)
+      if (blocks_[i].granules >= units) return i;
+    if (good != npos) return good;
+    int budget = 64;  // a block of the request's own class may still be large enough
+    for (index i = own_head; i != npos && budget-- > 0; i = blocks_[i].next_free)
+      if (blocks_[i].granules >= units) return i;
+    return npos;
+  }
+
+  /// The head of the smallest non-empty class whose every block holds `units` granules, or npos.
+  index good_fit(std::size_t units) const noexcept {
+    unsigned fl, sl;
     if (units >= sl_count) {
       const unsigned msb = static_cast<unsigned>(std::bit_width(units)) - 1;
       mapping(units + (std::size_t{1} << (msb - sl_bits)) - 1, fl, sl);
     } else {
       mapping(units, fl, sl);
     }
-    if (fl < fl_count) {
-      std::uint32_t sl_map = sl_bitmap_[fl] & (~0u << sl);
-      if (sl_map == 0) {
-        const std::uint64_t fl_map = fl + 1 < 64 ? fl_bitmap_ & (~0ull << (fl + 1)) : 0;
-        if (fl_map != 0) {
-          fl = static_cast<unsigned>(std::countr_zero(fl_map));
-          sl_map = sl_bitmap_[fl];
-        }
-      }
-      if (sl_map != 0) return heads_[fl * sl_count + std::countr_zero(sl_map)];
+    if (fl >= fl_count) return npos;
+    std::uint32_t sl_map = sl_bitmap_[fl] & (~0u << sl);
+    if (sl_map == 0) {
+      const std::uint64_t fl_map = fl + 1 < 64 ? fl_bitmap_ & (~0ull << (fl + 1)) : 0;
+      if (fl_map == 0) return npos;
+      fl = static_cast<unsigned>(std::countr_zero(fl_map));
+      sl_map = sl_bitmap_[fl];
     }
-    mapping(units, fl, sl);  // a block of the request's own class may still be large enough
-    int budget = 64;
-    for (index i = heads_[fl * sl_count + sl]; i != npos && budget-- > 0; i = blocks_[i].next_free)
-      if (blocks_[i].size() >= bytes) return i;
-    return npos;
+    return heads_[fl * sl_count + std::countr_zero(sl_map)];
+  }
+
+  /// Starts loading record i (any index: one that names no record is never dereferenced).
+  [[gnu::always_inline]] void prefetch_record(index i) const noexcept {
+    __builtin_prefetch(reinterpret_cast<const void*>(
+        reinterpret_cast<std::uintptr_t>(blocks_.data()) + std::uintptr_t{i} * sizeof(block)));
   }
 
   [[gnu::always_inline]] void link_free(index i) noexcept {
