@@ -367,15 +367,16 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     return reinterpret_cast<void*>(b.address);
   }
 
-  static void mapping(std::size_t units, unsigned& fl, unsigned& sl) noexcept {
-    if (units < sl_count) {
-      fl = 0;
-      sl = static_cast<unsigned>(units);
-    } else {
-      const unsigned msb = static_cast<unsigned>(std::bit_width(units)) - 1;
-      fl = msb - sl_bits + 1;
-      sl = static_cast<unsigned>(units >> (msb - sl_bits)) - sl_count;
-    }
+  /// Size class of a block of `units` granules: exact below sl_count granules (fl 0), else
+  /// fl = 1 + floor(log2(units)) - sl_bits and sl the next sl_bits bits. Branch free: block sizes
+  /// are random, so a branch on the size would be mispredicted half the time.
+  [[gnu::always_inline]] static void mapping(std::size_t units, unsigned& fl,
+                                             unsigned& sl) noexcept {
+    const unsigned msb = static_cast<unsigned>(std::bit_width(units | 1)) - 1;
+    const unsigned shift = std::max(msb, sl_bits) - sl_bits;
+    const unsigned large = units >= sl_count ? 1u : 0u;
+    fl = shift + large;
+    sl = static_cast<unsigned>(units >> shift) - large * sl_count;
   }
 
   /// A block holding at least `bytes`: one of the first four of the request's own class, else the
@@ -384,36 +385,50 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   index find_free(std::size_t bytes) const noexcept {
     if (bytes > max_block_bytes) return npos;
     const std::size_t units = bytes >> granule_shift;
-    unsigned fl, sl;
+    unsigned own_fl, own_sl;
+    mapping(units, own_fl, own_sl);
+    const index own_head = heads_[own_fl * sl_count + own_sl];
+    // The good fit comes from the bitmaps alone; its record starts loading now, while the walk
+    // below waits for the records of the request's own class.
+    const index good = good_fit(units);
+    if (good != npos) prefetch_record(good);
     // Best fit first: the first few blocks of the request's own class (exact below 32 granules),
     // so that a block freed at one size serves the next request of that size without splitting
     // a larger one.
-    mapping(units, fl, sl);
     int near = 4;
-    for (index i = heads_[fl * sl_count + sl]; i != npos && near-- > 0; i = blocks_[i].next_free)
-      if (blocks_[i].size() >= bytes) return i;
+    for (index i = own_head; i != npos && near-- > 0; i = blocks_[i].next_free)
+      if (blocks_[i].granules >= units) return i;
+    if (good != npos) return good;
+    int budget = 64;  // a block of the request's own class may still be large enough
+    for (index i = own_head; i != npos && budget-- > 0; i = blocks_[i].next_free)
+      if (blocks_[i].granules >= units) return i;
+    return npos;
+  }
+
+  /// The head of the smallest non-empty class whose every block holds `units` granules, or npos.
+  index good_fit(std::size_t units) const noexcept {
+    unsigned fl, sl;
     if (units >= sl_count) {
       const unsigned msb = static_cast<unsigned>(std::bit_width(units)) - 1;
       mapping(units + (std::size_t{1} << (msb - sl_bits)) - 1, fl, sl);
     } else {
       mapping(units, fl, sl);
     }
-    if (fl < fl_count) {
-      std::uint32_t sl_map = sl_bitmap_[fl] & (~0u << sl);
-      if (sl_map == 0) {
-        const std::uint64_t fl_map = fl + 1 < 64 ? fl_bitmap_ & (~0ull << (fl + 1)) : 0;
-        if (fl_map != 0) {
-          fl = static_cast<unsigned>(std::countr_zero(fl_map));
-          sl_map = sl_bitmap_[fl];
-        }
-      }
-      if (sl_map != 0) return heads_[fl * sl_count + std::countr_zero(sl_map)];
+    if (fl >= fl_count) return npos;
+    std::uint32_t sl_map = sl_bitmap_[fl] & (~0u << sl);
+    if (sl_map == 0) {
+      const std::uint64_t fl_map = fl + 1 < 64 ? fl_bitmap_ & (~0ull << (fl + 1)) : 0;
+      if (fl_map == 0) return npos;
+      fl = static_cast<unsigned>(std::countr_zero(fl_map));
+      sl_map = sl_bitmap_[fl];
     }
-    mapping(units, fl, sl);  // a block of the request's own class may still be large enough
-    int budget = 64;
-    for (index i = heads_[fl * sl_count + sl]; i != npos && budget-- > 0; i = blocks_[i].next_free)
-      if (blocks_[i].size() >= bytes) return i;
-    return npos;
+    return heads_[fl * sl_count + std::countr_zero(sl_map)];
+  }
+
+  /// Starts loading record i (any index: one that names no record is never dereferenced).
+  [[gnu::always_inline]] void prefetch_record(index i) const noexcept {
+    __builtin_prefetch(reinterpret_cast<const void*>(
+        reinterpret_cast<std::uintptr_t>(blocks_.data()) + std::uintptr_t{i} * sizeof(block)));
   }
 
   [[gnu::always_inline]] void link_free(index i) noexcept {
@@ -424,25 +439,44 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     blocks_[i].size_class = static_cast<std::uint16_t>(size_class);
     blocks_[i].prev_free = npos;
     blocks_[i].next_free = head;
-    if (head != npos) blocks_[head].prev_free = i;
+    *prev_free_field(head) = i;
     head = i;
     fl_bitmap_ |= std::uint64_t{1} << fl;
     sl_bitmap_[fl] |= 1u << sl;
   }
 
+  /// Where the free-list link naming `i` as a predecessor lives: blocks_[i].prev_free, or a
+  /// scratch word for npos. Free lists are short and block sizes random, so a branch on the
+  /// list's end would be mispredicted often; a select and a store are cheaper.
+  [[gnu::always_inline]] index* prev_free_field(index i) noexcept {
+    const auto record = reinterpret_cast<std::uintptr_t>(blocks_.data()) +
+                        std::uintptr_t{i} * sizeof(block) + offsetof(block, prev_free);
+    return reinterpret_cast<index*>(
+        select(i != npos, record, reinterpret_cast<std::uintptr_t>(&scratch_link_)));
+  }
+
+  /// `yes ? a : b` without a branch (compilers turn the ternary into one when they cannot tell
+  /// that both operands are cheap).
+  [[gnu::always_inline]] static std::uintptr_t select(bool yes, std::uintptr_t a,
+                                                      std::uintptr_t b) noexcept {
+    const std::uintptr_t mask = std::uintptr_t{0} - std::uintptr_t{yes};
+    return (a & mask) | (b & ~mask);
+  }
+
+  /// Takes free block i off its size class's list.
   [[gnu::always_inline]] void unlink_free(index i) noexcept {
     block& b = blocks_[i];
-    if (b.prev_free != npos) {
-      blocks_[b.prev_free].next_free = b.next_free;
-    } else {
-      const unsigned fl = b.size_class / sl_count, sl = b.size_class % sl_count;
-      heads_[b.size_class] = b.next_free;
-      if (b.next_free == npos) {
-        sl_bitmap_[fl] &= ~(1u << sl);
-        if (sl_bitmap_[fl] == 0) fl_bitmap_ &= ~(std::uint64_t{1} << fl);
-      }
-    }
-    if (b.next_free != npos) blocks_[b.next_free].prev_free = b.prev_free;
+    const index prev = b.prev_free, next = b.next_free;
+    const unsigned fl = b.size_class / sl_count, sl = b.size_class % sl_count;
+    const auto prev_link = reinterpret_cast<std::uintptr_t>(blocks_.data()) +
+                           std::uintptr_t{prev} * sizeof(block) + offsetof(block, next_free);
+    const auto head = reinterpret_cast<std::uintptr_t>(&heads_[b.size_class]);
+    *reinterpret_cast<index*>(select(prev != npos, prev_link, head)) = next;
+    *prev_free_field(next) = prev;
+    // The class's list is empty when i was both its head and its tail.
+    const std::uint32_t emptied = (prev == npos) & (next == npos);
+    sl_bitmap_[fl] &= ~(emptied << sl);
+    fl_bitmap_ &= ~(std::uint64_t{sl_bitmap_[fl] == 0} << fl);
     b.prev_free = b.next_free = npos;
   }
 
@@ -536,12 +570,19 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   [[gnu::always_inline]] void prefetch_neighbours(index i) const noexcept {
     const block& b = blocks_[i];
     const index next = b.next_phys, prev = b.prev_phys;
-    if (!is_end(next)) __builtin_prefetch(&blocks_[next]);
-    if (prev != npos) __builtin_prefetch(&blocks_[prev]);
+    // Integer arithmetic: an index that names no record (npos, an end mark) gives an address
+    // that is never dereferenced, and a prefetch does not fault. No branch on the neighbours'
+    // state, which is random: an allocated block's free-list links are npos.
+    const auto base = reinterpret_cast<std::uintptr_t>(blocks_.data());
+    const auto record = [base](index j) {
+      return reinterpret_cast<const void*>(base + std::uintptr_t{j} * sizeof(block));
+    };
+    __builtin_prefetch(record(next));
+    __builtin_prefetch(record(prev));
     for (const index n : {next, prev}) {
-      if (is_end(n) || !blocks_[n].is_free) continue;
-      if (blocks_[n].prev_free != npos) __builtin_prefetch(&blocks_[blocks_[n].prev_free]);
-      if (blocks_[n].next_free != npos) __builtin_prefetch(&blocks_[blocks_[n].next_free]);
+      if (is_end(n)) continue;  // npos too: rare, so well predicted
+      __builtin_prefetch(record(blocks_[n].prev_free));
+      __builtin_prefetch(record(blocks_[n].next_free));
     }
   }
 
@@ -836,10 +877,11 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   /// Whether the upstream is expected to hand out the range after growing_ (true until a piece
   /// lands elsewhere; set again whenever one lands adjacent).
   bool extends_ = true;
-  detail::pointer_map pointers_;  // address -> record, for allocated blocks only
+  detail::pointer_map pointers_{2};  // address -> record, for allocated blocks only
   std::array<index, fl_count * sl_count> heads_{};
   std::array<std::uint32_t, fl_count> sl_bitmap_{};
   std::uint64_t fl_bitmap_ = 0;
+  index scratch_link_ = npos;  // prev_free_field(npos): written, never read
   // block_bytes_in_use_ + free blocks' bytes == reserved_; bytes_in_use_ <= block_bytes_in_use_
   std::size_t block_bytes_in_use_ = 0;
   std::size_t reserved_ = 0;
