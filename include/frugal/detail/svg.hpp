@@ -1,8 +1,9 @@
 // frugal/detail/svg.hpp: the pieces every SVG picture of frugal's draws with: text escaping,
 // printf-style appending, and axes whose ticks fall on round numbers. Used by snapshot::to_svg
 // and by the pictures of `frugal report`; not part of the public API.
-//   const svg::axis y = svg::nice_axis(0, 3.3, 5, true);   // ticks 0, 1, 2, 3, 4; high == 4
-//   out += "<text>" + svg::escape(name) + "</text>";       // "a<b" -> "a&lt;b"
+//   namespace svg = frugal::detail::svg;
+//   const svg::axis y = svg::nice_axis(0, 3.3, 5, true);         // ticks 0, 1, 2, 3, 4; high == 4
+//   std::string text = "<text>" + svg::escape(name) + "</text>";  // "a<b" -> "a&lt;b"
 #pragma once
 
 #include <string>
