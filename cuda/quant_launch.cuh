@@ -290,8 +290,7 @@ bool with_int_group(format fmt, F&& f) {
   const format_info& facts = info(fmt);
   constexpr quant::element code = Bits == 8 ? quant::element::int8 : quant::element::int4;
   // q8_0 and q4_0 store int8 / int4 blocks too, with their FP16 scale inline: not this family.
-  if (facts.code != code || facts.shared_by != granularity::block ||
-      facts.scale != scale_kind::f32)
+  if (facts.code != code || facts.shared_by != granularity::block || facts.scale != scale_kind::f32)
     return false;
   const auto with_asymmetry = [&]<int G>() {
     if (facts.asymmetric)
