@@ -16,6 +16,8 @@
 //     layer-major cache's K and V per layer per page, what an engine without page-major pages
 //     posts), merged_fresh (after merging, both caches empty before), merged_churned (after
 //     merging, both caches fragmented by 2,000 random sequences first).
+#include "support/blob_channel.hpp"
+
 #include <frugal/kv/cache.hpp>
 #include <frugal/kv/transfer.hpp>
 #include <frugal/mr/host_resource.hpp>
@@ -46,27 +48,8 @@ constexpr kv::layout page_64k{
     .num_layers = 4, .num_kv_heads = 8, .head_dim = 64, .page_size = 8, .dtype = kv::dtype::fp16};
 constexpr std::uint32_t num_pages = 1000;
 
-void send_blob(int fd, const std::string& blob) {
-  const auto n = static_cast<std::uint32_t>(blob.size());
-  std::string out(reinterpret_cast<const char*>(&n), 4);
-  out += blob;
-  if (::write(fd, out.data(), out.size()) != static_cast<ssize_t>(out.size()))
-    throw std::runtime_error("side channel write failed");
-}
-std::string recv_exact(int fd, std::size_t n) {
-  std::string in(n, '\0');
-  for (std::size_t at = 0; at < n;) {
-    const ssize_t r = ::read(fd, in.data() + at, n - at);
-    if (r <= 0) throw std::runtime_error("side channel closed");
-    at += static_cast<std::size_t>(r);
-  }
-  return in;
-}
-std::string recv_blob(int fd) {
-  std::uint32_t n = 0;
-  std::memcpy(&n, recv_exact(fd, 4).data(), 4);
-  return recv_exact(fd, n);
-}
+using frugal::test::recv_blob;  // no timeout: a receiver waits while the other transport runs
+using frugal::test::send_blob;
 
 void check(ucs_status_t s, const char* call) {
   if (s != UCS_OK) throw std::runtime_error(std::string(call) + ": " + ucs_status_string(s));

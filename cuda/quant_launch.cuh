@@ -282,29 +282,31 @@ void with_input_type(device_detail::input_type type, F&& f) {
 namespace frugal::quant::device_detail {
 
 /// Calls `f.template operator()<int_group<Bits, asymmetric, G>>()` for the Bits-bit integer
-/// group format `fmt`; false when `fmt` is not one. The six formats of each width are declared
-/// in the order g32, g32_asym, g64, g64_asym, g128, g128_asym (format.hpp).
+/// group format `fmt`; false when `fmt` is not one. The group size and the asymmetry come from
+/// the format table (format.hpp), so the dispatch does not depend on the order of the enumeration.
 template <int Bits, class F>
 bool with_int_group(format fmt, F&& f) {
-  constexpr format first = Bits == 8 ? format::int8_g32 : format::int4_g32;
-  switch (static_cast<int>(fmt) - static_cast<int>(first)) {
-    case 0:
-      f.template operator()<int_group<Bits, false, 32>>();
+  if (static_cast<std::size_t>(fmt) >= format_count) return false;
+  const format_info& facts = info(fmt);
+  constexpr quant::element code = Bits == 8 ? quant::element::int8 : quant::element::int4;
+  // q8_0 and q4_0 store int8 / int4 blocks too, with their FP16 scale inline: not this family.
+  if (facts.code != code || facts.shared_by != granularity::block || facts.scale != scale_kind::f32)
+    return false;
+  const auto with_asymmetry = [&]<int G>() {
+    if (facts.asymmetric)
+      f.template operator()<int_group<Bits, true, G>>();
+    else
+      f.template operator()<int_group<Bits, false, G>>();
+  };
+  switch (facts.block) {
+    case 32:
+      with_asymmetry.template operator()<32>();
       return true;
-    case 1:
-      f.template operator()<int_group<Bits, true, 32>>();
+    case 64:
+      with_asymmetry.template operator()<64>();
       return true;
-    case 2:
-      f.template operator()<int_group<Bits, false, 64>>();
-      return true;
-    case 3:
-      f.template operator()<int_group<Bits, true, 64>>();
-      return true;
-    case 4:
-      f.template operator()<int_group<Bits, false, 128>>();
-      return true;
-    case 5:
-      f.template operator()<int_group<Bits, true, 128>>();
+    case 128:
+      with_asymmetry.template operator()<128>();
       return true;
     default:
       return false;

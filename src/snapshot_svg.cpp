@@ -1,11 +1,11 @@
 // snapshot::to_svg: one bar per segment with its blocks to scale, a legend of tags, and a chart of
 // bytes reserved vs in use over time. Self-contained SVG 1.1: no scripts, styles or fonts fetched.
+#include <frugal/detail/svg.hpp>
 #include <frugal/mr/snapshot.hpp>
 
 #include <algorithm>
 #include <cinttypes>
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -31,56 +31,9 @@ constexpr const char* other_colour = "#c7b38f";  // tags beyond the palette shar
 constexpr const char* reserved_colour = "#4e79a7";
 constexpr const char* in_use_colour = "#e8762b";
 
-std::string escape(std::string_view text) {
-  std::string out;
-  out.reserve(text.size());
-  for (const char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&apos;";
-        break;
-      default:
-        // Control characters other than tab and newline are not allowed in XML 1.0.
-        if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\n') {
-          out += '?';
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
-
-/// printf-style append of any length.
-[[gnu::format(printf, 2, 3)]] void append(std::string& out, const char* format, ...) {
-  char buffer[512];
-  va_list args, again;
-  va_start(args, format);
-  va_copy(again, args);
-  const int length = std::vsnprintf(buffer, sizeof buffer, format, args);
-  va_end(args);
-  if (length > 0 && static_cast<std::size_t>(length) < sizeof buffer) {
-    out.append(buffer, static_cast<std::size_t>(length));
-  } else if (length > 0) {
-    const std::size_t old_size = out.size();
-    out.resize(old_size + static_cast<std::size_t>(length) + 1);
-    std::vsnprintf(out.data() + old_size, static_cast<std::size_t>(length) + 1, format, again);
-    out.resize(old_size + static_cast<std::size_t>(length));
-  }
-  va_end(again);
-}
+namespace svg = detail::svg;
+using svg::append;
+using svg::escape;
 
 void text(std::string& out, double x, double y, std::string_view content, const char* attributes) {
   append(out, "<text x=\"%.1f\" y=\"%.1f\" %s>", x, y, attributes);
@@ -90,23 +43,6 @@ void text(std::string& out, double x, double y, std::string_view content, const 
 
 std::string tag_name(std::string_view tag) {
   return tag.empty() ? std::string("(untagged)") : std::string(tag);
-}
-
-/// 1, 2 or 5 times a power of ten: a tick step giving about `ticks` intervals over `range`.
-double nice_step(double range, int ticks) {
-  if (!(range > 0)) return 1;
-  const double raw = range / ticks;
-  const double power = std::pow(10.0, std::floor(std::log10(raw)));
-  for (const double m : {1.0, 2.0, 5.0, 10.0})
-    if (m * power >= raw) return m * power;
-  return 10 * power;
-}
-
-std::string tick_label(double value, double step) {
-  char buffer[32];
-  const int decimals = step >= 1 ? 0 : static_cast<int>(std::ceil(-std::log10(step) - 1e-9));
-  std::snprintf(buffer, sizeof buffer, "%.*f", std::clamp(decimals, 0, 6), value);
-  return buffer;
 }
 
 /// Colours of used blocks: the largest tags (by bytes in blocks) get the palette in order.
@@ -302,11 +238,10 @@ double draw_timeline(std::string& out, const snapshot& s, double y) {
   const char* byte_unit_name = max_bytes >= gib ? "GiB" : max_bytes >= mib ? "MiB" : "KiB";
   const double time_unit = t_end >= 1 ? 1.0 : t_end >= 1e-3 ? 1e-3 : 1e-6;
   const char* time_unit_name = t_end >= 1 ? "s" : t_end >= 1e-3 ? "ms" : "\u00b5s";
-  const double y_max_units = static_cast<double>(max_bytes) / byte_unit;
-  const double y_step = nice_step(y_max_units, 5);
-  const double y_top_units = std::ceil(y_max_units / y_step - 1e-9) * y_step;
-  const double x_max_units = t_end / time_unit;
-  const double x_step = nice_step(x_max_units, 8);
+  const svg::axis y_axis = svg::nice_axis(0, static_cast<double>(max_bytes) / byte_unit, 5, true);
+  const double y_top_units = y_axis.high;
+  const svg::axis x_axis = svg::nice_axis(0, t_end / time_unit, 8, false);
+  const double x_max_units = x_axis.high;
 
   char heading[160];
   std::snprintf(heading, sizeof heading, "Bytes reserved and in use over time (%zu events%s)",
@@ -339,17 +274,17 @@ double draw_timeline(std::string& out, const snapshot& s, double y) {
     return bottom - static_cast<double>(bytes) / byte_unit / y_top_units * plot_height;
   };
 
-  for (double v = 0; v <= y_top_units + y_step / 2; v += y_step) {  // horizontal grid, labels
+  for (const double v : y_axis.ticks) {  // horizontal grid, labels
     const double gy = bottom - v / y_top_units * plot_height;
     append(out, "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n",
            plot_left, gy, plot_right, gy);
-    text(out, plot_left - 6, gy + 4, tick_label(v, y_step), "class=\"tick\" text-anchor=\"end\"");
+    text(out, plot_left - 6, gy + 4, y_axis.label(v), "class=\"tick\" text-anchor=\"end\"");
   }
-  for (double v = 0; v <= x_max_units * (1 + 1e-9); v += x_step) {  // time ticks
+  for (const double v : x_axis.ticks) {  // time ticks
     const double gx = plot_left + v / x_max_units * plot_width;
     append(out, "<line class=\"axis\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>\n", gx,
            bottom, gx, bottom + 5);
-    text(out, gx, bottom + 18, tick_label(v, x_step), "class=\"tick\" text-anchor=\"middle\"");
+    text(out, gx, bottom + 18, x_axis.label(v), "class=\"tick\" text-anchor=\"middle\"");
   }
   step_line reserved, in_use;
   for (const timeline_event& e : events) {

@@ -526,12 +526,8 @@ serve_result serve_disaggregated(const model& m, frugal::any_resource_ref memory
   ::waitpid(child, &status, 0);
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
     throw decode_failed("the decode process ended with " + describe_exit(status));
-  summary.tokens_per_second =
-      summary.seconds > 0 ? static_cast<double>(summary.generated_tokens) / summary.seconds : 0;
-  summary.kv_bytes_static = prompts.size() * std::size_t{c.seq_len} * 2 * c.n_layers * c.kv_dim() *
-                            kv::element_bytes(options.kv_dtype);
-  summary.weight_bytes = m.weight_bytes();
-  summary.weight_format = m.weight_format();
+  finish_summary(summary, m, prompts.size(),
+                 reserved_kv_bytes(c, kv::element_bytes(options.kv_dtype)));
   return result;
 }
 

@@ -51,6 +51,19 @@ std::uint64_t request_seed(std::uint64_t seed, std::size_t index) noexcept {
   return next_random(state);
 }
 
+std::size_t reserved_kv_bytes(const config& c, std::size_t element_bytes) {
+  return std::size_t{c.seq_len} * 2 * c.n_layers * c.kv_dim() * element_bytes;
+}
+
+void finish_summary(serve_summary& summary, const model& m, std::size_t requests,
+                    std::size_t kv_bytes_per_request) {
+  summary.tokens_per_second =
+      summary.seconds > 0 ? static_cast<double>(summary.generated_tokens) / summary.seconds : 0;
+  summary.kv_bytes_static = requests * kv_bytes_per_request;
+  summary.weight_bytes = m.weight_bytes();
+  summary.weight_format = m.weight_format();
+}
+
 void check_prompts(const model& m, std::span<const prompt> prompts) {
   const config& c = m.config();
   for (std::size_t i = 0; i < prompts.size(); ++i) {
@@ -265,12 +278,8 @@ serve_result engine::serve(std::span<const prompt> prompts) {
                             (cache.host_pages() ? cache.host_pages()->memory().size() : 0);
     summary.peak_kv_bytes = std::size_t{summary.pages_used_peak} * l.page_bytes();
   }
-  summary.tokens_per_second =
-      summary.seconds > 0 ? static_cast<double>(summary.generated_tokens) / summary.seconds : 0;
-  summary.kv_bytes_static = prompts.size() * std::size_t{c.seq_len} * 2 * c.n_layers * c.kv_dim() *
-                            kv::element_bytes(options_.kv_dtype);
-  summary.weight_bytes = m.weight_bytes();
-  summary.weight_format = m.weight_format();
+  finish_summary(summary, m, prompts.size(),
+                 reserved_kv_bytes(c, kv::element_bytes(options_.kv_dtype)));
   return result;
 }
 
@@ -281,7 +290,7 @@ serve_result serve_static(const model& m, frugal::any_resource_ref memory,
   check_prompts(m, prompts);
   const std::size_t kv_dim = c.kv_dim(), hd = c.head_dim(), group = c.n_heads / c.n_kv_heads;
   const std::size_t layer_floats = std::size_t{c.seq_len} * kv_dim;
-  const std::size_t kv_bytes = 2 * c.n_layers * layer_floats * sizeof(float);
+  const std::size_t kv_bytes = reserved_kv_bytes(c, sizeof(float));  // contiguous fp32 K and V
   serve_result result;
   result.requests.resize(prompts.size());
   const auto start = clock_type::now();
@@ -344,12 +353,8 @@ serve_result serve_static(const model& m, frugal::any_resource_ref memory,
   }
   serve_summary& summary = result.summary;
   summary.seconds = std::chrono::duration<double>(clock_type::now() - start).count();
-  summary.tokens_per_second =
-      summary.seconds > 0 ? static_cast<double>(summary.generated_tokens) / summary.seconds : 0;
-  summary.kv_bytes_static = prompts.size() * kv_bytes;
   summary.peak_kv_bytes = kv_bytes;
-  summary.weight_bytes = m.weight_bytes();
-  summary.weight_format = m.weight_format();
+  finish_summary(summary, m, prompts.size(), kv_bytes);
   return result;
 }
 

@@ -111,6 +111,16 @@ class engine {
 /// @brief Checks prompts against the model. @throws std::invalid_argument naming the request
 void check_prompts(const model& m, std::span<const prompt> prompts);
 
+/// @brief KV bytes of one request reserved for seq_len tokens up front, as llama2.c does, with
+/// `element_bytes` per value.
+std::size_t reserved_kv_bytes(const config& c, std::size_t element_bytes);
+
+/// @brief The end of every run's summary, once `summary.seconds` and `generated_tokens` are
+/// known: tokens per second, the weights, and `kv_bytes_static` (`requests` x
+/// `kv_bytes_per_request`, the reservation the run is compared with).
+void finish_summary(serve_summary& summary, const model& m, std::size_t requests,
+                    std::size_t kv_bytes_per_request);
+
 /// @brief llama2.c's design, the baseline: one request at a time, KV reserved for seq_len tokens
 /// up front (contiguous, fp32), one token per forward pass. Greedy or sampled as `s` says.
 serve_result serve_static(const model& m, frugal::any_resource_ref memory,

@@ -1,4 +1,5 @@
 // frugal/device.hpp: small device utilities compiled into frugal::cuda (cuda/device.cu).
+// snippet: cuda
 //   if (frugal::device::count() == 0) { /* no GPU: skip device work */ }
 //   frugal::device::fill_bytes(ptr, bytes, 0xAB, stream);
 #pragma once

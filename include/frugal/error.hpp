@@ -4,7 +4,7 @@
 // enforces it):
 //   FRUGAL_EXPECTS(alignment != 0, "alignment must be non-zero", frugal::invalid_argument);
 //   FRUGAL_FAIL("unknown policy \"" + name + "\"", frugal::invalid_argument);
-//   FRUGAL_OUT_OF_MEMORY(bytes, describe(stats()), "pool_resource");
+//   FRUGAL_OUT_OF_MEMORY(bytes, frugal::describe(pool.stats()), "pool_resource");
 #pragma once
 
 #include <frugal/config.hpp>

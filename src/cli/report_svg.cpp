@@ -3,6 +3,8 @@
 // error of every quantization format against its bits per element.
 #include "report.hpp"
 
+#include <frugal/detail/svg.hpp>
+
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -12,40 +14,14 @@ namespace {
 
 constexpr double gib = 1024.0 * 1024.0 * 1024.0;
 
-std::string escape(std::string_view text) {
-  std::string out;
-  for (const char ch : text) {
-    switch (ch) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += ch;
-    }
-  }
-  return out;
-}
+namespace svg = frugal::detail::svg;
+using svg::escape;
 
 std::string text_at(double x, double y, std::string_view text, const char* anchor = "start",
                     int size = 12, const char* extra = "") {
   return strf("<text x=\"%.1f\" y=\"%.1f\" font-size=\"%d\" text-anchor=\"%s\" %s>", x, y, size,
               anchor, extra) +
          escape(text) + "</text>\n";
-}
-
-/// A tick label: "36k" for thousands, "2.5" for fractions.
-std::string tick(double v) {
-  if (std::fabs(v) >= 10000) return strf("%.0fk", v / 1000);
-  return strf("%.4g", v);
 }
 
 /// A plot area: data ranges mapped onto a rectangle, with axes, ticks and a legend.
@@ -62,17 +38,17 @@ struct plot {
         "fill=\"none\" stroke=\"#444\"/>\n",
         left, top, width, height);
     s += text_at(left, top - 10, title, "start", 14, "font-weight=\"bold\"");
-    for (int i = 0; i <= x_ticks; ++i) {
-      const double v = x_min + (x_max - x_min) * i / x_ticks;
+    const svg::axis x = svg::nice_axis(x_min, x_max, x_ticks, false);
+    for (const double v : x.ticks) {
       s += strf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ccc\"/>\n", px(v),
                 top, px(v), top + height);
-      s += text_at(px(v), top + height + 15, tick(v), "middle", 11);
+      s += text_at(px(v), top + height + 15, x.label(v), "middle", 11);
     }
-    for (int i = 0; i <= y_ticks; ++i) {
-      const double v = y_min + (y_max - y_min) * i / y_ticks;
+    const svg::axis y = svg::nice_axis(y_min, y_max, y_ticks, false);
+    for (const double v : y.ticks) {
       s += strf("<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#ccc\"/>\n", left,
                 py(v), left + width, py(v));
-      s += text_at(left - 6, py(v) + 4, tick(v), "end", 11);
+      s += text_at(left - 6, py(v) + 4, y.label(v), "end", 11);
     }
     s += text_at(left + width / 2, top + height + 32, x_label, "middle", 12);
     s += strf(
@@ -194,10 +170,8 @@ std::string kv_static_vs_paged(const json& r) {
   s += bar(140, paged, kv["paged"]["waste"].get<double>(), "paged (peak held)",
            strf("%zu sequences, %.1f%% empty", kv["paged"]["max_concurrent"].get<std::size_t>(),
                 100 * kv["paged"]["waste"].get<double>()));
-  for (int i = 0; i <= 5; ++i) {
-    const double v = p.x_max * i / 5;
-    s += text_at(p.px(v), 205, strf("%.4g", v), "middle", 11);
-  }
+  const svg::axis x = svg::nice_axis(p.x_min, p.x_max, 5, false);
+  for (const double v : x.ticks) s += text_at(p.px(v), 205, x.label(v), "middle", 11);
   s += text_at(p.left + p.width / 2, 225, "GiB of KV", "middle", 12);
   s += strf("<rect x=\"%.1f\" y=\"250\" width=\"12\" height=\"12\" fill=\"#1f77b4\"/>\n", p.left);
   s += text_at(p.left + 18, 260, "holding tokens", "start", 11);

@@ -9,7 +9,14 @@ file. `#line` directives make the compiler name the Markdown file and line of an
 A block that needs the CUDA toolkit is marked by the line `<!-- snippet: cuda -->` just before
 it; it goes to the file named by --cuda-out instead (built only where CUDA is found).
 
+Headers (--headers FILE.hpp...): the example in a header's banner compiles too, the same way,
+after an #include of the header itself. The banner is the header's opening run of `//` lines;
+its example is the first run of banner lines that begin with `//` and three spaces, the code
+being what follows those three spaces. A banner line `// snippet: cuda` just before the example
+sends it to the CUDA file. tests/docs/README.md describes the conventions.
+
 Usage: extract_snippets.py --out host.cpp --cuda-out cuda.cpp --root DIR FILE.md...
+                           [--headers FILE.hpp...]
 Prints the number of blocks written to each file.
 """
 import argparse
@@ -34,6 +41,28 @@ def blocks(path):
             yield start + 1, lines[start:j], needs_cuda
             i = j
         i += 1
+
+
+def banner_example(path, root):
+    """The example of a header's banner: (first code line number, lines, needs_cuda), or None."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    banner = []
+    for text in lines:
+        if not text.startswith("//"):
+            break
+        banner.append(text)
+    start = next((i for i, text in enumerate(banner) if text.startswith("//   ")), None)
+    if start is None:
+        return None
+    end = start
+    while end < len(banner) and banner[end].startswith("//   "):
+        end += 1
+    needs_cuda = start > 0 and banner[start - 1].strip() == "// snippet: cuda"
+    include = "#include <" + path.relative_to(root / "include").as_posix() + ">"
+    body = [text[len("//   "):] for text in banner[start:end]]
+    # The header's own #include takes the line before the example (moved to the top of the
+    # file, it leaves a blank line there), so #line numbers the code as in the header.
+    return start, [include] + body, needs_cuda
 
 
 def render(entries):
@@ -66,6 +95,7 @@ def main():
     parser.add_argument("--cuda-out", required=True)
     parser.add_argument("--root", required=True)
     parser.add_argument("files", nargs="+")
+    parser.add_argument("--headers", nargs="*", default=[])
     args = parser.parse_args()
     root = pathlib.Path(args.root)
     host, cuda = [], []
@@ -74,9 +104,18 @@ def main():
         name = path.relative_to(root).as_posix()
         for line, body, needs_cuda in blocks(path):
             (cuda if needs_cuda else host).append((name, line, body))
+    examples = 0
+    for f in sorted(args.headers):
+        path = pathlib.Path(f)
+        example = banner_example(path, root)
+        if example is None:
+            continue
+        line, body, needs_cuda = example
+        (cuda if needs_cuda else host).append((path.relative_to(root).as_posix(), line, body))
+        examples += 1
     write_if_changed(args.out, render(host))
     write_if_changed(args.cuda_out, render(cuda))
-    print(f"{len(host)} host blocks, {len(cuda)} CUDA blocks")
+    print(f"{len(host)} host blocks, {len(cuda)} CUDA blocks ({examples} from header banners)")
 
 
 if __name__ == "__main__":

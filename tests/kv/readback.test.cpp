@@ -3,6 +3,8 @@
 // every sequence is then read back through export_block_tables() and export_flashinfer(), for
 // both page orders and several shapes and element types, with shared prefixes, forks (and their
 // copy-on-write copies) and a round trip through the host tier.
+#include "kv/fixtures.hpp"
+
 #include <frugal/kv/cache.hpp>
 #include <frugal/mr/host_resource.hpp>
 
@@ -18,16 +20,9 @@
 namespace kv = frugal::kv;
 using kv::copy_op;
 using kv::token_id;
+using kv::test::describe;
 
 namespace {
-
-std::string describe(const kv::layout& l) {
-  static const char* const names[] = {"fp16", "bf16", "fp8_e4m3", "fp8_e5m2", "int8"};
-  return std::to_string(l.num_layers) + " layers, " + std::to_string(l.num_kv_heads) +
-         " heads, dim " + std::to_string(l.head_dim) + ", page " + std::to_string(l.page_size) +
-         ", " + names[static_cast<int>(l.dtype)] + ", " +
-         (l.order == kv::order::nhd ? "NHD" : "HND");
-}
 
 /// What every element of a token's slot holds: its id as a uint16 for 2-byte types, its low byte
 /// for 1-byte types.
@@ -239,36 +234,6 @@ void read_back(engine& e) {
 }
 
 }  // namespace
-
-TEST_CASE("kv: addressing() reaches each element of a page exactly once") {
-  frugal::host_resource host;
-  for (const kv::order o : {kv::order::nhd, kv::order::hnd})
-    for (const kv::dtype d : {kv::dtype::fp16, kv::dtype::int8}) {
-      const kv::layout l{.num_layers = 2,
-                         .num_kv_heads = 3,
-                         .head_dim = 4,
-                         .page_size = 5,
-                         .dtype = d,
-                         .order = o};
-      INFO(describe(l));
-      kv::page_pool pool{l, 3, host};
-      const kv::page_addressing a = pool.addressing();
-      std::vector<int> hits(l.page_bytes() / a.element_size, 0);
-      for (std::size_t layer = 0; layer < l.num_layers; ++layer)
-        for (std::size_t k_or_v = 0; k_or_v < 2; ++k_or_v)
-          for (std::size_t slot = 0; slot < l.page_size; ++slot)
-            for (std::size_t head = 0; head < l.num_kv_heads; ++head)
-              for (std::size_t dim = 0; dim < l.head_dim; ++dim) {
-                const std::size_t offset =
-                    a.offset(layer, 1, k_or_v, slot, head, dim) - a.page_stride;
-                REQUIRE(offset % a.element_size == 0);
-                REQUIRE(offset < l.page_bytes());
-                ++hits[offset / a.element_size];
-              }
-      CHECK(std::all_of(hits.begin(), hits.end(), [](int h) { return h == 1; }));
-      CHECK(pool.page_address(1) == a.base + a.page_stride);
-    }
-}
 
 TEST_CASE("kv: each token written through slot_mapping reads back through both page tables") {
   const kv::order order = GENERATE(kv::order::nhd, kv::order::hnd);

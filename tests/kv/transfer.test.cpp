@@ -2,11 +2,12 @@
 // shared-memory transports, and within one process over self: data intact, the notification
 // after the data, descriptor merging, every refusal, a peer dying mid-transfer, and the cache's
 // receiving and sending ends.
+#include "support/blob_channel.hpp"
+
 #include <frugal/kv/transfer.hpp>
 #include <frugal/mr/host_resource.hpp>
 
 #include <catch2/catch.hpp>
-#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -32,42 +33,12 @@ using kv::page_id;
 constexpr kv::layout small_layout{
     .num_layers = 2, .num_kv_heads = 2, .head_dim = 16, .page_size = 16, .dtype = kv::dtype::fp32};
 
-// ---- side channel: length-prefixed blobs over a socketpair, with a timeout --------------------
+// ---- side channel: length-prefixed blobs over a socketpair (support/blob_channel.hpp) --------
 
-bool wait_readable(int fd, std::chrono::milliseconds timeout) {
-  pollfd p{fd, POLLIN, 0};
-  return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1;
-}
-
-void send_blob(int fd, const std::string& blob) {
-  const auto n = static_cast<std::uint32_t>(blob.size());
-  std::string out(reinterpret_cast<const char*>(&n), 4);
-  out += blob;
-  std::size_t at = 0;
-  while (at < out.size()) {
-    const ssize_t w = ::write(fd, out.data() + at, out.size() - at);
-    if (w <= 0) throw std::runtime_error("side channel: write failed");
-    at += static_cast<std::size_t>(w);
-  }
-}
-
-std::string recv_exact(int fd, std::size_t n) {
-  std::string in(n, '\0');
-  std::size_t at = 0;
-  while (at < n) {
-    if (!wait_readable(fd, 20s)) throw std::runtime_error("side channel: timed out");
-    const ssize_t r = ::read(fd, in.data() + at, n - at);
-    if (r <= 0) throw std::runtime_error("side channel: closed");
-    at += static_cast<std::size_t>(r);
-  }
-  return in;
-}
-
-std::string recv_blob(int fd) {
-  std::uint32_t n = 0;
-  std::memcpy(&n, recv_exact(fd, 4).data(), 4);
-  return recv_exact(fd, n);
-}
+using frugal::test::recv_blob;
+using frugal::test::send_blob;
+// How long one end waits for the other before the test fails instead of hanging.
+constexpr auto side_channel_timeout = 20s;
 
 std::string pages_blob(std::span<const page_id> pages) {
   return {reinterpret_cast<const char*>(pages.data()), pages.size_bytes()};
@@ -159,7 +130,7 @@ kv::transfer_options options_for(const std::string& transports) {
 /// Connects the two ends: each sends its metadata, then loads the other's.
 std::string exchange_metadata(kv::transfer_agent& agent, int fd) {
   send_blob(fd, agent.metadata());
-  return agent.load_peer(recv_blob(fd));
+  return agent.load_peer(recv_blob(fd, side_channel_timeout));
 }
 
 }  // namespace
@@ -213,7 +184,7 @@ TEST_CASE("transfer: pages written to another process arrive intact, notificatio
   chunked.max_put_bytes = 20000;  // runs go out in pieces that split pages
   kv::transfer_agent agent{"prefill", pool, chunked};
   CHECK(exchange_metadata(agent, decode.fd) == "decode");
-  const std::vector<page_id> remote = blob_pages(recv_blob(decode.fd));
+  const std::vector<page_id> remote = blob_pages(recv_blob(decode.fd, side_channel_timeout));
   REQUIRE(remote.size() == 40);
   // Local pages in two contiguous runs with a gap: 0..19 and 30..49 (the remote side is one run).
   std::vector<page_id> local = allocate_pages(pool, 50);
@@ -228,7 +199,7 @@ TEST_CASE("transfer: pages written to another process arrive intact, notificatio
   CHECK(t.wait(20s) == kv::transfer_status::done);
   CHECK(t.error().empty());
   CHECK(agent.active_transfers() == 0);
-  CHECK(recv_blob(decode.fd) == "checked");
+  CHECK(recv_blob(decode.fd, side_channel_timeout) == "checked");
   CHECK(decode.wait() == 0);
 }
 
@@ -254,7 +225,7 @@ TEST_CASE("transfer: pages read from another process arrive intact, the owner is
   kv::page_pool pool{small_layout, 32, host};
   kv::transfer_agent agent{"decode", pool, options_for(transports)};
   exchange_metadata(agent, prefill.fd);
-  const std::vector<page_id> remote = blob_pages(recv_blob(prefill.fd));
+  const std::vector<page_id> remote = blob_pages(recv_blob(prefill.fd, side_channel_timeout));
   const std::vector<page_id> local = allocate_pages(pool, 12);
   kv::transfer t = agent.read(local, "prefill", remote, 9);
   CHECK(t.descriptors() == 1);
@@ -392,7 +363,7 @@ TEST_CASE("transfer: the receiver dies mid-transfer, the sender handle names it"
   kv::page_pool pool{big, n, host};
   kv::transfer_agent agent{"prefill", pool, options_for(transports)};
   exchange_metadata(agent, decode.fd);
-  const std::vector<page_id> remote = blob_pages(recv_blob(decode.fd));
+  const std::vector<page_id> remote = blob_pages(recv_blob(decode.fd, side_channel_timeout));
   const std::vector<page_id> local = allocate_pages(pool, n);
   kv::transfer t = agent.write(local, "decode", remote, 42);
   decode.kill();
@@ -426,7 +397,7 @@ TEST_CASE("transfer: the sender dies mid-transfer, the cache releases the reserv
     kv::page_pool pool{big, n, host};
     kv::transfer_agent agent{"prefill", pool, options_for(transports)};
     exchange_metadata(agent, fd);
-    const std::vector<page_id> remote = blob_pages(recv_blob(fd));
+    const std::vector<page_id> remote = blob_pages(recv_blob(fd, side_channel_timeout));
     const auto local = allocate_pages(pool, remote.size());
     kv::transfer t = agent.write(local, "decode", remote, 5);
     agent.progress();
@@ -479,7 +450,7 @@ TEST_CASE("transfer: a sequence moves between two caches, prefix registration af
     kv::sequence seq = cache.add_sequence(prompt);
     for (std::size_t i = 0; i < seq.pages().size(); ++i)
       fill_page(cache.pages(), seq.pages()[i], 500 + static_cast<std::uint32_t>(i));
-    const std::vector<page_id> remote = blob_pages(recv_blob(fd));
+    const std::vector<page_id> remote = blob_pages(recv_blob(fd, side_channel_timeout));
     const std::size_t first = seq.pages().size() - remote.size();
     kv::sequence_sender tx{agent};
     tx.send(std::move(seq), first, "decode", remote, 11);

@@ -1,10 +1,10 @@
+#include "mr/live_ranges.hpp"
 #include "mr/test_resources.hpp"
 
 #include <frugal/mr/pool.hpp>
 
 #include <catch2/catch.hpp>
 
-#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -225,51 +225,32 @@ TEST_CASE("pool: properties come from the upstream") {
 }
 
 namespace {
-/// Random allocate/free streams against a std::map of live ranges; checks every invariant.
+/// Random allocate/free streams against a model of the live ranges; checks every invariant.
 void differential_fuzz(std::uint64_t seed, int operations, std::size_t max_bytes, int check_every) {
   budget_resource upstream;
   budget_pool pool{frugal::ref(upstream), {.chunk_size = 0, .max_size = std::size_t{1} << 34}};
   std::mt19937_64 rng(seed);
-  std::map<std::uintptr_t, std::pair<std::size_t, std::size_t>> live;  // address -> size, align
-  std::vector<std::uintptr_t> order;
-  std::size_t in_use = 0;
+  frugal::testing::live_ranges live;
   for (int op = 0; op < operations; ++op) {
-    if (!order.empty() && rng() % 100 < 50) {
-      const std::size_t k = rng() % order.size();
-      const auto address = order[k];
-      order[k] = order.back();
-      order.pop_back();
-      const auto [size, alignment] = live[address];
-      live.erase(address);
-      pool.deallocate(reinterpret_cast<void*>(address), size, alignment);
-      in_use -= size;
+    if (!live.empty() && rng() % 100 < 50) {
+      const auto r = live.take_random(rng);
+      pool.deallocate(r.pointer(), r.size, r.alignment);
     } else {
       const std::size_t size = 1 + rng() % (rng() % 8 == 0 ? max_bytes : 4096);
       const std::size_t alignment = std::size_t{1} << (rng() % 14);
       void* p = pool.try_allocate(size, alignment);
       REQUIRE(p != nullptr);
-      const auto address = reinterpret_cast<std::uintptr_t>(p);
-      REQUIRE(address % alignment == 0);
-      auto next = live.lower_bound(address);
-      if (next != live.end()) REQUIRE(address + size <= next->first);
-      if (next != live.begin()) {
-        auto prev = std::prev(next);
-        REQUIRE(prev->first + prev->second.first <= address);
-      }
-      live.emplace(address, std::pair{size, alignment});
-      order.push_back(address);
-      in_use += size;
+      live.add(p, size, alignment);
     }
     if (op % check_every == 0) {
       REQUIRE(pool.is_valid());
       const auto s = pool.stats();
-      REQUIRE(s.bytes_in_use == in_use);
-      REQUIRE(s.allocations == live.size());
+      REQUIRE(s.bytes_in_use == live.bytes());
+      REQUIRE(s.allocations == live.count());
       REQUIRE(s.bytes_reserved == upstream.in_use());
     }
   }
-  for (auto [address, info] : live)
-    pool.deallocate(reinterpret_cast<void*>(address), info.first, info.second);
+  for (const auto& r : live.all()) pool.deallocate(r.pointer(), r.size, r.alignment);
   REQUIRE(pool.is_valid());
   REQUIRE(pool.trim() == upstream.in_use());
   REQUIRE(upstream.in_use() == 0);

@@ -1,5 +1,6 @@
 // pool_resource growing in place over an upstream that hands out address space in order
 // (virtual_resource), and its chunk policy over one that does not.
+#include "mr/live_ranges.hpp"
 #include "mr/test_resources.hpp"
 
 #include <frugal/mr/pool.hpp>
@@ -9,7 +10,6 @@
 #include <catch2/catch.hpp>
 
 #include <cstring>
-#include <map>
 #include <random>
 #include <vector>
 
@@ -145,23 +145,16 @@ void growth_fuzz(std::uint64_t seed, int operations, std::size_t live_target, st
   virtual_resource space{{.reserve_bytes = std::size_t{64} << 30, .commit = false}};
   virtual_pool pool{frugal::ref(space), {.max_size = cap}};
   std::mt19937_64 rng(seed);
-  std::map<std::uintptr_t, std::pair<std::size_t, std::size_t>> live;  // address -> size, align
-  std::vector<std::uintptr_t> order;
-  std::size_t in_use = 0, refusals = 0, trims = 0;
+  frugal::testing::live_ranges live;
+  std::size_t refusals = 0, trims = 0;
   for (int op = 0; op < operations; ++op) {
     const std::uint64_t dice = rng() % 1000;
     if (dice < 3) {
       pool.trim();
       ++trims;
-    } else if (!order.empty() && (order.size() >= 2 * live_target || dice < 480)) {
-      const std::size_t k = rng() % order.size();
-      const auto address = order[k];
-      order[k] = order.back();
-      order.pop_back();
-      const auto [size, alignment] = live[address];
-      live.erase(address);
-      pool.deallocate(reinterpret_cast<void*>(address), size, alignment);
-      in_use -= size;
+    } else if (!live.empty() && (live.count() >= 2 * live_target || dice < 480)) {
+      const auto r = live.take_random(rng);
+      pool.deallocate(r.pointer(), r.size, r.alignment);
     } else {
       const std::size_t size = 1 + rng() % (rng() % 16 == 0 ? 48 * MiB : 64 << 10);
       const std::size_t alignment = std::size_t{1} << (rng() % 13);
@@ -180,31 +173,20 @@ void growth_fuzz(std::uint64_t seed, int operations, std::size_t live_target, st
         REQUIRE(tail + (cap - before.bytes_reserved) < need);
         REQUIRE(pool.stats() == before);
       } else {
-        const auto address = reinterpret_cast<std::uintptr_t>(p);
-        REQUIRE(address % alignment == 0);
-        auto next = live.lower_bound(address);
-        if (next != live.end()) REQUIRE(address + size <= next->first);
-        if (next != live.begin()) {
-          auto prev = std::prev(next);
-          REQUIRE(prev->first + prev->second.first <= address);
-        }
-        live.emplace(address, std::pair{size, alignment});
-        order.push_back(address);
-        in_use += size;
+        live.add(p, size, alignment);
       }
     }
     REQUIRE(pool.is_valid());
     const auto s = pool.stats();
-    REQUIRE(s.bytes_in_use == in_use);
-    REQUIRE(s.allocations == live.size());
+    REQUIRE(s.bytes_in_use == live.bytes());
+    REQUIRE(s.allocations == live.count());
     REQUIRE(s.bytes_reserved <= cap);
     REQUIRE(s.bytes_reserved == space.stats().bytes_in_use);
     REQUIRE(pool.segments().size() <= 1);  // the upstream hands out in order: one segment
   }
   CHECK(trims > 0);
   if (cap < (std::size_t{1} << 40)) CHECK(refusals > 0);  // the cap was reached
-  for (auto [address, info] : live)
-    pool.deallocate(reinterpret_cast<void*>(address), info.first, info.second);
+  for (const auto& r : live.all()) pool.deallocate(r.pointer(), r.size, r.alignment);
   REQUIRE(pool.is_valid());
   REQUIRE(pool.trim() == space.stats().bytes_in_use);
   REQUIRE(space.stats().bytes_in_use == 0);

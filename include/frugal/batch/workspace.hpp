@@ -2,7 +2,8 @@
 // tokens actually in the step. It grows to the high-water mark and gives memory back after a
 // run of smaller steps, instead of reserving for max_batched_tokens up front.
 //   frugal::batch::workspace ws{gpu, {.bytes_per_token = 120 << 10}};
-//   ws.begin_step(plan.num_batched_tokens);  void* h = ws.allocate(bytes);  ...  ws.end_step();
+//   ws.begin_step(plan.num_batched_tokens);
+//   void* h = ws.allocate(bytes);  /* the step's kernels */  ws.end_step();
 #pragma once
 
 #include <frugal/mr/arena.hpp>

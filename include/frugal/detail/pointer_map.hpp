@@ -1,6 +1,7 @@
 // frugal/detail/pointer_map.hpp: an open-addressing hash map from block address to a 32-bit
 // index, the O(1) "which block is this pointer" lookup behind pool_resource's deallocate.
-//   pointer_map map;  map.insert(p, 7);  auto i = map.find(p);  map.erase(p);
+//   frugal::detail::pointer_map map;  map.insert(address, 7);  auto i = map.find(address);
+//   map.erase(address);
 #pragma once
 
 #include <cstddef>

@@ -3,9 +3,9 @@
 // causal, grouped-query attention of a batch of query rows (prefill chunks and decodes mixed)
 // through a FlashInfer page table or vLLM block tables. CPU here; the CUDA versions are in
 // frugal/kv/attention_kernels.hpp.
-//   frugal::kv::write_kv(pool, layer, k, v, plan.slot_mapping);
-//   frugal::kv::paged_attention(pool, layer, q, qo_indptr, frugal::kv::paged_kv{plan.page_table},
-//                               out, {.num_qo_heads = 8});
+//   frugal::kv::write_kv(cache.pages(), layer, k, v, plan.slot_mapping);
+//   frugal::kv::paged_attention(cache.pages(), layer, q, qo_indptr,
+//                               frugal::kv::paged_kv{plan.page_table}, out, {.num_qo_heads = 8});
 #pragma once
 
 #include <frugal/kv/cache.hpp>

@@ -1,9 +1,9 @@
 // frugal/kv/attention_kernels.hpp: the CUDA versions of write_kv and paged attention for decode
 // (cuda/attention.cu, in frugal::cuda), over a page_pool in device-accessible memory.
-//   frugal::kv::write_kv_device(pool, layer, k, v, slots, num_tokens, scales, stream);
-//   frugal::kv::paged_decode_device(pool, layer, q, table, batch, max_pages, out, {.num_qo_heads =
-//   32},
-//                                   scales, stream);
+// snippet: cuda
+//   frugal::kv::write_kv_device(cache.pages(), layer, d_k, d_v, d_slots, num_tokens, {}, stream);
+//   frugal::kv::paged_decode_device(cache.pages(), layer, d_q, table, batch_size, max_pages,
+//                                   d_out, {.num_qo_heads = 32}, {}, stream);
 #pragma once
 
 #include <frugal/config.hpp>

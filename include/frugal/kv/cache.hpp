@@ -3,7 +3,7 @@
 // FlashInfer and vLLM kernels read.
 //   frugal::kv::cache kv{layout, num_pages, gpu, {.enable_prefix_caching = true}};
 //   auto seq = kv.add_sequence(prompt);   kv.append(seq, generated);
-//   auto table = kv.export_flashinfer(batch);
+//   const frugal::kv::sequence* batch[] = {&seq};   auto table = kv.export_flashinfer(batch);
 #pragma once
 
 #include <frugal/kv/copy_op.hpp>

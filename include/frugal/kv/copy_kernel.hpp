@@ -1,7 +1,8 @@
 // frugal/kv/copy_kernel.hpp: the batched page-copy kernel (cuda/kv_copy.cu, in frugal::cuda) that
 // performs a kv::cache's copy lists on device-accessible pools: copy-on-write, swap_out, swap_in.
-//   frugal::kv::copy_pages_device(kv.pages(), kv.pages(), kv.take_copy_ops(), stream);
-//   frugal::kv::copy_pages_device(kv.pages(), *kv.host_pages(), kv.swap_out(seq), stream);
+// snippet: cuda
+//   frugal::kv::copy_pages_device(cache.pages(), cache.pages(), cache.take_copy_ops(), stream);
+//   frugal::kv::copy_pages_device(cache.pages(), *cache.host_pages(), cache.swap_out(seq), stream);
 #pragma once
 
 #include <frugal/config.hpp>

@@ -1,6 +1,6 @@
 // frugal/kv/copy_op.hpp: one page copy an engine must perform (copy-on-write, swap out, swap
 // in), as the KV cache and the scheduler hand them out and the copy kernels take them.
-//   for (const frugal::kv::copy_op& op : kv.take_copy_ops()) copy(op.src, op.dst, op.kind);
+//   for (const frugal::kv::copy_op& op : cache.take_copy_ops()) copy_page(op.src, op.dst, op.kind);
 #pragma once
 
 #include <cstdint>

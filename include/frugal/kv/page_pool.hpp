@@ -1,7 +1,7 @@
 // frugal/kv/page_pool.hpp: the pages of a paged KV cache, carved from one contiguous allocation,
 // with 32-bit ids, reference counts, and the base pointers and strides a kernel needs.
 //   frugal::kv::page_pool pages{layout, 4096, gpu};   // one allocation of 4096 pages
-//   auto id = pages.allocate();   std::byte* k = pages.address(layer, id, 0, slot, head);
+//   auto id = pages.allocate();   std::byte* first = pages.page_address(id);   // its first byte
 #pragma once
 
 #include <frugal/kv/copy_op.hpp>

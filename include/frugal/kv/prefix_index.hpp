@@ -1,6 +1,7 @@
 // frugal/kv/prefix_index.hpp: which KV pages hold which prefix (content hash -> page), and the
 // order in which cached pages are evicted: kv::cache's one eviction policy, in one place.
-//   index.on_release(seq_pages, drop);   index.on_hit(page);   page_id victim = index.evict();
+//   index.on_release(seq_pages, drop);   index.on_hit(page);
+//   frugal::kv::page_id victim = index.evict();
 #pragma once
 
 #include <frugal/detail/pointer_map.hpp>

@@ -1,7 +1,7 @@
 // frugal/mr/arena.hpp: bump allocation over chunks, released all at once: the step arena for a
 // forward pass's intermediates.
 //   frugal::arena_resource arena{frugal::host_resource{}};
-//   auto m = arena.mark();  void* a = arena.allocate(4096);  ...  arena.release(m);
+//   auto m = arena.mark();  void* a = arena.allocate(4096);  /* ... */  arena.release(m);
 #pragma once
 
 #include <frugal/mr/concepts.hpp>

@@ -1,8 +1,9 @@
 // frugal/mr/cuda_async_resource.hpp: stream-ordered device memory from cudaMallocAsync, drawn
 // from the device's current memory pool; synchronous use works on a stream fixed at construction.
+// snippet: cuda
 //   frugal::cuda_async_resource gpu{stream};
 //   void* p = gpu.allocate_async(bytes, 256, stream);   // usable by work queued on `stream`
-//   launch_kernel<<<grid, block, 0, stream>>>(p);
+//   launch_kernel(p, stream);                          // a kernel of one's own, on `stream`
 //   gpu.deallocate_async(p, bytes, 256, stream);
 #pragma once
 

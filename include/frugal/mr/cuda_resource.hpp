@@ -1,4 +1,5 @@
 // frugal/mr/cuda_resource.hpp: device memory from cudaMalloc, the plain device upstream.
+// snippet: cuda
 //   frugal::cuda_resource gpu;            // the current device
 //   void* p = gpu.allocate(1 << 20);      // device memory, 256-byte aligned
 //   gpu.deallocate(p, 1 << 20);

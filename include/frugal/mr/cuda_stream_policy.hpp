@@ -1,5 +1,6 @@
 // frugal/mr/cuda_stream_policy.hpp: the stream and event operations of stream_pool_resource over
 // CUDA streams and events (cudaEvent_t, created without timing).
+// snippet: cuda
 //   frugal::stream_pool_resource pool{frugal::ref(gpu), frugal::cuda_stream_policy{}};
 //   void* p = pool.allocate_async(bytes, 256, stream);
 #pragma once

@@ -1,6 +1,7 @@
 // frugal/mr/cuda_virtual_resource.hpp: device memory over one reserved virtual address range:
 // the address space is reserved up front, physical memory is committed granule by granule as
 // allocations need it, and trim() hands free granules back to the device.
+// snippet: cuda
 //   frugal::cuda_virtual_resource gpu{{.reserve_bytes = std::size_t{64} << 30}};  // 64 GiB of VA
 //   void* p = gpu.allocate(std::size_t{3} << 20);  // commits two 2 MiB granules
 //   gpu.deallocate(p, std::size_t{3} << 20);       // still committed, reused first

@@ -1,5 +1,6 @@
 // frugal/mr/pinned_resource.hpp: page-locked host memory from cudaMallocHost, readable and
 // writable by the host and by every device (staging buffers, fast copies, zero-copy reads).
+// snippet: cuda
 //   frugal::pinned_resource pinned;
 //   auto* staging = static_cast<float*>(pinned.allocate(n * sizeof(float)));
 //   cudaMemcpyAsync(device_ptr, staging, n * sizeof(float), cudaMemcpyHostToDevice, stream);

@@ -1,5 +1,6 @@
 // frugal/mr/stream_pool.hpp: a stream-ordered pool. A block freed on a stream is reused at once
 // by that stream; another stream gets it only after waiting on an event recorded at the free.
+// snippet: cuda
 //   frugal::stream_pool_resource pool{frugal::ref(gpu), frugal::cuda_stream_policy{}};
 //   void* p = pool.allocate_async(bytes, 256, compute);  pool.deallocate_async(p, bytes, 256,
 //   compute);

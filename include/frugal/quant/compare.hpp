@@ -1,7 +1,8 @@
 // frugal/quant/compare.hpp: model-level accuracy of a quantized model. Compares the logits of a
 // reference model (FP32 weights) and a candidate (quantized weights) position by position: the
 // statistics llama.cpp's perplexity tool prints with --kl-divergence.
-//   frugal::quant::logit_comparison c = frugal::quant::compare_logits(ref, cand, vocab, targets);
+//   frugal::quant::logit_comparison c =
+//       frugal::quant::compare_logits(reference_logits, candidate_logits, vocab, targets);
 //   if (c.kl_mean < 0.01) { /* the format holds on this model */ }
 #pragma once
 

@@ -1,9 +1,11 @@
 // frugal/quant/kernels.hpp: the CUDA quantization kernels (cuda/quant*.cu, in frugal::cuda). They
 // write the same bytes as the CPU reference quant::quantize, into a buffer laid out by layout_of.
+// snippet: cuda
 //   auto l = frugal::quant::layout_of(frugal::quant::format::nvfp4, rows, cols);
-//   frugal::quant::quantize_device(frugal::quant::format::nvfp4, d_weights, rows, cols, d_bytes,
-//   stream); frugal::quant::dequantize_device(frugal::quant::format::nvfp4, d_bytes, rows, cols,
-//   d_out, stream);
+//   frugal::quant::quantize_device(frugal::quant::format::nvfp4, d_weights, rows, cols, d_packed,
+//                                  stream);
+//   frugal::quant::dequantize_device(frugal::quant::format::nvfp4, d_packed, rows, cols,
+//                                    d_restored, stream);
 #pragma once
 
 #include <frugal/config.hpp>

@@ -1,6 +1,8 @@
 // frugal/tensor/step_scope.hpp: every tensor made inside a step is released at once when the
 // step ends (one arena release), and the step's peak is recorded so the arena can be sized.
-//   for (...) { frugal::step_scope step{arena};  auto h = frugal::make_tensor<float>(step, n); }
+//   for (const auto& b : batches) {
+//     frugal::step_scope step{arena};  auto h = frugal::make_tensor<float>(step, b.tokens);
+//   }
 #pragma once
 
 #include <frugal/mr/arena.hpp>

@@ -1,7 +1,7 @@
 // frugal/kv/detail/copy_pages.hpp: the page-copy kernel's work split, shared by the kernel
 // (cuda/kv_copy.cu) and a host emulation that runs every thread of the same grid in turn, so the
 // CPU tests cover the kernel's loops (the chunks, the byte-wise tail) without a device.
-//   detail::copy_pages_emulated(src, dst, 1024, 1024, 1001, ops.data(), ops.size(), tuning);
+//   frugal::kv::detail::copy_pages_emulated(src, dst, 1024, 1024, 1001, ops.data(), ops.size());
 #pragma once
 
 #include <frugal/config.hpp>

@@ -1,8 +1,9 @@
 // frugal/mr/detail/cuda_driver.hpp: the CUDA driver's virtual memory functions (cuMemCreate,
 // cuMemMap, ...), looked up at run time through the runtime's cudaGetDriverEntryPointByVersion,
 // so that nothing links libcuda and binaries still load on machines without a driver.
+// snippet: cuda
 //   const auto& driver = frugal::detail::cuda_driver_api::get();   // throws cuda_error if absent
-//   driver.check(driver.mem_unmap(ptr, size), "cuMemUnmap");
+//   driver.check(driver.mem_unmap(address, size), "cuMemUnmap");   // address: a CUdeviceptr
 #pragma once
 
 #include <frugal/config.hpp>

@@ -1,7 +1,8 @@
 // frugal/mr/detail/cuda_support.hpp: what the CUDA runtime resources share: the alignment rule,
 // a scoped device switch, and turning a failed cudaMalloc* into out_of_memory or cuda_error.
+// snippet: cuda
 //   frugal::detail::scoped_device on{device_};
-//   if (on.status() != cudaSuccess) ...;   // then cudaMalloc on `device_`
+//   if (on.status() != cudaSuccess) return;   // else cudaMalloc on `device_`
 #pragma once
 
 #include <frugal/config.hpp>

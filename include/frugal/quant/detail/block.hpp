@@ -1,9 +1,10 @@
 // frugal/quant/detail/block.hpp: the block-level arithmetic of every quantization format, shared
 // by the CPU reference (src/quant/quantize.cpp) and the CUDA kernels (cuda/quant.cu), so both
 // produce the same bytes.
+//   namespace detail = frugal::quant::detail;
 //   float amax = detail::block_amax(x, 64);
 //   auto p = detail::int_symmetric_params(amax, detail::int4_symmetric_max);
-//   detail::encode_int4<false>(x, 64, p, out);   // 32 bytes, even element in the low nibble
+//   detail::encode_int4<false>(x, 64, p, packed);   // 32 bytes, even element in the low nibble
 //
 // ---------------------------------------------------------------------------------------------
 // How to use these functions (CPU loop or kernel)

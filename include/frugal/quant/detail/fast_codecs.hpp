@@ -2,8 +2,9 @@
 // of frugal/quant/codecs.hpp and detail/block.hpp, written so that compilers vectorize them
 // (selects instead of branches, no data-dependent loops). Every function gives the same bits as
 // its reference for every input; tests/quant/fast_paths.test.cpp checks all 2^32 floats.
+//   namespace detail = frugal::quant::detail;
 //   std::uint8_t q = detail::fast_to_fp8_e4m3(3.3f);         // == to_fp8_e4m3(3.3f), 0x45
-//   detail::fast_encode_fp8_e4m3(x, n, scale, out);          // == encode_fp8_e4m3(...)
+//   detail::fast_encode_fp8_e4m3(x, n, scale, packed);       // == encode_fp8_e4m3(...)
 #pragma once
 
 #include <frugal/config.hpp>
