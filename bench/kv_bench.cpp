@@ -21,6 +21,7 @@
 #include <frugal/kv/cache.hpp>
 #include <frugal/mr/host_resource.hpp>
 #include <frugal/mr/virtual_resource.hpp>
+#include <frugal/sim/workload.hpp>
 
 #include <benchmark/benchmark.h>
 
@@ -28,7 +29,6 @@
 #include <cmath>
 #include <deque>
 #include <memory_resource>
-#include <numeric>
 #include <optional>
 #include <random>
 #include <string_view>
@@ -294,27 +294,18 @@ struct request {
   std::size_t output = 0;
 };
 
-/// ShareGPT-like lengths: lognormal prompt and output lengths (sigma 1), scaled so that the
-/// sample means are ShareGPT's 161 and 338 tokens, then rounded and clipped to [1, 4096] with a
-/// total of at most max_length (the clipping moves the means by well under 1%).
+/// ShareGPT-like lengths: the simulator's ShareGPT workload (frugal/sim/workload.hpp: lognormal,
+/// sigma 1, means 161.31 and 337.99 tokens, clipped to max_length in total).
 const std::vector<request>& sharegpt_like() {
   static const std::vector<request> requests = [] {
     std::mt19937_64 rng(2026);
-    constexpr double sigma = 1.0;
-    std::lognormal_distribution<double> length(-sigma * sigma / 2, sigma);  // mean 1
-    std::vector<double> prompt(num_requests), output(num_requests);
-    for (std::size_t i = 0; i < num_requests; ++i) prompt[i] = length(rng), output[i] = length(rng);
-    const double prompt_scale =
-        161.0 * num_requests / std::accumulate(prompt.begin(), prompt.end(), 0.0);
-    const double output_scale =
-        338.0 * num_requests / std::accumulate(output.begin(), output.end(), 0.0);
-    auto clip = [](double x, std::size_t hi) {
-      return std::clamp<std::size_t>(static_cast<std::size_t>(std::llround(x)), 1, hi);
-    };
+    frugal::sim::length_sampler lengths{{.kind = frugal::sim::workload::sharegpt,
+                                         .max_len = static_cast<std::uint32_t>(max_length)}};
     std::vector<request> r(num_requests);
-    for (std::size_t i = 0; i < num_requests; ++i) {
-      r[i].prompt = random_tokens(clip(prompt[i] * prompt_scale, max_length - 1), rng);
-      r[i].output = clip(output[i] * output_scale, max_length - r[i].prompt.size());
+    for (request& q : r) {
+      const frugal::sim::request_lengths l = lengths(rng);
+      q.prompt = random_tokens(l.prompt, rng);
+      q.output = l.output;
     }
     return r;
   }();
