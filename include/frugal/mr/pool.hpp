@@ -425,10 +425,16 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     return heads_[fl * sl_count + std::countr_zero(sl_map)];
   }
 
-  /// Starts loading record i (any index: one that names no record is never dereferenced).
+  /// The address record i would have, computed as an integer: an index that names no record
+  /// (npos, an end mark) gives an address that is never dereferenced, only prefetched (which does
+  /// not fault) or discarded by select().
+  [[gnu::always_inline]] std::uintptr_t record_address(index i) const noexcept {
+    return reinterpret_cast<std::uintptr_t>(blocks_.data()) + std::uintptr_t{i} * sizeof(block);
+  }
+
+  /// Starts loading record i (any index, see record_address).
   [[gnu::always_inline]] void prefetch_record(index i) const noexcept {
-    __builtin_prefetch(reinterpret_cast<const void*>(
-        reinterpret_cast<std::uintptr_t>(blocks_.data()) + std::uintptr_t{i} * sizeof(block)));
+    __builtin_prefetch(reinterpret_cast<const void*>(record_address(i)));
   }
 
   [[gnu::always_inline]] void link_free(index i) noexcept {
@@ -449,10 +455,9 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   /// scratch word for npos. Free lists are short and block sizes random, so a branch on the
   /// list's end would be mispredicted often; a select and a store are cheaper.
   [[gnu::always_inline]] index* prev_free_field(index i) noexcept {
-    const auto record = reinterpret_cast<std::uintptr_t>(blocks_.data()) +
-                        std::uintptr_t{i} * sizeof(block) + offsetof(block, prev_free);
-    return reinterpret_cast<index*>(
-        select(i != npos, record, reinterpret_cast<std::uintptr_t>(&scratch_link_)));
+    return reinterpret_cast<index*>(select(i != npos,
+                                           record_address(i) + offsetof(block, prev_free),
+                                           reinterpret_cast<std::uintptr_t>(&scratch_link_)));
   }
 
   /// `yes ? a : b` without a branch (compilers turn the ternary into one when they cannot tell
@@ -468,8 +473,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     block& b = blocks_[i];
     const index prev = b.prev_free, next = b.next_free;
     const unsigned fl = b.size_class / sl_count, sl = b.size_class % sl_count;
-    const auto prev_link = reinterpret_cast<std::uintptr_t>(blocks_.data()) +
-                           std::uintptr_t{prev} * sizeof(block) + offsetof(block, next_free);
+    const std::uintptr_t prev_link = record_address(prev) + offsetof(block, next_free);
     const auto head = reinterpret_cast<std::uintptr_t>(&heads_[b.size_class]);
     *reinterpret_cast<index*>(select(prev != npos, prev_link, head)) = next;
     *prev_free_field(next) = prev;
@@ -570,19 +574,14 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   [[gnu::always_inline]] void prefetch_neighbours(index i) const noexcept {
     const block& b = blocks_[i];
     const index next = b.next_phys, prev = b.prev_phys;
-    // Integer arithmetic: an index that names no record (npos, an end mark) gives an address
-    // that is never dereferenced, and a prefetch does not fault. No branch on the neighbours'
-    // state, which is random: an allocated block's free-list links are npos.
-    const auto base = reinterpret_cast<std::uintptr_t>(blocks_.data());
-    const auto record = [base](index j) {
-      return reinterpret_cast<const void*>(base + std::uintptr_t{j} * sizeof(block));
-    };
-    __builtin_prefetch(record(next));
-    __builtin_prefetch(record(prev));
+    // No branch on the neighbours' state, which is random: an allocated block's free-list links
+    // are npos, which prefetch_record takes.
+    prefetch_record(next);
+    prefetch_record(prev);
     for (const index n : {next, prev}) {
       if (is_end(n)) continue;  // npos too: rare, so well predicted
-      __builtin_prefetch(record(blocks_[n].prev_free));
-      __builtin_prefetch(record(blocks_[n].next_free));
+      prefetch_record(blocks_[n].prev_free);
+      prefetch_record(blocks_[n].next_free);
     }
   }
 
