@@ -59,6 +59,59 @@ TEST_CASE("pool: freed space is reused before growing") {
   pool.deallocate(big, 1 << 20);
 }
 
+TEST_CASE("pool: a remainder under 1/8 of a block stays with it, except at the segment's end") {
+  budget_resource upstream;
+  budget_pool pool{frugal::ref(upstream), {.initial_size = 1 << 20}};
+  void* hole = pool.allocate(64 << 10);
+  void* fence = pool.allocate(1024);  // keeps the hole from merging with the free tail
+  pool.deallocate(hole, 64 << 10);
+
+  // 60 KiB from the 64 KiB hole: the 4 KiB left (1/16 of it) is not split off.
+  void* a = pool.allocate(60 << 10);
+  CHECK(a == hole);
+  auto segments = pool.segments();
+  REQUIRE(segments.size() == 1);
+  REQUIRE(segments[0].blocks.size() == 3);
+  CHECK(segments[0].blocks[0].size == (64u << 10));
+  CHECK(segments[0].blocks[0].requested == (60u << 10));
+  CHECK(pool.stats().bytes_in_use == (60u << 10) + 1024);
+  CHECK(pool.is_valid());
+
+  // The block is freed with the size asked for; the kept granules are no part of the request.
+  capture_misuse capture;
+  const auto before = pool.stats();
+  pool.deallocate(a, 64 << 10);
+  REQUIRE(capture_misuse::reports().size() == 1);
+  CHECK(capture_misuse::reports()[0].kind == frugal::misuse_kind::size_mismatch);
+  CHECK(capture_misuse::reports()[0].message.find("allocated with 61440 bytes") !=
+        std::string::npos);
+  CHECK(pool.stats() == before);
+  pool.deallocate(a, 60 << 10);
+  CHECK(pool.is_valid());
+
+  // 56 KiB leaves 8 KiB, 1/8 of the hole: split off and free.
+  void* b = pool.allocate(56 << 10);
+  segments = pool.segments();
+  REQUIRE(segments[0].blocks.size() == 4);
+  CHECK(segments[0].blocks[0].size == (56u << 10));
+  CHECK(segments[0].blocks[1].free);
+  CHECK(segments[0].blocks[1].size == (8u << 10));
+
+  // At the end of the segment a small remainder is split off all the same: it is where the
+  // segment grows, and the free tail must stay whole for that.
+  const std::size_t tail = pool.stats().largest_free_block;
+  void* c = pool.allocate(tail - 1024);
+  segments = pool.segments();
+  CHECK(segments[0].blocks.back().free);
+  CHECK(segments[0].blocks.back().size == 1024);
+  CHECK(pool.is_valid());
+  for (auto [p, n] : {std::pair{b, std::size_t{56} << 10}, std::pair{c, tail - 1024},
+                      std::pair{fence, std::size_t{1024}}})
+    pool.deallocate(p, n);
+  CHECK(pool.stats().largest_free_block == (1u << 20));
+  CHECK(pool.is_valid());
+}
+
 TEST_CASE("pool: any power-of-two alignment") {
   pool_resource<frugal::host_resource> pool{frugal::host_resource{}};
   std::vector<std::pair<void*, std::size_t>> live;

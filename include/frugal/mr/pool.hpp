@@ -207,7 +207,6 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     bytes_in_use_ -= bytes;
     --allocations_;
     blocks_[i].is_free = true;
-    prefetch_neighbours(i);
     i = merge_with_neighbours(i);
     link_free(i);
     FRUGAL_ASSERT_EXPENSIVE(is_valid(), "pool_resource corrupted by deallocate");
@@ -282,6 +281,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   static constexpr unsigned sl_count = 1u << sl_bits;
   static constexpr unsigned fl_count = 33 - sl_bits;  // granule counts are 32-bit
   static constexpr unsigned granule_shift = 8;
+  static constexpr unsigned keep_shift = 3;  // remainders under 1/8 of a block are not split off
   static_assert((std::size_t{1} << granule_shift) == granularity);
 
   /// One contiguous range of a segment. Physical neighbours link the blocks of a segment in
@@ -291,13 +291,18 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     std::uintptr_t address = 0;
     std::uint32_t granules = 0;
     index prev_phys = npos, next_phys = npos;
+    // Free-list links while free. While allocated, prev_free holds the granules kept beyond the
+    // request (kept_granules: a remainder too small to split off, see split_back).
     index prev_free = npos, next_free = npos;
     std::uint16_t size_class = 0;  // fl * sl_count + sl, while on a free list
-    std::uint8_t slack = 0;        // size() - bytes requested, while allocated
+    std::uint8_t slack = 0;        // bytes short of the request's last granule, while allocated
     bool is_free = true;
 
     std::size_t size() const noexcept { return std::size_t{granules} << granule_shift; }
-    std::size_t requested() const noexcept { return size() - slack; }
+    index& kept_granules() noexcept { return prev_free; }
+    std::size_t requested() const noexcept {
+      return size() - (std::size_t{prev_free} << granule_shift) - slack;
+    }
     void set_size(std::size_t bytes) noexcept {
       granules = static_cast<std::uint32_t>(bytes >> granule_shift);
     }
@@ -353,11 +358,12 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     }
     unlink_free(i);
     if (align > granularity) i = split_front(i, align);
-    split_back(i, size);
+    const std::uint32_t kept = split_back(i, size);
 
     block& b = blocks_[i];
     b.is_free = false;
-    b.slack = static_cast<std::uint8_t>(b.size() - bytes);
+    b.kept_granules() = kept;
+    b.slack = static_cast<std::uint8_t>(size - bytes);
     pointers_.insert(b.address, i);
     block_bytes_in_use_ += b.size();
     bytes_in_use_ += bytes;
@@ -387,20 +393,18 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     const std::size_t units = bytes >> granule_shift;
     unsigned own_fl, own_sl;
     mapping(units, own_fl, own_sl);
-    const index own_head = heads_[own_fl * sl_count + own_sl];
-    // The good fit comes from the bitmaps alone; its record starts loading now, while the walk
-    // below waits for the records of the request's own class.
+    const unsigned own = own_fl * sl_count + own_sl;
+    // The good fit comes from the bitmaps alone; its record starts loading now.
     const index good = good_fit(units);
     if (good != npos) prefetch_record(good);
-    // Best fit first: the first few blocks of the request's own class (exact below 32 granules),
-    // so that a block freed at one size serves the next request of that size without splitting
-    // a larger one.
-    int near = 4;
-    for (index i = own_head; i != npos && near-- > 0; i = blocks_[i].next_free)
-      if (blocks_[i].granules >= units) return i;
-    if (good != npos) return good;
-    int budget = 64;  // a block of the request's own class may still be large enough
-    for (index i = own_head; i != npos && budget-- > 0; i = blocks_[i].next_free)
+    // Best fit first: the head of the request's own class when it holds the request (exact below
+    // 32 granules), so that a block freed at one size serves the next request of that size
+    // without splitting a larger one. Its size is cached beside the heads: no record is loaded.
+    const index pick = static_cast<index>(select(head_granules_[own] >= units, heads_[own], good));
+    if (pick != npos) [[likely]]
+      return pick;
+    int budget = 64;  // a block further along the request's own class may still be large enough
+    for (index i = heads_[own]; i != npos && budget-- > 0; i = blocks_[i].next_free)
       if (blocks_[i].granules >= units) return i;
     return npos;
   }
@@ -432,6 +436,12 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     return reinterpret_cast<std::uintptr_t>(blocks_.data()) + std::uintptr_t{i} * sizeof(block);
   }
 
+  /// Record i, or for npos a free record of no size that ends its list.
+  [[gnu::always_inline]] const block& record_or_sentinel(index i) const noexcept {
+    return *reinterpret_cast<const block*>(
+        select(i != npos, record_address(i), reinterpret_cast<std::uintptr_t>(&sentinel_)));
+  }
+
   /// Starts loading record i (any index, see record_address).
   [[gnu::always_inline]] void prefetch_record(index i) const noexcept {
     __builtin_prefetch(reinterpret_cast<const void*>(record_address(i)));
@@ -447,6 +457,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     blocks_[i].next_free = head;
     *prev_free_field(head) = i;
     head = i;
+    head_granules_[size_class] = blocks_[i].granules;
     fl_bitmap_ |= std::uint64_t{1} << fl;
     sl_bitmap_[fl] |= 1u << sl;
   }
@@ -477,6 +488,10 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     const auto head = reinterpret_cast<std::uintptr_t>(&heads_[b.size_class]);
     *reinterpret_cast<index*>(select(prev != npos, prev_link, head)) = next;
     *prev_free_field(next) = prev;
+    // A new head brings its size to the cache; an emptied class caches 0 (no request fits).
+    std::uint32_t& cached = head_granules_[b.size_class];
+    cached = static_cast<std::uint32_t>(
+        select(prev == npos, record_or_sentinel(next).granules, cached));
     // The class's list is empty when i was both its head and its tail.
     const std::uint32_t emptied = (prev == npos) & (next == npos);
     sl_bitmap_[fl] &= ~(emptied << sl);
@@ -553,9 +568,15 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   }
 
   /// Splits the tail of block i beyond `size` off as a free block when it is at least a granule.
-  void split_back(index i, std::size_t size) noexcept {
+  /// Returns the granules kept: a remainder under 1/2^keep_shift of the block stays with it
+  /// (except at the end of a segment, where growth extends it), so that a block that nearly fits
+  /// is taken whole. On random sizes that spares most splits and the merges that would follow;
+  /// the waste is bounded by that fraction of the block, and it returns with the block.
+  std::uint32_t split_back(index i, std::size_t size) noexcept {
     const std::size_t rest = blocks_[i].size() - size;
-    if (rest == 0) return;
+    if (rest == 0) return 0;
+    if (rest < (blocks_[i].size() >> keep_shift) && !is_end(blocks_[i].next_phys))
+      return static_cast<std::uint32_t>(rest >> granule_shift);
     const index j = new_node();
     block& b = blocks_[i];
     block& t = blocks_[j];
@@ -567,22 +588,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     b.next_phys = j;
     b.set_size(size);
     link_free(j);
-  }
-
-  /// Starts loading the records a merge may touch (both physical neighbours, then their free-list
-  /// neighbours) so the cache misses overlap instead of following one another.
-  [[gnu::always_inline]] void prefetch_neighbours(index i) const noexcept {
-    const block& b = blocks_[i];
-    const index next = b.next_phys, prev = b.prev_phys;
-    // No branch on the neighbours' state, which is random: an allocated block's free-list links
-    // are npos, which prefetch_record takes.
-    prefetch_record(next);
-    prefetch_record(prev);
-    for (const index n : {next, prev}) {
-      if (is_end(n)) continue;  // npos too: rare, so well predicted
-      prefetch_record(blocks_[n].prev_free);
-      prefetch_record(blocks_[n].next_free);
-    }
+    return 0;
   }
 
   /// Merges free block i with free physical neighbours; returns the surviving record.
@@ -878,9 +884,11 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   bool extends_ = true;
   detail::pointer_map pointers_{2};  // address -> record, for allocated blocks only
   std::array<index, fl_count * sl_count> heads_{};
+  std::array<std::uint32_t, fl_count * sl_count> head_granules_{};  // granules of each head; 0: none
   std::array<std::uint32_t, fl_count> sl_bitmap_{};
   std::uint64_t fl_bitmap_ = 0;
   index scratch_link_ = npos;  // prev_free_field(npos): written, never read
+  block sentinel_{};           // record_or_sentinel(npos): granules 0, next_free npos
   // block_bytes_in_use_ + free blocks' bytes == reserved_; bytes_in_use_ <= block_bytes_in_use_
   std::size_t block_bytes_in_use_ = 0;
   std::size_t reserved_ = 0;
@@ -920,6 +928,8 @@ bool pool_resource<Upstream>::is_valid() const {
         used_bytes += b.size();
         ++used_blocks;
         if (pointers_.find(b.address) != i || b.slack >= granularity) return false;
+        if ((std::uint64_t{b.prev_free} << keep_shift) >= b.granules && b.prev_free != 0)
+          return false;  // kept_granules: under 1/2^keep_shift of the block
       }
       prev_free = b.is_free;
       expect = b.address + b.size();
@@ -932,6 +942,8 @@ bool pool_resource<Upstream>::is_valid() const {
     for (unsigned sl = 0; sl < sl_count; ++sl) {
       const index head = heads_[fl * sl_count + sl];
       if (((sl_bitmap_[fl] >> sl) & 1u) != (head != npos)) return false;
+      if (head_granules_[fl * sl_count + sl] != (head == npos ? 0 : blocks_[head].granules))
+        return false;
       index prev = npos;
       for (index i = head; i != npos; i = blocks_[i].next_free) {
         unsigned f, s;
