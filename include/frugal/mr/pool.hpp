@@ -490,8 +490,8 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     *prev_free_field(next) = prev;
     // A new head brings its size to the cache; an emptied class caches 0 (no request fits).
     std::uint32_t& cached = head_granules_[b.size_class];
-    cached = static_cast<std::uint32_t>(
-        select(prev == npos, record_or_sentinel(next).granules, cached));
+    cached =
+        static_cast<std::uint32_t>(select(prev == npos, record_or_sentinel(next).granules, cached));
     // The class's list is empty when i was both its head and its tail.
     const std::uint32_t emptied = (prev == npos) & (next == npos);
     sl_bitmap_[fl] &= ~(emptied << sl);
@@ -884,7 +884,8 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   bool extends_ = true;
   detail::pointer_map pointers_{2};  // address -> record, for allocated blocks only
   std::array<index, fl_count * sl_count> heads_{};
-  std::array<std::uint32_t, fl_count * sl_count> head_granules_{};  // granules of each head; 0: none
+  std::array<std::uint32_t, fl_count * sl_count>
+      head_granules_{};  // granules of each head; 0: none
   std::array<std::uint32_t, fl_count> sl_bitmap_{};
   std::uint64_t fl_bitmap_ = 0;
   index scratch_link_ = npos;  // prev_free_field(npos): written, never read
