@@ -11,9 +11,9 @@ prefix_index::prefix_index(std::uint32_t num_pages, bool enabled)
 }
 
 void prefix_index::insert(page_id p, std::uint64_t h) noexcept {
-  if (hash_[p] == 0 && map_.find(h) == detail::pointer_map::npos) {
-    map_.insert(h, p);  // capacity reserved for one entry per page
-    hash_[p] = h;
+  if (hash_[p] == 0 && map_.find(h, hash_of_page()) == detail::pointer_map::npos) {
+    hash_[p] = h;  // first: the map reads the key from it
+    map_.insert(h, p, hash_of_page());  // capacity reserved for one entry per page
   }
 }
 
@@ -45,7 +45,7 @@ page_id prefix_index::evict() noexcept {
   // The least recently released cached page (see docs/kv.md#eviction-order).
   const page_id p = head_;
   remove(p);
-  map_.erase(hash_[p]);
+  map_.erase(hash_[p], hash_of_page());
   hash_[p] = 0;
   return p;
 }
@@ -75,15 +75,19 @@ bool prefix_index::is_valid(const page_pool& pages) const {
     prev = p;
   }
   if (prev != tail_ || listed != cached_count_) return false;
-  // Every map entry points at an allocated page carrying that hash, and every hash has one.
+  // Every map entry points at an allocated page carrying a hash, and every hash finds its page.
   bool entries_ok = true;
   std::size_t entries = 0;
-  map_.for_each([&](std::uintptr_t key, std::uint32_t p) {
+  map_.for_each([&](std::uint32_t p) {
     ++entries;
-    if (p >= n || hash_[p] != key || !pages.is_allocated(p)) entries_ok = false;
+    if (p >= n || hash_[p] == 0 || !pages.is_allocated(p)) entries_ok = false;
   });
   std::size_t hashed = 0;
-  for (page_id p = 0; p < n; ++p) hashed += hash_[p] != 0;
+  for (page_id p = 0; p < n; ++p) {
+    if (hash_[p] == 0) continue;
+    ++hashed;
+    if (map_.find(hash_[p], hash_of_page()) != p) return false;
+  }
   return entries_ok && entries == hashed;
 }
 

@@ -1,7 +1,11 @@
-// frugal/detail/pointer_map.hpp: an open-addressing hash map from block address to a 32-bit
-// index, the O(1) "which block is this pointer" lookup behind pool_resource's deallocate.
-//   frugal::detail::pointer_map map;  map.insert(address, 7);  auto i = map.find(address);
-//   map.erase(address);
+// frugal/detail/pointer_map.hpp: an open-addressing hash map from a 64-bit key (a block address,
+// a content hash) to a 32-bit index into the caller's records, which hold the key itself: the O(1)
+// "which block is this pointer" lookup behind pool_resource's deallocate.
+//   std::vector<std::uintptr_t> address_of = {0x1000, 0x2000};
+//   auto key_of = [&](std::uint32_t i) { return address_of[i]; };
+//   frugal::detail::pointer_map map;  map.insert(0x2000, 1, key_of);
+//   std::uint32_t i = map.find(0x2000, key_of);  // 1
+//   map.erase(0x2000, key_of);
 #pragma once
 
 #include <cstddef>
@@ -10,10 +14,14 @@
 
 namespace frugal::detail {
 
-/// Linear probing with backward-shift deletion (no tombstones). The load factor stays at most
-/// 1/2^sparseness: 1/2 by default (16-byte slots, 32 to 64 bytes a key); 1/4 where speed matters
-/// more than host memory (pool_resource), as shorter probe runs keep find and erase predictable.
-/// Key 0 marks an empty slot, so address 0 cannot be stored (no allocator hands it out).
+/// Linear probing with backward-shift deletion (no tombstones). A slot is 8 bytes: 32 bits of the
+/// key (its bits 8-39: addresses are aligned, so the low bits carry nothing) and the index. The
+/// caller's records hold the whole key, and `key_of(index)` returns it, so two keys that share the
+/// 32 bits (block addresses 1 TiB apart) are told apart by reading the record, which the caller
+/// was about to read anyway. The load factor stays at most 1/2^sparseness: 1/2 by default (16 to
+/// 32 host bytes a key); 1/8 where speed matters more than host memory (pool_resource: 64 to 128
+/// bytes a live block), as shorter probe runs keep find and erase predictable. npos cannot be
+/// stored as an index.
 class pointer_map {
  public:
   static constexpr std::uint32_t npos = 0xFFFFFFFFu;
@@ -26,18 +34,23 @@ class pointer_map {
   std::size_t memory_bytes() const noexcept { return slots_.capacity() * sizeof(entry); }
 
   /// O(1) expected. Returns the index stored for `key`, or npos.
-  std::uint32_t find(std::uintptr_t key) const noexcept {
-    for (std::size_t i = slot_of(key);; i = (i + 1) & mask_) {
-      const entry& e = slots_[i];
-      if (e.key == key) return e.value;
-      if (e.key == 0) return npos;
-    }
+  template <class KeyOf>
+  std::uint32_t find(std::uint64_t key, const KeyOf& key_of) const noexcept {
+    const std::size_t i = locate(key, key_of);
+    return i == absent ? npos : slots_[i].value;
   }
 
-  /// Inserts or overwrites. May allocate host memory when the table grows.
-  void insert(std::uintptr_t key, std::uint32_t value) {
-    if (((size_ + 1) << sparseness_) > slots_.size()) rehash(slots_.size() * 2);
-    place(key, value);
+  /// Inserts or overwrites. May allocate host memory when the table grows. `key_of(value)` must
+  /// return `key` once the caller's record is written (insert itself never calls key_of(value)).
+  template <class KeyOf>
+  void insert(std::uint64_t key, std::uint32_t value, const KeyOf& key_of) {
+    const std::size_t i = locate(key, key_of);
+    if (i != absent) {
+      slots_[i].value = value;
+      return;
+    }
+    if (!has_room_for(1)) rehash(slots_.size() * 2);
+    place(tag_of(key), value);
   }
 
   /// Whether `count` more keys fit without rehashing.
@@ -53,47 +66,63 @@ class pointer_map {
   }
 
   /// Removes `key` if present; returns whether it was.
-  bool erase(std::uintptr_t key) noexcept {
-    std::size_t i = slot_of(key);
-    while (slots_[i].key != key) {
-      if (slots_[i].key == 0) return false;
-      i = (i + 1) & mask_;
-    }
-    erase_slot(i);
-    return true;
+  template <class KeyOf>
+  bool erase(std::uint64_t key, const KeyOf& key_of) noexcept {
+    return take(key, key_of) != npos;
   }
 
-  /// Removes `key` and returns its value, or npos (changing nothing) when absent: one probe
+  /// Removes `key` and returns its index, or npos (changing nothing) when absent: one probe
   /// sequence instead of find() then erase().
-  std::uint32_t take(std::uintptr_t key) noexcept {
-    std::size_t i = slot_of(key);
-    while (slots_[i].key != key) {
-      if (slots_[i].key == 0) return npos;
-      i = (i + 1) & mask_;
-    }
+  template <class KeyOf>
+  std::uint32_t take(std::uint64_t key, const KeyOf& key_of) noexcept {
+    const std::size_t i = locate(key, key_of);
+    if (i == absent) return npos;
     const std::uint32_t value = slots_[i].value;
     erase_slot(i);
     return value;
   }
 
+  /// Calls f(index) for every index stored.
   template <class F>
   void for_each(F&& f) const {
     for (const entry& e : slots_)
-      if (e.key != 0) f(e.key, e.value);
+      if (e.value != npos) f(e.value);
   }
 
  private:
   struct entry {
-    std::uintptr_t key = 0;
-    std::uint32_t value = 0;
+    std::uint32_t tag = 0;
+    std::uint32_t value = npos;  // npos: empty
   };
+  static constexpr std::size_t absent = ~std::size_t{0};
+
+  static std::uint32_t tag_of(std::uint64_t key) noexcept {
+    return static_cast<std::uint32_t>(key >> 8);
+  }
+
+  std::size_t slot_of(std::uint32_t tag) const noexcept {
+    // Fibonacci hashing of the tag: the home slot follows from the slot's own contents, so
+    // erase_slot never needs the whole key.
+    return static_cast<std::size_t>((std::uint64_t{tag} * 0x9E3779B97F4A7C15ull) >> shift_);
+  }
+
+  /// The slot holding `key`, or absent.
+  template <class KeyOf>
+  std::size_t locate(std::uint64_t key, const KeyOf& key_of) const noexcept {
+    const std::uint32_t tag = tag_of(key);
+    for (std::size_t i = slot_of(tag);; i = (i + 1) & mask_) {
+      const entry& e = slots_[i];
+      if (e.value == npos) return absent;
+      if (e.tag == tag && key_of(e.value) == key) return i;
+    }
+  }
 
   void erase_slot(std::size_t i) noexcept {
     // Backward shift: move later entries of the probe run into the hole when that keeps them
     // reachable from their home slot.
     std::size_t hole = i;
-    for (std::size_t j = (hole + 1) & mask_; slots_[j].key != 0; j = (j + 1) & mask_) {
-      const std::size_t home = slot_of(slots_[j].key);
+    for (std::size_t j = (hole + 1) & mask_; slots_[j].value != npos; j = (j + 1) & mask_) {
+      const std::size_t home = slot_of(slots_[j].tag);
       if (((j - home) & mask_) >= ((j - hole) & mask_)) {
         slots_[hole] = slots_[j];
         hole = j;
@@ -103,16 +132,12 @@ class pointer_map {
     --size_;
   }
 
-  std::size_t slot_of(std::uintptr_t key) const noexcept {
-    // Fibonacci hashing; addresses are aligned, so the low bits carry no information.
-    return static_cast<std::size_t>(((key >> 8) * 0x9E3779B97F4A7C15ull) >> shift_);
-  }
-
-  void place(std::uintptr_t key, std::uint32_t value) noexcept {
-    std::size_t i = slot_of(key);
-    while (slots_[i].key != 0 && slots_[i].key != key) i = (i + 1) & mask_;
-    if (slots_[i].key == 0) ++size_;
-    slots_[i] = entry{key, value};
+  /// Puts an absent key in the first empty slot of its probe run.
+  void place(std::uint32_t tag, std::uint32_t value) noexcept {
+    std::size_t i = slot_of(tag);
+    while (slots_[i].value != npos) i = (i + 1) & mask_;
+    slots_[i] = entry{tag, value};
+    ++size_;
   }
 
   void rehash(std::size_t capacity) {
@@ -123,7 +148,7 @@ class pointer_map {
     for (std::size_t c = capacity; c > 1; c >>= 1) --shift_;
     size_ = 0;
     for (const entry& e : old)
-      if (e.key != 0) place(e.key, e.value);
+      if (e.value != npos) place(e.tag, e.value);
   }
 
   std::vector<entry> slots_;

@@ -32,7 +32,7 @@ class prefix_index {
 
   /// @brief The page registered under hash `h`, or no_page.
   page_id find(std::uint64_t h) const noexcept {
-    const std::uint32_t p = map_.find(h);
+    const std::uint32_t p = map_.find(h, hash_of_page());
     return p == detail::pointer_map::npos ? no_page : p;
   }
   /// @brief The hash `p` is registered under; 0 for none.
@@ -82,6 +82,13 @@ class prefix_index {
   void reset_map();
 
   bool enabled_;
+  /// The map's view of the pages: the hash page p carries.
+  struct page_hash_of {
+    const std::vector<std::uint64_t>* hash;
+    std::uint64_t operator()(std::uint32_t p) const noexcept { return (*hash)[p]; }
+  };
+  page_hash_of hash_of_page() const noexcept { return {&hash_}; }
+
   std::vector<std::uint64_t> hash_;   // per page: content hash while registered (0: none)
   std::vector<page_id> prev_, next_;  // the eviction queue, head evicted first
   page_id head_ = no_page, tail_ = no_page;

@@ -193,13 +193,13 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
                   [[maybe_unused]] std::size_t alignment = default_alignment) noexcept {
     if (p == nullptr) return;
     const auto address = reinterpret_cast<std::uintptr_t>(p);
-    index i = pointers_.take(address);
+    index i = pointers_.take(address, address_of());
     if (i == npos) [[unlikely]] {
       report_unknown(p, bytes);
       return;
     }
     if (blocks_[i].requested() != bytes) [[unlikely]] {
-      pointers_.insert(address, i);  // cannot allocate: the entry's slot was just freed
+      pointers_.insert(address, i, address_of());  // cannot allocate: the entry's slot was just freed
       report_size_mismatch(p, bytes, blocks_[i].requested());
       return;
     }
@@ -364,7 +364,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
     b.is_free = false;
     b.kept_granules() = kept;
     b.slack = static_cast<std::uint8_t>(size - bytes);
-    pointers_.insert(b.address, i);
+    pointers_.insert(b.address, i, address_of());
     block_bytes_in_use_ += b.size();
     bytes_in_use_ += bytes;
     ++allocations_;
@@ -435,6 +435,13 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   [[gnu::always_inline]] std::uintptr_t record_address(index i) const noexcept {
     return reinterpret_cast<std::uintptr_t>(blocks_.data()) + std::uintptr_t{i} * sizeof(block);
   }
+
+  /// The pointer map's view of the records: the address record i starts at.
+  struct record_address_of {
+    const std::vector<block>* blocks;
+    std::uint64_t operator()(index i) const noexcept { return (*blocks)[i].address; }
+  };
+  record_address_of address_of() const noexcept { return {&blocks_}; }
 
   /// Record i, or for npos a free record of no size that ends its list.
   [[gnu::always_inline]] const block& record_or_sentinel(index i) const noexcept {
@@ -882,7 +889,7 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
   /// Whether the upstream is expected to hand out the range after growing_ (true until a piece
   /// lands elsewhere; set again whenever one lands adjacent).
   bool extends_ = true;
-  detail::pointer_map pointers_{2};  // address -> record, for allocated blocks only
+  detail::pointer_map pointers_{3};  // address -> record, for allocated blocks only
   std::array<index, fl_count * sl_count> heads_{};
   std::array<std::uint32_t, fl_count * sl_count>
       head_granules_{};  // granules of each head; 0: none
@@ -924,11 +931,11 @@ bool pool_resource<Upstream>::is_valid() const {
       if (b.is_free) {
         free_bytes += b.size();
         ++free_blocks;
-        if (pointers_.find(b.address) != npos) return false;
+        if (pointers_.find(b.address, address_of()) != npos) return false;
       } else {
         used_bytes += b.size();
         ++used_blocks;
-        if (pointers_.find(b.address) != i || b.slack >= granularity) return false;
+        if (pointers_.find(b.address, address_of()) != i || b.slack >= granularity) return false;
         if ((std::uint64_t{b.prev_free} << keep_shift) >= b.granules && b.prev_free != 0)
           return false;  // kept_granules: under 1/2^keep_shift of the block
       }

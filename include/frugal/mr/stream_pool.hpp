@@ -149,7 +149,7 @@ class stream_pool_resource
                         stream_type stream) noexcept {
     if (p == nullptr) return;
     const auto address = reinterpret_cast<std::uintptr_t>(p);
-    const index i = index_.find(address);
+    const index i = index_.find(address, address_of());
     if (i == npos) [[unlikely]] {
       detail::report_misuse(misuse_kind::unknown_pointer, "stream_pool_resource", p, bytes,
                             "unknown pointer: not allocated from this pool");
@@ -252,7 +252,7 @@ class stream_pool_resource
         for (index i = st.heads[c]; i != npos; i = records_[i].next) {
           const record& r = records_[i];
           if (r.stream != s || r.size_class != c || class_of(r.block_bytes) != c ||
-              r.prev != prev || index_.find(r.address) != i || ++blocks > records_.size())
+              r.prev != prev || index_.find(r.address, address_of()) != i || ++blocks > records_.size())
             return false;
           bytes += r.block_bytes;
           prev = i;
@@ -265,7 +265,7 @@ class stream_pool_resource
       const record& r = records_[i];
       if (r.address == 0) continue;
       ++records;
-      if (index_.find(r.address) != i) return false;
+      if (index_.find(r.address, address_of()) != i) return false;
       if (r.stream == live) {
         ++live_blocks;
         live_bytes += r.requested;
@@ -306,6 +306,13 @@ class stream_pool_resource
     index prev = npos, next = npos;
     std::uint16_t size_class = 0;
   };
+  /// The index's view of the records: the address record i stands for.
+  struct record_address_of {
+    const std::vector<record>* records;
+    std::uint64_t operator()(index i) const noexcept { return (*records)[i].address; }
+  };
+  record_address_of address_of() const noexcept { return {&records_}; }
+
   struct stream_state {
     stream_type stream;
     event_type event;  // recorded at every free on the stream
@@ -495,7 +502,7 @@ class stream_pool_resource
   void release_block(index i) noexcept {
     record& r = records_[i];
     pool_.deallocate(reinterpret_cast<void*>(r.address), r.pool_bytes, r.alignment);
-    index_.take(r.address);
+    index_.take(r.address, address_of());
     r = record{};
     free_records_.push_back(i);  // capacity kept by reserve_record
   }
@@ -529,7 +536,7 @@ class stream_pool_resource
     r.pool_bytes = bytes;
     r.alignment = alignment;
     r.requested = bytes;
-    index_.insert(r.address, i);
+    index_.insert(r.address, i, address_of());
     count_live(bytes);
     return p;
   }
