@@ -12,7 +12,7 @@ prefix_index::prefix_index(std::uint32_t num_pages, bool enabled)
 
 void prefix_index::insert(page_id p, std::uint64_t h) noexcept {
   if (hash_[p] == 0 && map_.find(h, hash_of_page()) == detail::pointer_map::npos) {
-    hash_[p] = h;  // first: the map reads the key from it
+    hash_[p] = h;                       // first: the map reads the key from it
     map_.insert(h, p, hash_of_page());  // capacity reserved for one entry per page
   }
 }

@@ -61,12 +61,13 @@ TEST_CASE("pointer_map: keys that share the stored 32 bits are told apart by the
   }
   CHECK(map.size() == 5);
   for (std::uint64_t k = 1; k <= 5; ++k) CHECK(map.find(0x7000 + k * tib, key_of) == ids[k - 1]);
-  CHECK(map.find(0x7000, key_of) == pointer_map::npos);           // same bits, never inserted
+  CHECK(map.find(0x7000, key_of) == pointer_map::npos);            // same bits, never inserted
   CHECK(map.take(0x7000 + 6 * tib, key_of) == pointer_map::npos);  // nothing changes
   CHECK(map.size() == 5);
   CHECK(map.take(0x7000 + 2 * tib, key_of) == ids[1]);  // from the middle of the run
   CHECK(map.find(0x7000 + 2 * tib, key_of) == pointer_map::npos);
-  for (const std::uint64_t k : {1, 3, 4, 5}) CHECK(map.find(0x7000 + k * tib, key_of) == ids[k - 1]);
+  for (const std::uint64_t k : {1, 3, 4, 5})
+    CHECK(map.find(0x7000 + k * tib, key_of) == ids[k - 1]);
   const std::uint32_t again = r.add(0x7000 + 3 * tib);
   map.insert(0x7000 + 3 * tib, again, key_of);  // overwrites the right one of the equals
   CHECK(map.size() == 4);

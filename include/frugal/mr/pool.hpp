@@ -199,7 +199,8 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
       return;
     }
     if (blocks_[i].requested() != bytes) [[unlikely]] {
-      pointers_.insert(address, i, address_of());  // cannot allocate: the entry's slot was just freed
+      pointers_.insert(address, i,
+                       address_of());  // cannot allocate: the entry's slot was just freed
       report_size_mismatch(p, bytes, blocks_[i].requested());
       return;
     }

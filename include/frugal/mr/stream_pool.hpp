@@ -252,7 +252,8 @@ class stream_pool_resource
         for (index i = st.heads[c]; i != npos; i = records_[i].next) {
           const record& r = records_[i];
           if (r.stream != s || r.size_class != c || class_of(r.block_bytes) != c ||
-              r.prev != prev || index_.find(r.address, address_of()) != i || ++blocks > records_.size())
+              r.prev != prev || index_.find(r.address, address_of()) != i ||
+              ++blocks > records_.size())
             return false;
           bytes += r.block_bytes;
           prev = i;
