@@ -36,21 +36,24 @@ class pointer_map {
   /// O(1) expected. Returns the index stored for `key`, or npos.
   template <class KeyOf>
   std::uint32_t find(std::uint64_t key, const KeyOf& key_of) const noexcept {
-    const std::size_t i = locate(key, key_of);
-    return i == absent ? npos : slots_[i].value;
+    const probe at = locate(key, key_of);
+    return at.found ? slots_[at.slot].value : npos;
   }
 
   /// Inserts or overwrites. May allocate host memory when the table grows. `key_of(value)` must
   /// return `key` once the caller's record is written (insert itself never calls key_of(value)).
   template <class KeyOf>
   void insert(std::uint64_t key, std::uint32_t value, const KeyOf& key_of) {
-    const std::size_t i = locate(key, key_of);
-    if (i != absent) {
-      slots_[i].value = value;
-      return;
+    const probe at = locate(key, key_of);
+    if (at.found) {
+      slots_[at.slot].value = value;
+    } else if (has_room_for(1)) {
+      slots_[at.slot] = entry{tag_of(key), value};  // the first empty slot of the key's run
+      ++size_;
+    } else {
+      rehash(slots_.size() * 2);
+      place(tag_of(key), value);
     }
-    if (!has_room_for(1)) rehash(slots_.size() * 2);
-    place(tag_of(key), value);
   }
 
   /// Whether `count` more keys fit without rehashing.
@@ -75,10 +78,10 @@ class pointer_map {
   /// sequence instead of find() then erase().
   template <class KeyOf>
   std::uint32_t take(std::uint64_t key, const KeyOf& key_of) noexcept {
-    const std::size_t i = locate(key, key_of);
-    if (i == absent) return npos;
-    const std::uint32_t value = slots_[i].value;
-    erase_slot(i);
+    const probe at = locate(key, key_of);
+    if (!at.found) return npos;
+    const std::uint32_t value = slots_[at.slot].value;
+    erase_slot(at.slot);
     return value;
   }
 
@@ -94,7 +97,11 @@ class pointer_map {
     std::uint32_t tag = 0;
     std::uint32_t value = npos;  // npos: empty
   };
-  static constexpr std::size_t absent = ~std::size_t{0};
+  /// Where a search for a key ended: its slot, or the empty slot that ends its probe run.
+  struct probe {
+    std::size_t slot;
+    bool found;
+  };
 
   static std::uint32_t tag_of(std::uint64_t key) noexcept {
     return static_cast<std::uint32_t>(key >> 8);
@@ -106,14 +113,13 @@ class pointer_map {
     return static_cast<std::size_t>((std::uint64_t{tag} * 0x9E3779B97F4A7C15ull) >> shift_);
   }
 
-  /// The slot holding `key`, or absent.
   template <class KeyOf>
-  std::size_t locate(std::uint64_t key, const KeyOf& key_of) const noexcept {
+  probe locate(std::uint64_t key, const KeyOf& key_of) const noexcept {
     const std::uint32_t tag = tag_of(key);
     for (std::size_t i = slot_of(tag);; i = (i + 1) & mask_) {
       const entry& e = slots_[i];
-      if (e.value == npos) return absent;
-      if (e.tag == tag && key_of(e.value) == key) return i;
+      if (e.value == npos) return {i, false};
+      if (e.tag == tag && key_of(e.value) == key) return {i, true};
     }
   }
 

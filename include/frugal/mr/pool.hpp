@@ -199,8 +199,8 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
       return;
     }
     if (blocks_[i].requested() != bytes) [[unlikely]] {
-      pointers_.insert(address, i,
-                       address_of());  // cannot allocate: the entry's slot was just freed
+      // Cannot allocate: the entry's slot was just freed.
+      pointers_.insert(address, i, address_of());
       report_size_mismatch(p, bytes, blocks_[i].requested());
       return;
     }
@@ -301,8 +301,9 @@ class pool_resource : public detail::forward_properties<pool_resource<Upstream>,
 
     std::size_t size() const noexcept { return std::size_t{granules} << granule_shift; }
     index& kept_granules() noexcept { return prev_free; }
+    index kept_granules() const noexcept { return prev_free; }
     std::size_t requested() const noexcept {
-      return size() - (std::size_t{prev_free} << granule_shift) - slack;
+      return size() - (std::size_t{kept_granules()} << granule_shift) - slack;
     }
     void set_size(std::size_t bytes) noexcept {
       granules = static_cast<std::uint32_t>(bytes >> granule_shift);
@@ -937,8 +938,8 @@ bool pool_resource<Upstream>::is_valid() const {
         used_bytes += b.size();
         ++used_blocks;
         if (pointers_.find(b.address, address_of()) != i || b.slack >= granularity) return false;
-        if ((std::uint64_t{b.prev_free} << keep_shift) >= b.granules && b.prev_free != 0)
-          return false;  // kept_granules: under 1/2^keep_shift of the block
+        const index kept = b.kept_granules();  // under 1/2^keep_shift of the block
+        if (kept != 0 && (std::uint64_t{kept} << keep_shift) >= b.granules) return false;
       }
       prev_free = b.is_free;
       expect = b.address + b.size();
