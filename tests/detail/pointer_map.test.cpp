@@ -106,11 +106,11 @@ TEST_CASE("pointer_map: random operations agree with std::unordered_map") {
     std::unordered_map<std::uint64_t, std::uint32_t> model;
     std::mt19937_64 rng(17 + sparseness);
     // Few distinct keys, so that probe runs collide, wrap around the table and shift back; a
-    // quarter of them 1 TiB above another, so that the stored bits collide too.
+    // quarter of the draws 1 TiB higher, so that the same stored bits stand for two keys.
     std::uniform_int_distribution<std::uint64_t> key_of_draw(1, 3000);
     for (int step = 0; step < 200000; ++step) {
       std::uint64_t key = key_of_draw(rng) << 8;
-      if (key % 4 == 0) key += std::uint64_t{1} << 40;
+      if (rng() % 4 == 0) key += std::uint64_t{1} << 40;
       switch (rng() % 4) {
         case 0:
         case 1: {
